@@ -1,0 +1,628 @@
+/**
+ * parseFleet: raw stack config (plain JSON values, as `pulumi.Config#getObject` returns them) in, a
+ * validated `Fleet` with every default filled out, or a `FleetConfigError` listing every problem.
+ *
+ * Contract:
+ * - Runs before any resource is registered, so `pulumi preview` fails fast and touches nothing.
+ * - Reports all problems at once. Each problem names its config path (`nodes[2].address`) and says how
+ *   to fix it. Paths are relative to the project's config namespace (`isar-k3s:`).
+ * - Pure: no I/O, no clock, no Pulumi. Relative artifact paths stay relative; providers resolve them.
+ */
+import {
+  ARCHES,
+  ARTIFACT_KINDS,
+  ArtifactPin,
+  BmcSpec,
+  Delivery,
+  Fleet,
+  HARDWARE,
+  HARDWARE_ARCH,
+  Hardware,
+  HelmChart,
+  MachineArtifacts,
+  NETWORK_PROFILES,
+  NodeSpec,
+  ROLES,
+  SIGNING_METHODS,
+  SshEndpoint,
+  Taint,
+} from "./types";
+import {
+  isIPv4,
+  isIPv4Cidr,
+  isInterfaceName,
+  isLabelKey,
+  isLabelValue,
+  isOpenSshPublicKey,
+  isPort,
+  isRfc1123Label,
+  isRfc1123Subdomain,
+  isUserName,
+  isVersionString,
+  normalizeSha256,
+} from "./checks";
+
+export interface ConfigProblem {
+  path: string;
+  message: string;
+}
+
+export class FleetConfigError extends Error {
+  readonly problems: ConfigProblem[];
+  constructor(problems: ConfigProblem[]) {
+    super(
+      `isar-k3s: ${problems.length} problem${problems.length === 1 ? "" : "s"} in stack config:\n` +
+        problems.map((p) => `  - ${p.path}: ${p.message}`).join("\n"),
+    );
+    this.name = "FleetConfigError";
+    this.problems = problems;
+  }
+}
+
+/** The raw config keys of the `isar-k3s` namespace that make up a fleet. */
+export interface RawFleetConfig {
+  clusterName?: unknown;
+  nodes?: unknown;
+  bmcs?: unknown;
+  artifacts?: unknown;
+  isar?: unknown;
+  k3s?: unknown;
+  swupdate?: unknown;
+  network?: unknown;
+  delivery?: unknown;
+  authorizedKeys?: unknown;
+  workloads?: unknown;
+}
+
+type Obj = Record<string, unknown>;
+
+/** Collects problems while reading; every getter returns a usable fallback so reading goes on. */
+class Reader {
+  readonly problems: ConfigProblem[] = [];
+
+  fail(path: string, message: string): void {
+    this.problems.push({ path, message });
+  }
+
+  obj(v: unknown, path: string, required: boolean): Obj | undefined {
+    if (v === undefined || v === null) {
+      if (required) this.fail(path, "is required: add this object to the stack config");
+      return undefined;
+    }
+    if (typeof v !== "object" || Array.isArray(v)) {
+      this.fail(path, `must be an object (key: value map), got ${describe(v)}`);
+      return undefined;
+    }
+    return v as Obj;
+  }
+
+  arr(v: unknown, path: string): unknown[] {
+    if (v === undefined || v === null) return [];
+    if (!Array.isArray(v)) {
+      this.fail(path, `must be a list, got ${describe(v)}`);
+      return [];
+    }
+    return v;
+  }
+
+  str(o: Obj | undefined, key: string, path: string, dflt?: string): string {
+    const v = o?.[key];
+    if (v === undefined || v === null) {
+      if (dflt === undefined) {
+        this.fail(`${path}.${key}`, "is required");
+        return "";
+      }
+      return dflt;
+    }
+    if (typeof v !== "string") {
+      this.fail(`${path}.${key}`, `must be a string, got ${describe(v)}`);
+      return dflt ?? "";
+    }
+    return v;
+  }
+
+  optStr(o: Obj | undefined, key: string, path: string): string | undefined {
+    const v = o?.[key];
+    if (v === undefined || v === null) return undefined;
+    if (typeof v !== "string") {
+      this.fail(`${path}.${key}`, `must be a string, got ${describe(v)}`);
+      return undefined;
+    }
+    return v;
+  }
+
+  num(o: Obj | undefined, key: string, path: string, dflt: number | undefined, min: number, max: number): number {
+    const v = o?.[key];
+    if (v === undefined || v === null) {
+      if (dflt === undefined) {
+        this.fail(`${path}.${key}`, `is required (an integer ${min}–${max})`);
+        return min;
+      }
+      return dflt;
+    }
+    if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) {
+      this.fail(`${path}.${key}`, `${describe(v)} must be an integer from ${min} to ${max}`);
+      return dflt ?? min;
+    }
+    return v;
+  }
+
+  bool(o: Obj | undefined, key: string, path: string, dflt: boolean): boolean {
+    const v = o?.[key];
+    if (v === undefined || v === null) return dflt;
+    if (typeof v !== "boolean") {
+      this.fail(`${path}.${key}`, `must be true or false, got ${describe(v)}`);
+      return dflt;
+    }
+    return v;
+  }
+
+  oneOf<T extends string>(o: Obj | undefined, key: string, path: string, allowed: readonly T[], dflt?: T): T {
+    const v = this.str(o, key, path, dflt);
+    if (!(allowed as readonly string[]).includes(v)) {
+      if (v !== "" || dflt !== undefined) this.fail(`${path}.${key}`, `${JSON.stringify(v)} is not one of ${allowed.join(" | ")}`);
+      return dflt ?? allowed[0];
+    }
+    return v as T;
+  }
+
+  strList(o: Obj | undefined, key: string, path: string, dflt: string[], check?: (s: string, p: string) => void): string[] {
+    const v = o?.[key];
+    if (v === undefined || v === null) return [...dflt];
+    const items = this.arr(v, `${path}.${key}`);
+    const out: string[] = [];
+    items.forEach((item, i) => {
+      const p = `${path}.${key}[${i}]`;
+      if (typeof item !== "string") this.fail(p, `must be a string, got ${describe(item)}`);
+      else {
+        check?.(item, p);
+        out.push(item);
+      }
+    });
+    return out;
+  }
+
+  unknownKeys(o: Obj | undefined, path: string, known: readonly string[]): void {
+    if (!o) return;
+    for (const k of Object.keys(o)) {
+      if (!known.includes(k)) {
+        this.fail(path ? `${path}.${k}` : k, `unknown key; expected one of ${known.join(", ")} (check the spelling)`);
+      }
+    }
+  }
+}
+
+function describe(v: unknown): string {
+  if (typeof v === "string") return JSON.stringify(v);
+  if (Array.isArray(v)) return "a list";
+  if (v === null) return "null";
+  if (typeof v === "object") return "an object";
+  return `${typeof v} ${JSON.stringify(v)}`;
+}
+
+/** Name-like values that also end up in file names, kubectl arguments and hostnames. */
+function checkLabelName(r: Reader, v: string, path: string, what: string): void {
+  if (!isRfc1123Label(v)) {
+    r.fail(
+      path,
+      `${JSON.stringify(v)} is not a valid ${what}: use 1–63 lowercase letters, digits or '-', starting and ending with a letter or digit (RFC 1123)`,
+    );
+  }
+}
+
+function readSsh(r: Reader, v: unknown, path: string, defaultUser: string): SshEndpoint {
+  const o = r.obj(v, path, false);
+  r.unknownKeys(o, path, ["user", "port", "hostKey"]);
+  const user = r.str(o, "user", path, defaultUser);
+  if (!isUserName(user)) r.fail(`${path}.user`, `${JSON.stringify(user)} is not a valid user name (lowercase letters, digits, '_' or '-')`);
+  const port = o?.port;
+  if (port !== undefined && !isPort(port)) r.fail(`${path}.port`, `${describe(port)} is not a TCP port: use an integer from 1 to 65535`);
+  const hostKey = r.optStr(o, "hostKey", path);
+  if (hostKey !== undefined && !isOpenSshPublicKey(hostKey)) {
+    r.fail(
+      `${path}.hostKey`,
+      'is not an OpenSSH public key line ("ssh-ed25519 AAAA..."): copy the line from /etc/ssh/ssh_host_ed25519_key.pub on the host or from `ssh-keyscan -t ed25519 <address>`',
+    );
+  }
+  return { user, port: isPort(port) ? port : 22, hostKey: hostKey?.trim() };
+}
+
+function readTaint(r: Reader, v: unknown, path: string): Taint | undefined {
+  if (typeof v !== "string") {
+    r.fail(path, `must be a string "key=value:Effect", got ${describe(v)}`);
+    return undefined;
+  }
+  const m = /^([^=:]+)(?:=([^:]*))?:(NoSchedule|PreferNoSchedule|NoExecute)$/.exec(v);
+  if (!m) {
+    r.fail(path, `${JSON.stringify(v)} is not a taint: write "key=value:Effect" or "key:Effect" with Effect NoSchedule, PreferNoSchedule or NoExecute`);
+    return undefined;
+  }
+  const [, key, value, effect] = m;
+  let ok = true;
+  if (!isLabelKey(key)) {
+    r.fail(path, `taint key ${JSON.stringify(key)} is not a valid Kubernetes key ([prefix/]name, name 1–63 of [A-Za-z0-9-_.])`);
+    ok = false;
+  }
+  if (value !== undefined && !isLabelValue(value)) {
+    r.fail(path, `taint value ${JSON.stringify(value)} is not a valid Kubernetes label value (up to 63 of [A-Za-z0-9-_.], alphanumeric ends)`);
+    ok = false;
+  }
+  return ok ? { key, value, effect: effect as Taint["effect"] } : undefined;
+}
+
+function readLabels(r: Reader, v: unknown, path: string): Record<string, string> {
+  const o = r.obj(v, path, false);
+  const out: Record<string, string> = {};
+  for (const [k, val] of Object.entries(o ?? {})) {
+    const p = `${path}.${JSON.stringify(k)}`;
+    if (!isLabelKey(k)) {
+      r.fail(p, `label key ${JSON.stringify(k)} is not valid: [prefix/]name, name 1–63 of [A-Za-z0-9-_.] with alphanumeric ends, prefix a DNS subdomain`);
+      continue;
+    }
+    if (typeof val !== "string") {
+      r.fail(p, `label value must be a string, got ${describe(val)} (quote numbers and booleans)`);
+      continue;
+    }
+    if (!isLabelValue(val)) {
+      r.fail(p, `label value ${JSON.stringify(val)} is not valid: up to 63 of [A-Za-z0-9-_.] with alphanumeric ends`);
+      continue;
+    }
+    out[k] = val;
+  }
+  return out;
+}
+
+function readDelivery(r: Reader, v: unknown, path: string): Delivery {
+  const o = r.obj(v, path, true);
+  const method = r.oneOf(o, "method", path, ["tpi", "swupdate"] as const);
+  if (method === "tpi") {
+    r.unknownKeys(o, path, ["method", "bmc", "slot"]);
+    const bmc = r.str(o, "bmc", path);
+    const slot = r.num(o, "slot", path, undefined, 1, 4);
+    if (o && o.slot !== undefined && (typeof o.slot !== "number" || o.slot < 1 || o.slot > 4)) {
+      // num() already reported it; keep the message specific to Turing Pi slots
+      r.problems[r.problems.length - 1].message += " (a Turing Pi 2 board has slots 1–4)";
+    }
+    return { method, bmc, slot: slot as 1 | 2 | 3 | 4 };
+  }
+  r.unknownKeys(o, path, ["method", "selection"]);
+  const selection = r.optStr(o, "selection", path);
+  if (selection !== undefined && !/^[A-Za-z0-9_-]+,[A-Za-z0-9_-]+$/.test(selection)) {
+    r.fail(`${path}.selection`, `${JSON.stringify(selection)} is not a SWUpdate selection: write "<set>,<mode>", e.g. "stable,main"`);
+  }
+  return { method, selection };
+}
+
+const NODE_KEYS = [
+  "name", "hostname", "role", "arch", "hardware", "address", "storageAddress", "hwRevision", "ssh", "delivery", "labels", "taints",
+] as const;
+
+function readNode(r: Reader, v: unknown, path: string): NodeSpec | undefined {
+  const o = r.obj(v, path, true);
+  if (!o) return undefined;
+  r.unknownKeys(o, path, NODE_KEYS);
+  const name = r.str(o, "name", path);
+  if (name) checkLabelName(r, name, `${path}.name`, "node name");
+  const hostname = r.str(o, "hostname", path, name);
+  if (hostname && o.hostname !== undefined) checkLabelName(r, hostname, `${path}.hostname`, "hostname");
+  const role = r.oneOf(o, "role", path, ROLES);
+  const hardware = r.oneOf(o, "hardware", path, HARDWARE);
+  const arch = r.oneOf(o, "arch", path, ARCHES, HARDWARE_ARCH[hardware]);
+  if (o.arch !== undefined && (ARCHES as readonly string[]).includes(arch) && HARDWARE_ARCH[hardware] !== arch && (HARDWARE as readonly string[]).includes(String(o.hardware))) {
+    r.fail(`${path}.arch`, `${JSON.stringify(arch)} does not match hardware ${hardware}, which is ${HARDWARE_ARCH[hardware]}: fix arch or hardware`);
+  }
+  const address = r.str(o, "address", path);
+  if (address && !isIPv4(address)) r.fail(`${path}.address`, `${JSON.stringify(address)} is not an IPv4 address (four numbers 0–255 joined by dots)`);
+  const storageAddress = r.optStr(o, "storageAddress", path);
+  if (storageAddress !== undefined && !isIPv4(storageAddress)) {
+    r.fail(`${path}.storageAddress`, `${JSON.stringify(storageAddress)} is not an IPv4 address`);
+  }
+  const hwRevision = r.str(o, "hwRevision", path, "1.0");
+  if (!/^[A-Za-z0-9._-]{1,32}$/.test(hwRevision)) {
+    r.fail(`${path}.hwRevision`, `${JSON.stringify(hwRevision)} is not a board revision: use letters, digits, '.', '_' or '-' (e.g. "1.0")`);
+  }
+  const ssh = readSsh(r, o.ssh, `${path}.ssh`, "root");
+  const delivery = readDelivery(r, o.delivery, `${path}.delivery`);
+  const labels = readLabels(r, o.labels, `${path}.labels`);
+  const taints: Taint[] = [];
+  r.arr(o.taints, `${path}.taints`).forEach((t, i) => {
+    const taint = readTaint(r, t, `${path}.taints[${i}]`);
+    if (taint) taints.push(taint);
+  });
+  return { name, hostname, role, arch, hardware, address, storageAddress, hwRevision, ssh, delivery, labels, taints };
+}
+
+function readBmc(r: Reader, v: unknown, path: string): BmcSpec | undefined {
+  const o = r.obj(v, path, true);
+  if (!o) return undefined;
+  r.unknownKeys(o, path, ["name", "address", "ssh", "imageDir"]);
+  const name = r.str(o, "name", path);
+  if (name) checkLabelName(r, name, `${path}.name`, "BMC name");
+  const address = r.str(o, "address", path);
+  if (address && !isIPv4(address)) r.fail(`${path}.address`, `${JSON.stringify(address)} is not an IPv4 address (four numbers 0–255 joined by dots)`);
+  const ssh = readSsh(r, o.ssh, `${path}.ssh`, "root");
+  const imageDir = r.str(o, "imageDir", path, "/mnt/sdcard/isar-k3s");
+  if (!/^\/[A-Za-z0-9._/-]*$/.test(imageDir) || imageDir.split("/").includes("..")) {
+    r.fail(`${path}.imageDir`, `${JSON.stringify(imageDir)} must be an absolute path of [A-Za-z0-9._/-] without '..'`);
+  }
+  return { name, address, ssh, imageDir };
+}
+
+function readPin(r: Reader, v: unknown, path: string, required: boolean): ArtifactPin | undefined {
+  const o = r.obj(v, path, required);
+  if (!o) return undefined;
+  r.unknownKeys(o, path, ["sha256", "path", "url"]);
+  const raw = r.str(o, "sha256", path);
+  const sha256 = normalizeSha256(raw);
+  if (raw && !sha256) {
+    r.fail(
+      `${path}.sha256`,
+      `${JSON.stringify(raw)} is not a sha256: give 64 hex digits (sha256sum) or SRI "sha256-<base64>" (nix hash to-sri); run \`npm run pin\` to compute it`,
+    );
+  }
+  const p = r.optStr(o, "path", path);
+  const url = r.optStr(o, "url", path);
+  if (p === undefined && url === undefined) r.fail(path, "needs a source: set `path` (a file in the ISAR deploy directory) or `url` (http/https)");
+  if (p !== undefined && url !== undefined) r.fail(path, "has both `path` and `url`: keep one");
+  if (p !== undefined && (p === "" || /[\0\n]/.test(p))) r.fail(`${path}.path`, "must be a non-empty file path on one line");
+  if (url !== undefined && !/^https?:\/\/[^\s]+$/.test(url)) r.fail(`${path}.url`, `${JSON.stringify(url)} is not an http(s) URL`);
+  return { sha256: sha256 ?? "", path: p, url };
+}
+
+function readMachineArtifacts(r: Reader, v: unknown, path: string): MachineArtifacts | undefined {
+  const o = r.obj(v, path, true);
+  if (!o) return undefined;
+  r.unknownKeys(o, path, ["machine", "version", "image", "distro", ...ARTIFACT_KINDS.filter((k) => k !== "dtb"), "dtbs"]);
+  const machine = r.str(o, "machine", path);
+  if (machine && !/^[a-z0-9][a-z0-9._-]*$/.test(machine)) r.fail(`${path}.machine`, `${JSON.stringify(machine)} is not an ISAR MACHINE name ([a-z0-9._-])`);
+  const version = r.str(o, "version", path);
+  if (version && !isVersionString(version)) r.fail(`${path}.version`, `${JSON.stringify(version)} is not a version label: use [A-Za-z0-9._+-]`);
+  const image = r.str(o, "image", path, "isar-image-base");
+  const distro = r.str(o, "distro", path, "debian-trixie");
+  for (const [k, val] of [["image", image], ["distro", distro]] as const) {
+    if (!/^[a-z0-9][a-z0-9._-]*$/.test(val)) r.fail(`${path}.${k}`, `${JSON.stringify(val)} must be [a-z0-9._-]`);
+  }
+  const dtbs: ArtifactPin[] = [];
+  r.arr(o.dtbs, `${path}.dtbs`).forEach((d, i) => {
+    const pin = readPin(r, d, `${path}.dtbs[${i}]`, true);
+    if (pin) dtbs.push(pin);
+  });
+  return {
+    machine,
+    version,
+    image,
+    distro,
+    rootfs: readPin(r, o.rootfs, `${path}.rootfs`, true) ?? { sha256: "" },
+    kernel: readPin(r, o.kernel, `${path}.kernel`, true) ?? { sha256: "" },
+    initramfs: readPin(r, o.initramfs, `${path}.initramfs`, false),
+    firmware: readPin(r, o.firmware, `${path}.firmware`, false),
+    wic: readPin(r, o.wic, `${path}.wic`, false),
+    dtbs,
+  };
+}
+
+function duplicates<T>(r: Reader, items: T[], key: (t: T) => string | undefined, path: (i: number) => string, what: string): void {
+  const seen = new Map<string, number>();
+  items.forEach((item, i) => {
+    const k = key(item);
+    if (!k) return;
+    const first = seen.get(k);
+    if (first !== undefined) r.fail(path(i), `duplicate ${what} ${JSON.stringify(k)} (also used by ${path(first)}): each must be unique`);
+    else seen.set(k, i);
+  });
+}
+
+export function parseFleet(raw: RawFleetConfig): Fleet {
+  const r = new Reader();
+
+  const clusterName = typeof raw.clusterName === "string" ? raw.clusterName : raw.clusterName === undefined ? "isar-k3s" : "";
+  if (!isRfc1123Label(clusterName)) r.fail("clusterName", `${describe(raw.clusterName)} is not a valid cluster name (RFC 1123 label)`);
+
+  // nodes
+  const rawNodes = r.arr(raw.nodes, "nodes");
+  if (raw.nodes === undefined) r.fail("nodes", "is required: list the fleet's nodes");
+  const nodeSlots: (NodeSpec | undefined)[] = rawNodes.map((n, i) => readNode(r, n, `nodes[${i}]`));
+  const nodes = nodeSlots.filter((n): n is NodeSpec => n !== undefined);
+  const np = (i: number) => `nodes[${i}]`;
+  duplicates(r, nodeSlots, (n) => n?.name, (i) => `${np(i)}.name`, "node name");
+  duplicates(r, nodeSlots, (n) => n?.hostname, (i) => `${np(i)}.hostname`, "hostname");
+  duplicates(r, nodeSlots, (n) => n?.address, (i) => `${np(i)}.address`, "address");
+
+  // bmcs
+  const bmcSlots = r.arr(raw.bmcs, "bmcs").map((b, i) => readBmc(r, b, `bmcs[${i}]`));
+  const bmcs = bmcSlots.filter((b): b is BmcSpec => b !== undefined);
+  duplicates(r, bmcSlots, (b) => b?.name, (i) => `bmcs[${i}].name`, "BMC name");
+  duplicates(r, bmcSlots, (b) => b?.address, (i) => `bmcs[${i}].address`, "BMC address");
+  nodeSlots.forEach((n, i) => {
+    if (!n) return;
+    const clash = bmcs.findIndex((b) => b.address === n.address && b.ssh.port === n.ssh.port);
+    if (clash >= 0) r.fail(`${np(i)}.address`, `${n.address}:${n.ssh.port} is also bmcs[${clash}]'s address: a node and a BMC cannot share an SSH endpoint`);
+  });
+
+  // delivery references
+  nodeSlots.forEach((n, i) => {
+    if (n?.delivery.method !== "tpi" || !n.delivery.bmc) return;
+    const bmcName = n.delivery.bmc;
+    if (!bmcs.some((b) => b.name === bmcName)) {
+      r.fail(`${np(i)}.delivery.bmc`, `no BMC named ${JSON.stringify(bmcName)}: add it to bmcs or fix the name (known: ${bmcs.map((b) => b.name).join(", ") || "none"})`);
+    }
+  });
+  duplicates(r, nodeSlots, (n) => (n?.delivery.method === "tpi" ? `${n.delivery.bmc} slot ${n.delivery.slot}` : undefined), (i) => `${np(i)}.delivery.slot`, "BMC slot");
+
+  // servers
+  const servers = nodes.filter((n) => n.role === "server");
+  if (rawNodes.length > 0 && servers.length === 0) r.fail("nodes", "has no node with role \"server\": k3s needs at least one server (the first one gets cluster-init)");
+  if (servers.length > 1 && servers.length % 2 === 0) {
+    r.fail("nodes", `has ${servers.length} servers: etcd needs an odd number for quorum (${servers.length} tolerate no more failures than ${servers.length - 1}); make one an agent or add a server`);
+  }
+
+  // artifacts
+  const artObj = r.obj(raw.artifacts, "artifacts", nodes.length > 0) ?? {};
+  const artifacts: Partial<Record<Hardware, MachineArtifacts>> = {};
+  for (const [hw, v] of Object.entries(artObj)) {
+    if (!(HARDWARE as readonly string[]).includes(hw)) {
+      r.fail(`artifacts.${hw}`, `unknown hardware; expected one of ${HARDWARE.join(", ")}`);
+      continue;
+    }
+    const m = readMachineArtifacts(r, v, `artifacts.${hw}`);
+    if (m) artifacts[hw as Hardware] = m;
+  }
+  nodeSlots.forEach((n, i) => {
+    if (!n || !(HARDWARE as readonly string[]).includes(n.hardware)) return;
+    if (!(n.hardware in artObj)) {
+      r.fail(`${np(i)}.hardware`, `no artifact pins for ${n.hardware}: add artifacts.${n.hardware} (rootfs, kernel, ... with sha256) or change the node's hardware`);
+    } else if (n.delivery.method === "tpi" && artifacts[n.hardware] && !artifacts[n.hardware]!.wic) {
+      r.fail(`${np(i)}.delivery`, `tpi flashing needs a disk image: add artifacts.${n.hardware}.wic (the ISAR .wic) or deliver this node with swupdate`);
+    }
+  });
+
+  // isar build settings (optional)
+  let isar: Fleet["isar"];
+  const io = r.obj(raw.isar, "isar", false);
+  if (io) {
+    r.unknownKeys(io, "isar", ["kasDir", "workDir", "buildDir", "dlDir", "sstateDir", "engine", "timeoutSeconds"]);
+    isar = {
+      kasDir: r.str(io, "kasDir", "isar"),
+      workDir: r.optStr(io, "workDir", "isar"),
+      buildDir: r.optStr(io, "buildDir", "isar"),
+      dlDir: r.optStr(io, "dlDir", "isar"),
+      sstateDir: r.optStr(io, "sstateDir", "isar"),
+      engine: r.oneOf(io, "engine", "isar", ["podman", "docker"] as const, "podman"),
+      timeoutSeconds: r.num(io, "timeoutSeconds", "isar", 6 * 3600, 60, 7 * 24 * 3600),
+    };
+  }
+
+  // k3s
+  const ko = r.obj(raw.k3s, "k3s", false);
+  r.unknownKeys(ko, "k3s", [
+    "version", "clusterCidr", "serviceCidr", "clusterDns", "disable", "kubeletArgs", "tlsSan", "secretsEncryption",
+    "protectKernelDefaults", "joinTimeoutSeconds", "drainTimeoutSeconds",
+  ]);
+  const cidr = (key: string, dflt: string) => {
+    const v = r.str(ko, key, "k3s", dflt);
+    if (!isIPv4Cidr(v)) r.fail(`k3s.${key}`, `${JSON.stringify(v)} is not an IPv4 CIDR such as "10.42.0.0/16"`);
+    return v;
+  };
+  const k3s = {
+    version: r.str(ko, "version", "k3s", "v1.31.4+k3s1"),
+    clusterCidr: cidr("clusterCidr", "10.42.0.0/16"),
+    serviceCidr: cidr("serviceCidr", "10.43.0.0/16"),
+    clusterDns: r.str(ko, "clusterDns", "k3s", "10.43.0.10"),
+    disable: r.strList(ko, "disable", "k3s", ["traefik", "servicelb", "local-storage"], (s, p) => {
+      if (!/^[a-z0-9-]+$/.test(s)) r.fail(p, `${JSON.stringify(s)} is not a k3s component name`);
+    }),
+    kubeletArgs: r.strList(ko, "kubeletArgs", "k3s", ["max-pods=50", "system-reserved=cpu=100m,memory=256Mi", "kube-reserved=cpu=100m,memory=256Mi", "eviction-hard=memory.available<100Mi,nodefs.available<10%"], (s, p) => {
+      if (!/^[a-z0-9-]+=[^\s]+$/.test(s)) r.fail(p, `${JSON.stringify(s)} is not a kubelet argument "name=value" (no leading dashes, no spaces)`);
+    }),
+    tlsSan: r.strList(ko, "tlsSan", "k3s", [], (s, p) => {
+      if (!isIPv4(s) && !isRfc1123Subdomain(s)) r.fail(p, `${JSON.stringify(s)} is neither an IPv4 address nor a DNS name`);
+    }),
+    secretsEncryption: r.bool(ko, "secretsEncryption", "k3s", true),
+    protectKernelDefaults: r.bool(ko, "protectKernelDefaults", "k3s", true),
+    joinTimeoutSeconds: r.num(ko, "joinTimeoutSeconds", "k3s", 600, 10, 86400),
+    drainTimeoutSeconds: r.num(ko, "drainTimeoutSeconds", "k3s", 300, 10, 86400),
+  };
+  if (!/^v[0-9]+\.[0-9]+\.[0-9]+\+k3s[0-9]+$/.test(k3s.version)) r.fail("k3s.version", `${JSON.stringify(k3s.version)} is not a k3s version such as "v1.31.4+k3s1"`);
+  if (!isIPv4(k3s.clusterDns)) r.fail("k3s.clusterDns", `${JSON.stringify(k3s.clusterDns)} is not an IPv4 address`);
+
+  // swupdate
+  const so = r.obj(raw.swupdate, "swupdate", false);
+  r.unknownKeys(so, "swupdate", ["version", "certificate", "signing", "encrypt", "compression"]);
+  const swupdate = {
+    version: r.str(so, "version", "swupdate", "1.0.0"),
+    certificate: r.optStr(so, "certificate", "swupdate"),
+    signing: r.oneOf(so, "signing", "swupdate", SIGNING_METHODS, "cms"),
+    encrypt: r.bool(so, "encrypt", "swupdate", false),
+    compression: so?.compression === undefined ? undefined : r.oneOf(so, "compression", "swupdate", ["zlib", "zstd"] as const),
+  };
+  if (!isVersionString(swupdate.version)) r.fail("swupdate.version", `${JSON.stringify(swupdate.version)} is not a version label: use [A-Za-z0-9._+-]`);
+  if (swupdate.certificate !== undefined && !/-----BEGIN CERTIFICATE-----[\s\S]+-----END CERTIFICATE-----/.test(swupdate.certificate)) {
+    r.fail("swupdate.certificate", "is not a PEM certificate (-----BEGIN CERTIFICATE----- ... -----END CERTIFICATE-----)");
+  }
+  const swNodes = nodes.filter((n) => n.delivery.method === "swupdate");
+  if (swNodes.length > 0 && swupdate.certificate === undefined && swupdate.signing === "cms") {
+    r.fail("swupdate.certificate", `is required: nodes ${swNodes.map((n) => n.name).join(", ")} are updated with SWUpdate, which checks the CMS signature against this certificate`);
+  }
+
+  // network
+  const no = r.obj(raw.network, "network", false);
+  r.unknownKeys(no, "network", ["profile", "interface", "bondInterfaces", "k3sVlan", "storageVlan", "prefixLength", "gateway", "dns"]);
+  const network = {
+    profile: r.oneOf(no, "profile", "network", NETWORK_PROFILES, "simple"),
+    interface: r.str(no, "interface", "network", "eth1"),
+    bondInterfaces: r.strList(no, "bondInterfaces", "network", ["eth1", "eth2"], (s, p) => {
+      if (!isInterfaceName(s)) r.fail(p, `${JSON.stringify(s)} is not an interface name (1–15 of [A-Za-z0-9_.-])`);
+    }),
+    k3sVlan: r.num(no, "k3sVlan", "network", 200, 1, 4094),
+    storageVlan: r.num(no, "storageVlan", "network", 100, 1, 4094),
+    prefixLength: r.num(no, "prefixLength", "network", 24, 1, 32),
+    gateway: r.optStr(no, "gateway", "network"),
+    dns: r.strList(no, "dns", "network", [], (s, p) => {
+      if (!isIPv4(s)) r.fail(p, `${JSON.stringify(s)} is not an IPv4 address`);
+    }),
+  };
+  if (!isInterfaceName(network.interface)) r.fail("network.interface", `${JSON.stringify(network.interface)} is not an interface name (1–15 of [A-Za-z0-9_.-])`);
+  if (network.gateway !== undefined && !isIPv4(network.gateway)) r.fail("network.gateway", `${JSON.stringify(network.gateway)} is not an IPv4 address`);
+  if (network.profile !== "simple" && network.k3sVlan === network.storageVlan) {
+    r.fail("network.storageVlan", `equals k3sVlan (${network.k3sVlan}): the ${network.profile} profile needs two different VLAN ids`);
+  }
+  if (network.profile === "bonding-vlans" && network.bondInterfaces.length < 2) {
+    r.fail("network.bondInterfaces", "bonding-vlans needs at least two member interfaces");
+  }
+  if (network.profile !== "simple") {
+    nodeSlots.forEach((n, i) => {
+      if (n && n.storageAddress === undefined) r.fail(`${np(i)}.storageAddress`, `is required with network profile ${network.profile} (the node's address on VLAN ${network.storageVlan})`);
+    });
+  }
+
+  // delivery
+  const dO = r.obj(raw.delivery, "delivery", false);
+  r.unknownKeys(dO, "delivery", ["flashTimeoutSeconds", "bootTimeoutSeconds", "maxAgentsInFlight"]);
+  const delivery = {
+    flashTimeoutSeconds: r.num(dO, "flashTimeoutSeconds", "delivery", 3600, 1, 86400),
+    bootTimeoutSeconds: r.num(dO, "bootTimeoutSeconds", "delivery", 900, 1, 86400),
+    maxAgentsInFlight: r.num(dO, "maxAgentsInFlight", "delivery", 2, 1, 64),
+  };
+
+  // keys baked into images
+  const authorizedKeys: string[] = [];
+  r.arr(raw.authorizedKeys, "authorizedKeys").forEach((k, i) => {
+    if (typeof k !== "string" || !isOpenSshPublicKey(k)) {
+      r.fail(`authorizedKeys[${i}]`, "is not an OpenSSH public key line (the contents of a .pub file)");
+    } else authorizedKeys.push(k.trim());
+  });
+  if (nodes.length > 0 && authorizedKeys.length === 0 && raw.authorizedKeys === undefined) {
+    r.fail("authorizedKeys", "is required: list the public key(s) that may log in to the nodes (the deploy key's .pub at least)");
+  }
+
+  // workloads
+  const wo = r.obj(raw.workloads, "workloads", false);
+  r.unknownKeys(wo, "workloads", ["namespaces", "manifests", "helmCharts"]);
+  const helmCharts: HelmChart[] = [];
+  r.arr(wo?.helmCharts, "workloads.helmCharts").forEach((h, i) => {
+    const p = `workloads.helmCharts[${i}]`;
+    const ho = r.obj(h, p, true);
+    if (!ho) return;
+    r.unknownKeys(ho, p, ["name", "chart", "repo", "version", "namespace", "values"]);
+    const name = r.str(ho, "name", p);
+    if (name) checkLabelName(r, name, `${p}.name`, "release name");
+    const namespace = r.str(ho, "namespace", p, "default");
+    checkLabelName(r, namespace, `${p}.namespace`, "namespace");
+    helmCharts.push({
+      name,
+      chart: r.str(ho, "chart", p),
+      repo: r.optStr(ho, "repo", p),
+      version: r.optStr(ho, "version", p),
+      namespace,
+      values: (r.obj(ho.values, `${p}.values`, false) ?? {}) as Record<string, unknown>,
+    });
+  });
+  const workloads = {
+    namespaces: r.strList(wo, "namespaces", "workloads", [], (s, p) => checkLabelName(r, s, p, "namespace")),
+    manifests: r.strList(wo, "manifests", "workloads", []),
+    helmCharts,
+  };
+
+  if (r.problems.length > 0) throw new FleetConfigError(r.problems);
+  return { clusterName, nodes, bmcs, artifacts, isar, k3s, swupdate, network, delivery, authorizedKeys, workloads };
+}

@@ -1,0 +1,212 @@
+/**
+ * The fleet model: the one description of a fleet that every later step (artifact import, image
+ * composition, SWUpdate bundles, delivery, k3s join) is derived from.
+ *
+ * Contract: values of these types only come out of `parseFleet` (./parse.ts), which validates the raw
+ * stack config and fills every default. Code that holds a `Fleet` may therefore rely on: unique node
+ * names, hostnames and addresses; RFC 1123 hostnames; an odd number (>= 1) of servers; artifact pins
+ * for every node's hardware; pins as lowercase hex sha256. Secrets (SSH private key, SWUpdate signing
+ * key) are not part of this model: they stay Pulumi secrets and travel separately.
+ */
+
+export const ROLES = ["server", "agent"] as const;
+export type Role = (typeof ROLES)[number];
+
+export const ARCHES = ["arm64", "x86_64"] as const;
+export type Arch = (typeof ARCHES)[number];
+
+export const HARDWARE = ["jetson-orin-nano", "turing-rk1", "turing-cm4", "x86-controller", "qemu-amd64"] as const;
+export type Hardware = (typeof HARDWARE)[number];
+
+/** The architecture each hardware kind runs; a node's `arch` must agree. */
+export const HARDWARE_ARCH: Record<Hardware, Arch> = {
+  "jetson-orin-nano": "arm64",
+  "turing-rk1": "arm64",
+  "turing-cm4": "arm64",
+  "x86-controller": "x86_64",
+  "qemu-amd64": "x86_64",
+};
+
+export const NETWORK_PROFILES = ["simple", "vlans", "bonding-vlans"] as const;
+export type NetworkProfile = (typeof NETWORK_PROFILES)[number];
+
+export const ARTIFACT_KINDS = ["rootfs", "kernel", "initramfs", "dtb", "firmware", "wic"] as const;
+export type ArtifactKind = (typeof ARTIFACT_KINDS)[number];
+
+export const SIGNING_METHODS = ["cms", "rsa", "rsa-pss"] as const;
+export type SigningMethod = (typeof SIGNING_METHODS)[number];
+
+export interface SshEndpoint {
+  /** Login user. */
+  user: string;
+  /** TCP port. */
+  port: number;
+  /** Pinned host key, an OpenSSH public key line ("ssh-ed25519 AAAA..."); absent = learned after our own flash. */
+  hostKey?: string;
+}
+
+export interface TpiDelivery {
+  method: "tpi";
+  /** Name of the BMC (in `bmcs`) whose slot holds this module. */
+  bmc: string;
+  /** Turing Pi 2 slot, 1–4. */
+  slot: 1 | 2 | 3 | 4;
+}
+
+export interface SwupdateDelivery {
+  method: "swupdate";
+  /** SWUpdate selection for A/B layouts ("stable,main"), absent for single-copy layouts. */
+  selection?: string;
+}
+
+export type Delivery = TpiDelivery | SwupdateDelivery;
+
+export interface Taint {
+  key: string;
+  value?: string;
+  effect: "NoSchedule" | "PreferNoSchedule" | "NoExecute";
+}
+
+export interface NodeSpec {
+  name: string;
+  hostname: string;
+  role: Role;
+  arch: Arch;
+  hardware: Hardware;
+  /** IPv4 address the node is reached at and k3s uses as node-ip. */
+  address: string;
+  /** Address on the storage VLAN (vlans / bonding-vlans profiles only). */
+  storageAddress?: string;
+  /** Board revision for SWUpdate hardware compatibility (written to /etc/hwrevision). */
+  hwRevision: string;
+  ssh: SshEndpoint;
+  delivery: Delivery;
+  labels: Record<string, string>;
+  taints: Taint[];
+}
+
+export interface BmcSpec {
+  name: string;
+  address: string;
+  ssh: SshEndpoint;
+  /** Directory on the BMC where images are uploaded before `tpi flash --local`. */
+  imageDir: string;
+}
+
+export interface ArtifactPin {
+  /** Lowercase hex sha256 of the file's bytes. */
+  sha256: string;
+  /** Local file (absolute, or relative to the project directory). Exactly one of path / url is set. */
+  path?: string;
+  /** http(s) URL of a CI artifact store. */
+  url?: string;
+}
+
+export interface MachineArtifacts {
+  /** ISAR MACHINE name (deploy directory name), e.g. "jetson-orin-nano". */
+  machine: string;
+  /** ISAR build version label, e.g. "2025.01.15-build.42". */
+  version: string;
+  /** ISAR image recipe, e.g. "isar-image-base". */
+  image: string;
+  /** ISAR distro, e.g. "debian-trixie". */
+  distro: string;
+  rootfs: ArtifactPin;
+  kernel: ArtifactPin;
+  initramfs?: ArtifactPin;
+  dtbs: ArtifactPin[];
+  firmware?: ArtifactPin;
+  wic?: ArtifactPin;
+}
+
+export interface IsarBuildSettings {
+  /** The ISAR/kas tree (holds kas/base.yml, kas/machine/, kas/image/, kas/network/). */
+  kasDir: string;
+  workDir?: string;
+  buildDir?: string;
+  dlDir?: string;
+  sstateDir?: string;
+  engine: "docker" | "podman";
+  /** Wall-clock limit for one build, seconds. */
+  timeoutSeconds: number;
+}
+
+export interface K3sSettings {
+  version: string;
+  clusterCidr: string;
+  serviceCidr: string;
+  clusterDns: string;
+  disable: string[];
+  kubeletArgs: string[];
+  tlsSan: string[];
+  secretsEncryption: boolean;
+  protectKernelDefaults: boolean;
+  /** Seconds to wait for a node to be Ready after start. */
+  joinTimeoutSeconds: number;
+  /** Seconds to wait for a drain on removal. */
+  drainTimeoutSeconds: number;
+}
+
+export interface SwupdateSettings {
+  /** Bundle version (sw-description `version`). */
+  version: string;
+  /** PEM certificate matching the signing key (public, not secret). */
+  certificate?: string;
+  signing: SigningMethod;
+  /** Encrypt artifacts with AES-256-CBC (key from secret config `swupdateAesKey`). */
+  encrypt: boolean;
+  compression?: "zlib" | "zstd";
+}
+
+export interface NetworkSettings {
+  profile: NetworkProfile;
+  /** Physical interface for `simple` and `vlans`. */
+  interface: string;
+  /** Bond members for `bonding-vlans`. */
+  bondInterfaces: string[];
+  k3sVlan: number;
+  storageVlan: number;
+  prefixLength: number;
+  gateway?: string;
+  dns: string[];
+}
+
+export interface DeliverySettings {
+  /** Seconds allowed for one `tpi flash`. */
+  flashTimeoutSeconds: number;
+  /** Seconds to wait for a node to answer SSH after power-on or reboot. */
+  bootTimeoutSeconds: number;
+  /** How many agents are delivered at once. */
+  maxAgentsInFlight: number;
+}
+
+export interface HelmChart {
+  name: string;
+  chart: string;
+  repo?: string;
+  version?: string;
+  namespace: string;
+  values: Record<string, unknown>;
+}
+
+export interface WorkloadSettings {
+  namespaces: string[];
+  manifests: string[];
+  helmCharts: HelmChart[];
+}
+
+export interface Fleet {
+  /** Stack-specific cluster name, used for kubeconfig context names. */
+  clusterName: string;
+  nodes: NodeSpec[];
+  bmcs: BmcSpec[];
+  artifacts: Partial<Record<Hardware, MachineArtifacts>>;
+  isar?: IsarBuildSettings;
+  k3s: K3sSettings;
+  swupdate: SwupdateSettings;
+  network: NetworkSettings;
+  delivery: DeliverySettings;
+  /** Public keys written to the deploy user's authorized_keys in every image. */
+  authorizedKeys: string[];
+  workloads: WorkloadSettings;
+}
