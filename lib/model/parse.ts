@@ -278,12 +278,13 @@ function readDelivery(r: Reader, v: unknown, path: string): Delivery {
   if (method === "tpi") {
     r.unknownKeys(o, path, ["method", "bmc", "slot"]);
     const bmc = r.str(o, "bmc", path);
-    const slot = r.num(o, "slot", path, undefined, 1, 4);
-    if (o && o.slot !== undefined && (typeof o.slot !== "number" || o.slot < 1 || o.slot > 4)) {
-      // num() already reported it; keep the message specific to Turing Pi slots
-      r.problems[r.problems.length - 1].message += " (a Turing Pi 2 board has slots 1–4)";
+    const raw = o?.slot;
+    const valid = typeof raw === "number" && Number.isInteger(raw) && raw >= 1 && raw <= 4;
+    if (!valid) {
+      r.fail(`${path}.slot`, raw === undefined ? "is required: the Turing Pi 2 slot (1–4) holding this module" : `${describe(raw)} is not a slot: a Turing Pi 2 board has slots 1–4`);
     }
-    return { method, bmc, slot: slot as 1 | 2 | 3 | 4 };
+    // An invalid slot is reported above and kept out of the duplicate-slot check (slot 0).
+    return { method, bmc, slot: (valid ? raw : 0) as 1 | 2 | 3 | 4 };
   }
   r.unknownKeys(o, path, ["method", "selection"]);
   const selection = r.optStr(o, "selection", path);
@@ -447,13 +448,13 @@ export function parseFleet(raw: RawFleetConfig): Fleet {
       r.fail(`${np(i)}.delivery.bmc`, `no BMC named ${JSON.stringify(bmcName)}: add it to bmcs or fix the name (known: ${bmcs.map((b) => b.name).join(", ") || "none"})`);
     }
   });
-  duplicates(r, nodeSlots, (n) => (n?.delivery.method === "tpi" ? `${n.delivery.bmc} slot ${n.delivery.slot}` : undefined), (i) => `${np(i)}.delivery.slot`, "BMC slot");
+  duplicates(r, nodeSlots, (n) => (n?.delivery.method === "tpi" && n.delivery.slot !== (0 as number) ? `${n.delivery.bmc} slot ${n.delivery.slot}` : undefined), (i) => `${np(i)}.delivery.slot`, "BMC slot");
 
   // servers
   const servers = nodes.filter((n) => n.role === "server");
   if (rawNodes.length > 0 && servers.length === 0) r.fail("nodes", "has no node with role \"server\": k3s needs at least one server (the first one gets cluster-init)");
   if (servers.length > 1 && servers.length % 2 === 0) {
-    r.fail("nodes", `has ${servers.length} servers: etcd needs an odd number for quorum (${servers.length} tolerate no more failures than ${servers.length - 1}); make one an agent or add a server`);
+    r.fail("nodes", `has ${servers.length} servers: etcd needs an odd number for quorum (${servers.length} servers tolerate ${Math.floor((servers.length - 1) / 2)} failure(s), the same as ${servers.length - 1}); make one an agent or add a server`);
   }
 
   // artifacts

@@ -1,0 +1,12 @@
+/**
+ * isar-k3s program entry: stack config in, the Fleet component, stack outputs out. No logic here:
+ * validation lives in lib/model, ordering in lib/plan, resources in components/.
+ */
+import { readFleetConfig } from "./components/config";
+import { Fleet } from "./components/fleet";
+
+const { fleet, secrets } = readFleetConfig();
+const cluster = new Fleet(fleet.clusterName, { fleet, secrets });
+
+export const phases = cluster.phases;
+export const nodes = cluster.nodes;
