@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Set up everything isar-k3s needs on a fresh Debian machine (idempotent, fast when already done):
+#   - Debian packages: the real tools the program drives and the tests run (nix, swupdate, kas,
+#     OpenSSH, cpio, e2fsprogs, ...),
+#   - npm dependencies (npm ci; brings Node 22 as node_modules/.bin/node),
+#   - the Pulumi CLI and plugins built from the Go module proxy (scripts/pulumi-toolchain.sh), unless
+#     ISAR_K3S_SKIP_TOOLCHAIN=1 or a `pulumi` is already on PATH and ISAR_K3S_USE_SYSTEM_PULUMI=1.
+# Prints one line per step with its time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(nix-bin swupdate kas openssh-server openssh-client cpio busybox-static e2fsprogs fdisk iproute2 util-linux xz-utils zstd openssl procps psmisc)
+
+step() { printf '[setup] %-40s' "$1"; }
+took() { printf ' %ss\n' "$(( $(date +%s) - $1 ))"; }
+
+t=$(date +%s); step "Debian packages"
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  printf ' installed: %s' "${missing[*]}"
+fi
+took "$t"
+
+t=$(date +%s); step "npm dependencies"
+stamp=node_modules/.isar-k3s-lock.sha256
+want=$(sha256sum package-lock.json | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  npm ci --no-audit --no-fund --loglevel=error >/dev/null
+  echo "$want" > "$stamp"
+fi
+took "$t"
+
+NODE22="$PWD/node_modules/.bin"
+"$NODE22/node" -e 'if (+process.versions.node.split(".")[0] < 22) { console.error("node_modules/.bin/node is not Node 22"); process.exit(1) }'
+
+if [ "${ISAR_K3S_SKIP_TOOLCHAIN:-0}" != 1 ]; then
+  t=$(date +%s); step "Pulumi toolchain (Go-built, cached)"
+  bash scripts/pulumi-toolchain.sh --print-bin-dir > .pulumi-bin-dir 2> .pulumi-toolchain.log || { echo; tail -n 40 .pulumi-toolchain.log; exit 1; }
+  took "$t"
+fi

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Run the whole test suite on a fresh machine: set up (scripts/setup.sh), compile, then jest with the
+# real tools (nix, swupdate, sshd, kas-container, the Go-built Pulumi engine). Extra arguments go to jest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export PATH="$PWD/node_modules/.bin:$PATH"
+if [ -f .pulumi-bin-dir ]; then export PATH="$(cat .pulumi-bin-dir):$PATH"; fi
+tsc -p tsconfig.json
+results=$(mktemp)
+set +e
+jest --ci --json --outputFile="$results" "$@"
+rc=$?
+set -e
+node -e 'const r = require(process.argv[1]); console.log(`${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests} skipped`)' "$results" || true
+rm -f "$results"
+exit $rc
