@@ -42,13 +42,22 @@ describe("parseFleet accepts a valid fleet", () => {
   test("the committed stack files parse", () => {
     const { parse } = require("yaml");
     const fs = require("fs");
-    for (const stack of ["lab"]) {
+    for (const stack of ["lab", "dev"]) {
       const doc = parse(fs.readFileSync(`${__dirname}/../../Pulumi.${stack}.yaml`, "utf8"));
       const raw: Record<string, unknown> = {};
       for (const [k, v] of Object.entries(doc.config)) raw[k.replace(/^isar-k3s:/, "")] = v;
       const fleet = parseFleet(raw);
-      expect(fleet.nodes.filter((n) => n.role === "server")).toHaveLength(3);
-      expect(fleet.nodes.filter((n) => n.delivery.method === "tpi").map((n) => (n.delivery as { slot: number }).slot)).toEqual([1, 2, 3]);
+      const servers = fleet.nodes.filter((n) => n.role === "server").length;
+      const slots = fleet.nodes.filter((n) => n.delivery.method === "tpi").map((n) => (n.delivery as { slot: number }).slot);
+      if (stack === "lab") {
+        expect(servers).toBe(3);
+        expect(slots).toEqual([1, 2, 3]);
+      } else {
+        // dev: both roles and both delivery paths
+        expect(servers).toBe(1);
+        expect(slots).toEqual([1, 3]);
+        expect(fleet.nodes.some((n) => n.delivery.method === "swupdate" && n.role === "agent")).toBe(true);
+      }
     }
   });
 });
