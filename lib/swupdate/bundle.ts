@@ -22,7 +22,7 @@ import * as path from "path";
 import * as crypto from "crypto";
 import type { ArtifactKind, SigningMethod } from "../model/types";
 import { normalizeSha256 } from "../model/checks";
-import { CpioWriter, FileScan, scanBuffer, scanFile, validateEntryName } from "./cpio";
+import { CpioError, CpioWriter, FileScan, scanBuffer, scanFile, validateEntryName, validateEntrySize } from "./cpio";
 import { Compression, SwEntry, SwSection, renderSwDescription } from "./swdescription";
 import { deriveIvt, encryptFile, parseAesKeyFile, signSwDescription, withPrivateDir } from "./sign";
 import { PostUpdateScriptOptions, renderPostUpdateScript } from "./postupdate";
@@ -202,11 +202,16 @@ export async function buildBundle(o: BuildBundleOptions): Promise<BundleResult> 
     const planned: Planned[] = [];
     for (const img of o.images) {
       const name = img.name ?? path.basename(img.path);
-      if (img.compressed) await checkCompressedMagic(img.path, img.compressed);
       let scan: FileScan;
       try {
+        const st = await fs.promises.stat(img.path);
+        if (!st.isFile()) throw new BundleError(`image ${img.path} is not a regular file`);
+        // Refuse before reading gigabytes; AES padding adds at most 16 bytes.
+        validateEntrySize(name, aes ? st.size + 16 - (st.size % 16) : st.size);
+        if (img.compressed) await checkCompressedMagic(img.path, img.compressed);
         scan = await scanFile(img.path);
       } catch (e) {
+        if (e instanceof BundleError || e instanceof CpioError) throw e;
         throw new BundleError(`cannot read image ${img.path}: ${(e as Error).message}`);
       }
       const want = img.sha256 !== undefined ? normalizeSha256(img.sha256) : undefined;
