@@ -1,0 +1,986 @@
+/**
+ * The simulated lab: real OpenSSH hosts on this machine, one BMC with a Turing Pi `tpi`, slot nodes
+ * that boot what was flashed, and SWUpdate nodes. `startLab(spec, dir)` starts one; `Lab.stop()` ends it.
+ *
+ * Each host = its own loopback address + its own sshd (/usr/sbin/sshd -D -e, own ed25519 host key, own
+ * config, key-only auth) running as process 1's child in its own mount, UTS and PID namespaces
+ * (lab/node-init.sh builds the root view: copy-on-write /etc /var /opt /srv, private /root /home /mnt
+ * /boot /tmp /run /dev, per-host /usr/local/bin and /usr/local/sbin, everything else read-only).
+ * Power off = SIGKILL to the host's process 1, which ends every process of the host.
+ *
+ * BMC: the lab serves the BMC daemon ("bmcd") over HTTP on <bmc address>:<bmcdPort>; the `tpi` on the
+ * BMC's PATH (lab/tpi) talks to it. It keeps per-slot eMMC files (<dir>/bmc-<name>/slot<N>.img), power
+ * and USB state, UART buffers; flashing writes the (xz-decompressed) image at `flashRateMBps` and leaves
+ * the node off. Power-on of a slot node with a freshly flashed eMMC wipes the node's state, copies its
+ * identity files out of the image's ext4 root (debugfs) and starts its sshd.
+ *
+ * Guarantees: every wait is bounded; `stop()` kills every host process (their mounts vanish with
+ * their namespaces: nothing to unmount on this machine's side), closes the servers and is idempotent;
+ * if the process running the lab dies, its hosts die with it (PR_SET_PDEATHSIG on unshare, which kills
+ * the namespace's process 1); `ownerPid` / `maxLifetimeMs` bound a lab's life further.
+ */
+import { ChildProcess, execFile, spawn } from "child_process";
+import * as crypto from "crypto";
+import * as fs from "fs";
+import * as http from "http";
+import * as net from "net";
+import * as path from "path";
+import { promisify } from "util";
+import { extractFromImage, findRootFilesystem } from "./image";
+import { LabHostSpec, LabSpec, allocateAddresses, validateSpec } from "./spec";
+
+const execP = promisify(execFile);
+
+/** The project root (holds lab/node-init.sh), from source (lab/) or compiled (bin/lab/). */
+export function projectRoot(): string {
+  let d = __dirname;
+  for (let i = 0; i < 5; i++) {
+    if (fs.existsSync(path.join(d, "lab", "node-init.sh"))) return d;
+    d = path.dirname(d);
+  }
+  throw new Error(`lab: cannot find lab/node-init.sh above ${__dirname}`);
+}
+
+export type LabFault =
+  | { kind: "flash-error"; slot?: number; message?: string }
+  | { kind: "never-boot"; node: string }
+  | { kind: "bmc-unreachable"; bmc?: string };
+
+export interface LabHostInfo {
+  name: string;
+  role: "bmc" | "node";
+  address: string;
+  port: number;
+  user: string;
+  /** Current host key (OpenSSH public key line); undefined for a slot node that never booted. */
+  hostKey?: string;
+  /** The host's private directory on this machine (upper/, fs/, dev/, bin/, sbin/, log). */
+  rootDir: string;
+  tpi?: { bmc: string; slot: number };
+  swupdate?: boolean;
+}
+
+export interface LabStatus {
+  dir: string;
+  hosts: Record<string, LabHostInfo & { up: boolean; powered: boolean; initPid?: number }>;
+  faults: LabFault[];
+}
+
+export interface StartOptions {
+  /** Stop the lab when this process is gone (checked every second). */
+  ownerPid?: number;
+  /** Stop the lab after this long, ms. */
+  maxLifetimeMs?: number;
+  /** Forget keys and disk state left in `dir` by an earlier run. */
+  fresh?: boolean;
+}
+
+interface HostRuntime {
+  spec: LabHostSpec;
+  info: LabHostInfo;
+  dir: string;
+  proc?: ChildProcess;
+  initPid?: number;
+  up: boolean;
+  /** Powered (slot nodes: per the BMC; others: running unless stopped). */
+  powered: boolean;
+  /** eMMC generation last booted (slot nodes). */
+  bootedGeneration?: number;
+  /** Set when stopping on purpose, so the exit handler does not restart. */
+  intentionalStop?: boolean;
+  startSeq: number;
+  uart: string;
+}
+
+interface BmcState {
+  name: string;
+  server?: http.Server;
+  usb: { mode: string; node: number; route: string };
+  generation: Record<number, number>;
+  flashing: Set<number>;
+}
+
+const SLOTS = [1, 2, 3, 4];
+const BOOT_FILES = [
+  "/etc/hostname",
+  "/etc/hwrevision",
+  "/etc/os-release",
+  "/etc/hosts",
+  "/etc/ssh/ssh_host_ed25519_key",
+  "/etc/ssh/ssh_host_ed25519_key.pub",
+  "/etc/ssh/ssh_host_ecdsa_key",
+  "/etc/ssh/ssh_host_ecdsa_key.pub",
+  "/etc/ssh/ssh_host_rsa_key",
+  "/etc/ssh/ssh_host_rsa_key.pub",
+  "/root/.ssh/authorized_keys",
+];
+const BOOT_DIRS = ["/etc/rancher", "/etc/isar-k3s", "/etc/swupdate"];
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** A bound for races: does not keep the process alive. */
+function limit(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms).unref());
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Wait until `address:port` answers with an SSH banner. */
+async function waitForSsh(address: string, port: number, timeoutMs: number, alive: () => boolean): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = "";
+  while (Date.now() < deadline) {
+    if (!alive()) throw new Error(`sshd on ${address}:${port} exited during start`);
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = net.connect({ host: address, port });
+      const t = setTimeout(() => {
+        s.destroy();
+        resolve(false);
+      }, 1000);
+      s.once("data", (d) => {
+        clearTimeout(t);
+        last = d.toString();
+        s.destroy();
+        resolve(d.toString().startsWith("SSH-"));
+      });
+      s.once("error", (e) => {
+        clearTimeout(t);
+        last = e.message;
+        resolve(false);
+      });
+    });
+    if (ok) return;
+    await sleep(50);
+  }
+  throw new Error(`sshd on ${address}:${port} did not answer within ${timeoutMs} ms (${last})`);
+}
+
+async function sshKeygen(file: string, comment: string): Promise<void> {
+  await fs.promises.mkdir(path.dirname(file), { recursive: true });
+  await fs.promises.rm(file, { force: true });
+  await fs.promises.rm(file + ".pub", { force: true });
+  await execP("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", file]);
+}
+
+async function publicKeyOf(privFile: string): Promise<string> {
+  const { stdout } = await execP("ssh-keygen", ["-y", "-f", privFile]);
+  return stdout.trim().split(/\s+/).slice(0, 2).join(" ");
+}
+
+export class Lab {
+  readonly hosts: Record<string, LabHostInfo> = {};
+  /** The lab's deploy key: private key text (authorized on BMCs and always-on nodes) and its files. */
+  deployKey = { privateKey: "", publicKey: "", path: "" };
+  private rt = new Map<string, HostRuntime>();
+  private bmcs = new Map<string, BmcState>();
+  private faults: LabFault[] = [];
+  private stopped = false;
+  private timers: NodeJS.Timeout[] = [];
+  private ctlServer?: net.Server;
+  private readonly root = projectRoot();
+
+  constructor(
+    readonly spec: LabSpec,
+    readonly dir: string,
+  ) {}
+
+  /** The first BMC, or undefined. */
+  get bmc(): (LabHostInfo & { bmcdUrl: string }) | undefined {
+    const b = [...this.rt.values()].find((r) => r.spec.role === "bmc");
+    return b ? { ...b.info, bmcdUrl: `http://${b.info.address}:${this.spec.bmcdPort ?? 80}` } : undefined;
+  }
+
+  private log(msg: string): void {
+    fs.appendFileSync(path.join(this.dir, "lab.log"), `${new Date().toISOString()} ${msg}\n`);
+  }
+
+  // ---------------------------------------------------------------- start
+
+  async start(opts: StartOptions): Promise<void> {
+    validateSpec(this.spec);
+    const dir = this.dir;
+    if (opts.fresh) await fs.promises.rm(dir, { recursive: true, force: true });
+    await fs.promises.mkdir(dir, { recursive: true });
+    const overlaid = ["/etc", "/var", "/opt", "/srv", "/root", "/home", "/mnt", "/boot", "/usr"];
+    const abs = path.resolve(dir);
+    for (const o of overlaid) if (abs === o || abs.startsWith(o + "/")) throw new Error(`lab dir ${abs} is under ${o}, which the lab hosts overlay: use a directory under /tmp or the project (e.g. .lab/dev)`);
+    this.log(`starting lab in ${abs}`);
+
+    // deploy key
+    const deployFile = this.spec.deployKeyFile ? path.resolve(this.spec.deployKeyFile) : path.join(dir, "keys", "deploy_ed25519");
+    if (!fs.existsSync(deployFile)) await sshKeygen(deployFile, "isar-k3s-lab-deploy");
+    this.deployKey = { privateKey: await fs.promises.readFile(deployFile, "utf8"), publicKey: await publicKeyOf(deployFile), path: deployFile };
+
+    for (const h of this.spec.hosts) {
+      const hdir = path.join(dir, "hosts", h.name);
+      const r: HostRuntime = {
+        spec: h,
+        dir: hdir,
+        up: false,
+        powered: false,
+        startSeq: 0,
+        uart: "",
+        info: { name: h.name, role: h.role, address: h.address!, port: h.port ?? 22, user: h.user ?? "root", rootDir: hdir, tpi: h.tpi, swupdate: h.swupdate ? true : undefined },
+      };
+      this.rt.set(h.name, r);
+      this.hosts[h.name] = r.info;
+      for (const d of ["upper", "work", "fs", "dev", "bin", "sbin"]) await fs.promises.mkdir(path.join(hdir, d), { recursive: true });
+      const genFile = path.join(hdir, "booted-generation");
+      if (fs.existsSync(genFile)) r.bootedGeneration = Number(fs.readFileSync(genFile, "utf8"));
+      await this.installTools(r);
+      if (!h.tpi) {
+        await this.prepareAlwaysOn(r);
+      } else {
+        const hk = path.join(hdir, "upper/etc/ssh/ssh_host_ed25519_key.pub");
+        if (fs.existsSync(hk)) r.info.hostKey = (await fs.promises.readFile(hk, "utf8")).trim().split(/\s+/).slice(0, 2).join(" ");
+      }
+    }
+    for (const h of this.spec.hosts.filter((x) => x.role === "bmc")) {
+      const st: BmcState = { name: h.name, usb: { mode: "Device", node: 1, route: "AlternativePort" }, generation: {}, flashing: new Set() };
+      const bdir = path.join(dir, `bmc-${h.name}`);
+      await fs.promises.mkdir(bdir, { recursive: true });
+      for (const s of SLOTS) {
+        const g = path.join(bdir, `slot${s}.generation`);
+        st.generation[s] = fs.existsSync(g) ? Number(fs.readFileSync(g, "utf8")) : 0;
+      }
+      this.bmcs.set(h.name, st);
+      await this.startBmcd(st, this.rt.get(h.name)!);
+    }
+    // start BMCs and always-on nodes (in parallel); slot nodes stay off until tpi powers them on
+    await Promise.all([...this.rt.values()].filter((r) => !r.spec.tpi).map(async (r) => {
+      r.powered = true;
+      await this.bootHost(r);
+    }));
+    if (opts.ownerPid) {
+      const t = setInterval(() => {
+        if (!pidAlive(opts.ownerPid!)) void this.stop();
+      }, 1000);
+      t.unref();
+      this.timers.push(t);
+    }
+    if (opts.maxLifetimeMs) {
+      const t = setTimeout(() => void this.stop(), opts.maxLifetimeMs);
+      t.unref();
+      this.timers.push(t);
+    }
+    await this.writeState();
+    this.log("lab up");
+  }
+
+  /** Per-host tools: reboot/poweroff/halt/shutdown on every host, tpi on BMCs. */
+  private async installTools(r: HostRuntime): Promise<void> {
+    const sbin = path.join(r.dir, "sbin");
+    const rebootSh = "#!/bin/sh\n# isar-k3s lab: simulated reboot. Process 1 of this host (lab/node-init.sh) restarts the host on SIGHUP.\necho 'lab: rebooting' >&2\n(sleep 0.3; kill -HUP 1) </dev/null >/dev/null 2>&1 &\nexit 0\n";
+    const poweroffSh = "#!/bin/sh\n# isar-k3s lab: simulated power off (SIGUSR1 to process 1).\n(sleep 0.3; kill -USR1 1) </dev/null >/dev/null 2>&1 &\nexit 0\n";
+    const shutdownSh = '#!/bin/sh\n# isar-k3s lab: shutdown -r reboots, anything else powers off.\nfor a in "$@"; do case "$a" in -r|--reboot) exec /usr/local/sbin/reboot;; esac; done\nexec /usr/local/sbin/poweroff\n';
+    await fs.promises.writeFile(path.join(sbin, "reboot"), rebootSh, { mode: 0o755 });
+    await fs.promises.writeFile(path.join(sbin, "poweroff"), poweroffSh, { mode: 0o755 });
+    await fs.promises.writeFile(path.join(sbin, "halt"), poweroffSh, { mode: 0o755 });
+    await fs.promises.writeFile(path.join(sbin, "shutdown"), shutdownSh, { mode: 0o755 });
+    if (r.spec.role === "bmc") {
+      const url = `http://${r.info.address}:${this.spec.bmcdPort ?? 80}`;
+      const node = fs.realpathSync(process.execPath);
+      const tpi = path.join(this.root, "lab", "tpi");
+      await fs.promises.writeFile(path.join(r.dir, "bin", "tpi"), `#!/bin/sh\n# isar-k3s lab: the BMC's tpi (lab/tpi) talking to this lab's bmcd.\nTPI_LAB_URL='${url}' exec '${node}' '${tpi}' "$@"\n`, { mode: 0o755 });
+    }
+  }
+
+  /** Map a path of the host's view to its backing file on this machine (host must be off or the file outside overlays). */
+  backingPath(name: string, p: string): string {
+    const r = this.host(name);
+    const top = p.split("/")[1];
+    if (["etc", "var", "opt", "srv"].includes(top)) return path.join(r.dir, "upper", p);
+    if (["root", "home", "mnt", "boot", "tmp", "run"].includes(top)) return path.join(r.dir, "fs", p);
+    if (top === "dev") return path.join(r.dir, p);
+    if (p.startsWith("/usr/local/bin/")) return path.join(r.dir, "bin", p.slice("/usr/local/bin/".length));
+    if (p.startsWith("/usr/local/sbin/")) return path.join(r.dir, "sbin", p.slice("/usr/local/sbin/".length));
+    throw new Error(`lab: ${p} is not a writable path of a lab host`);
+  }
+
+  /** A path that reads the host's file as the host sees it (through its running process 1), or its backing file when off. */
+  hostPath(name: string, p: string): string {
+    const r = this.host(name);
+    if (r.up && r.initPid) return `/proc/${r.initPid}/root${p}`;
+    return this.backingPath(name, p);
+  }
+
+  private host(name: string): HostRuntime {
+    const r = this.rt.get(name);
+    if (!r) throw new Error(`lab: no host named ${name} (hosts: ${[...this.rt.keys()].join(", ")})`);
+    return r;
+  }
+
+  private async writeFileIn(r: HostRuntime, p: string, content: string | Buffer, mode = 0o644): Promise<void> {
+    const f = this.backingPath(r.spec.name, p);
+    await fs.promises.mkdir(path.dirname(f), { recursive: true });
+    await fs.promises.writeFile(f, content, { mode });
+    await fs.promises.chmod(f, mode);
+  }
+
+  /** BMC or SWUpdate node: host key, hostname, authorized keys, devices. Keeps what an earlier run left. */
+  private async prepareAlwaysOn(r: HostRuntime): Promise<void> {
+    const key = this.backingPath(r.spec.name, "/etc/ssh/ssh_host_ed25519_key");
+    if (r.spec.hostKeyFile) {
+      await fs.promises.mkdir(path.dirname(key), { recursive: true });
+      await fs.promises.copyFile(path.resolve(r.spec.hostKeyFile), key);
+      await fs.promises.chmod(key, 0o600);
+      await fs.promises.writeFile(key + ".pub", (await publicKeyOf(key)) + "\n");
+    } else if (!fs.existsSync(key)) await sshKeygen(key, `${r.spec.name}@isar-k3s-lab`);
+    r.info.hostKey = await publicKeyOf(key);
+    const hn = this.backingPath(r.spec.name, "/etc/hostname");
+    if (!fs.existsSync(hn)) await this.writeFileIn(r, "/etc/hostname", (r.spec.hostname ?? r.spec.name) + "\n");
+    if (r.spec.hwRevision && !fs.existsSync(this.backingPath(r.spec.name, "/etc/hwrevision"))) await this.writeFileIn(r, "/etc/hwrevision", r.spec.hwRevision + "\n");
+    const keys = [this.deployKey.publicKey, ...(this.spec.authorizedKeys ?? [])].join("\n") + "\n";
+    await this.authorize(r, keys);
+    if (r.spec.role === "bmc") await fs.promises.mkdir(this.backingPath(r.spec.name, "/mnt/sdcard"), { recursive: true });
+    for (const [dev, size] of Object.entries(r.spec.swupdate?.devices ?? {})) {
+      const f = path.join(r.dir, "dev", dev);
+      if (!fs.existsSync(f)) {
+        await fs.promises.writeFile(f, Buffer.alloc(0));
+        await fs.promises.truncate(f, size);
+      }
+    }
+  }
+
+  /** Ensure the login user exists in the host's view and holds `keys` in its authorized_keys. */
+  private async authorize(r: HostRuntime, keys: string | undefined): Promise<void> {
+    const user = r.info.user;
+    let home = "/root";
+    let uid = 0;
+    let gid = 0;
+    if (user !== "root") {
+      const passwdFile = this.backingPath(r.spec.name, "/etc/passwd");
+      const passwd = fs.existsSync(passwdFile) ? await fs.promises.readFile(passwdFile, "utf8") : await fs.promises.readFile("/etc/passwd", "utf8");
+      const line = passwd.split("\n").find((l) => l.startsWith(user + ":"));
+      if (line) {
+        const f = line.split(":");
+        uid = Number(f[2]);
+        gid = Number(f[3]);
+        home = f[5];
+      } else {
+        const used = new Set(passwd.split("\n").map((l) => Number(l.split(":")[2])));
+        uid = 1000;
+        while (used.has(uid)) uid++;
+        gid = uid;
+        home = `/home/${user}`;
+        await this.writeFileIn(r, "/etc/passwd", passwd.replace(/\n?$/, "\n") + `${user}:x:${uid}:${gid}:isar-k3s lab deploy user:${home}:/bin/bash\n`);
+        const shadowSrc = fs.existsSync(this.backingPath(r.spec.name, "/etc/shadow")) ? this.backingPath(r.spec.name, "/etc/shadow") : "/etc/shadow";
+        const shadow = await fs.promises.readFile(shadowSrc, "utf8");
+        await this.writeFileIn(r, "/etc/shadow", shadow.replace(/\n?$/, "\n") + `${user}:*:19000:0:99999:7:::\n`, 0o640);
+        const group = await fs.promises.readFile(fs.existsSync(this.backingPath(r.spec.name, "/etc/group")) ? this.backingPath(r.spec.name, "/etc/group") : "/etc/group", "utf8");
+        await this.writeFileIn(r, "/etc/group", group.replace(/\n?$/, "\n") + `${user}:x:${gid}:\n`);
+      }
+    }
+    const sshDir = this.backingPath(r.spec.name, `${home}/.ssh`);
+    await fs.promises.mkdir(sshDir, { recursive: true, mode: 0o700 });
+    if (keys !== undefined) await fs.promises.writeFile(path.join(sshDir, "authorized_keys"), keys, { mode: 0o600 });
+    if (uid !== 0) {
+      await fs.promises.chown(this.backingPath(r.spec.name, home), uid, gid);
+      await fs.promises.chown(sshDir, uid, gid);
+      if (fs.existsSync(path.join(sshDir, "authorized_keys"))) await fs.promises.chown(path.join(sshDir, "authorized_keys"), uid, gid);
+    }
+  }
+
+  private sshdConfig(r: HostRuntime): string {
+    return [
+      "# isar-k3s lab sshd config (generated)",
+      `ListenAddress ${r.info.address}:${r.info.port}`,
+      "HostKey /etc/ssh/ssh_host_ed25519_key",
+      "PidFile none",
+      "PasswordAuthentication no",
+      "KbdInteractiveAuthentication no",
+      "PermitRootLogin prohibit-password",
+      "PubkeyAuthentication yes",
+      "UsePAM no",
+      "StrictModes no",
+      "UseDNS no",
+      "PrintMotd no",
+      "MaxStartups 100:30:200",
+      "MaxSessions 100",
+      "ClientAliveInterval 15",
+      "AcceptEnv LANG LC_*",
+      "Subsystem sftp /usr/lib/openssh/sftp-server",
+      "",
+    ].join("\n");
+  }
+
+  // ---------------------------------------------------------------- host processes
+
+  /** Start the host's namespaces and sshd; resolves when sshd answers (bounded). */
+  private async bootHost(r: HostRuntime): Promise<void> {
+    if (this.stopped) return;
+    if (r.proc) return;
+    await this.writeFileIn(r, "/etc/ssh/sshd_config.lab", this.sshdConfig(r));
+    for (const d of ["tmp", "run"]) {
+      await fs.promises.rm(path.join(r.dir, "fs", d), { recursive: true, force: true });
+      await fs.promises.mkdir(path.join(r.dir, "fs", d), { recursive: true });
+    }
+    const logFd = fs.openSync(path.join(r.dir, "log"), "a");
+    const seq = ++r.startSeq;
+    r.intentionalStop = false;
+    const child = spawn(
+      "setpriv",
+      ["--pdeathsig", "KILL", "--", "unshare", "--mount", "--uts", "--pid", "--fork", "--mount-proc", "--propagation", "private", "--kill-child", "--", "bash", path.join(this.root, "lab", "node-init.sh"), r.dir],
+      { stdio: ["ignore", logFd, logFd] },
+    );
+    fs.closeSync(logFd);
+    r.proc = child;
+    const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+    child.once("exit", (code, signal) => {
+      if (r.proc === child) {
+        r.proc = undefined;
+        r.initPid = undefined;
+        r.up = false;
+      }
+      this.log(`${r.spec.name}: host process ended (code ${code}, signal ${signal})`);
+      if (this.stopped || r.intentionalStop || seq !== r.startSeq) return;
+      if (code === 100) {
+        r.uart += "\r\n[  OK  ] Reached target Reboot.\r\nreboot: Restarting system\r\n";
+        setTimeout(() => void this.powerOnHost(r).catch((e) => this.log(`${r.spec.name}: reboot failed: ${e.message}`)), this.spec.bootDelayMs ?? 300).unref();
+      } else {
+        r.powered = false;
+        void this.writeState();
+      }
+    });
+    // the pid of process 1 (unshare's child)
+    const deadline = Date.now() + 5000;
+    while (Date.now() < deadline && r.proc === child) {
+      const kids = fs.existsSync(`/proc/${child.pid}/task/${child.pid}/children`) ? fs.readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, "utf8").trim() : "";
+      if (kids) {
+        r.initPid = Number(kids.split(/\s+/)[0]);
+        break;
+      }
+      await sleep(20);
+    }
+    try {
+      if (!r.initPid) throw new Error("namespace did not start");
+      await waitForSsh(r.info.address, r.info.port, 15_000, () => r.proc === child);
+    } catch (e) {
+      const tail = fs.existsSync(path.join(r.dir, "log")) ? fs.readFileSync(path.join(r.dir, "log"), "utf8").split("\n").slice(-15).join("\n") : "";
+      await this.killHost(r);
+      await Promise.race([exited, limit(3000)]);
+      throw new Error(`lab: host ${r.spec.name} (${r.info.address}:${r.info.port}) did not come up: ${(e as Error).message}\n${tail}`);
+    }
+    r.up = true;
+    const hostname = fs.existsSync(this.hostPath(r.spec.name, "/etc/hostname")) ? fs.readFileSync(this.hostPath(r.spec.name, "/etc/hostname"), "utf8").trim() : r.spec.name;
+    r.uart += `\r\n[    0.000000] Booting Linux on physical CPU 0x0\r\n[    2.104000] EXT4-fs (mmcblk0p1): mounted filesystem\r\n\r\nDebian GNU/Linux ${hostname} ttyS0\r\n\r\n${hostname} login: `;
+    this.log(`${r.spec.name}: up at ${r.info.address}:${r.info.port} (process 1 = ${r.initPid})`);
+    await this.writeState();
+  }
+
+  private async killHost(r: HostRuntime): Promise<void> {
+    const proc = r.proc;
+    if (!proc) return;
+    r.intentionalStop = true;
+    const exited = new Promise<void>((resolve) => (proc.exitCode !== null || proc.signalCode !== null ? resolve() : proc.once("exit", () => resolve())));
+    if (r.initPid) {
+      try {
+        process.kill(r.initPid, "SIGKILL");
+      } catch {
+        /* already gone */
+      }
+    } else proc.kill("SIGKILL");
+    await Promise.race([exited, limit(5000)]);
+    if (r.proc === proc) {
+      proc.kill("SIGKILL");
+      r.proc = undefined;
+    }
+    r.up = false;
+    r.initPid = undefined;
+  }
+
+  /** Power a host on: slot nodes boot the flashed eMMC (if it holds a root filesystem), others restart. */
+  private async powerOnHost(r: HostRuntime): Promise<void> {
+    r.powered = true;
+    if (r.proc) return;
+    if (this.faults.some((f) => f.kind === "never-boot" && f.node === r.spec.name)) {
+      r.uart += "\r\nU-Boot SPL 2017.09\r\nTrying to boot from MMC2\r\n";
+      this.log(`${r.spec.name}: fault never-boot: powered but not booting`);
+      return;
+    }
+    if (r.spec.tpi) {
+      const ok = await this.prepareSlotBoot(r);
+      if (!ok) return;
+    } else if (r.spec.swupdate) {
+      await this.prepareSwupdateBoot(r);
+    }
+    await this.bootHost(r);
+  }
+
+  private emmcPath(bmc: string, slot: number): string {
+    return path.join(this.dir, `bmc-${bmc}`, `slot${slot}.img`);
+  }
+
+  /** Wipe and re-seed a slot node from a newly flashed eMMC. Returns false when there is nothing bootable. */
+  private async prepareSlotBoot(r: HostRuntime): Promise<boolean> {
+    const { bmc, slot } = r.spec.tpi!;
+    const img = this.emmcPath(bmc, slot);
+    const gen = this.bmcs.get(bmc)?.generation[slot] ?? 0;
+    if (!fs.existsSync(img) || gen === 0) {
+      r.uart += "\r\nNo bootable device found\r\n";
+      this.log(`${r.spec.name}: eMMC empty, not booting`);
+      return false;
+    }
+    if (r.bootedGeneration === gen) return true; // same eMMC as last boot: keep state
+    const off = await findRootFilesystem(img);
+    if (off === undefined) {
+      r.uart += "\r\nWrong image format for \"source\" command\r\nNo bootable device found\r\n";
+      this.log(`${r.spec.name}: flashed eMMC has no ext4 root filesystem with /etc, not booting`);
+      return false;
+    }
+    for (const d of ["upper", "work", "fs", "dev"]) {
+      await fs.promises.rm(path.join(r.dir, d), { recursive: true, force: true });
+      await fs.promises.mkdir(path.join(r.dir, d), { recursive: true });
+    }
+    const stage = path.join(r.dir, "stage");
+    await fs.promises.rm(stage, { recursive: true, force: true });
+    await fs.promises.mkdir(stage, { recursive: true });
+    const user = r.info.user;
+    const files = [...BOOT_FILES, ...(user !== "root" ? [`/home/${user}/.ssh/authorized_keys`] : [])];
+    const got = await extractFromImage(img, off, stage, files, BOOT_DIRS);
+    for (const p of got) {
+      const dst = this.backingPath(r.spec.name, p);
+      await fs.promises.mkdir(path.dirname(dst), { recursive: true });
+      await fs.promises.rm(dst, { recursive: true, force: true });
+      await fs.promises.rename(path.join(stage, p), dst);
+    }
+    await fs.promises.rm(stage, { recursive: true, force: true });
+    const key = this.backingPath(r.spec.name, "/etc/ssh/ssh_host_ed25519_key");
+    if (!got.includes("/etc/ssh/ssh_host_ed25519_key")) await sshKeygen(key, `root@${r.spec.name}`); // first boot generates the host key
+    await fs.promises.chmod(key, 0o600);
+    r.info.hostKey = await publicKeyOf(key);
+    await this.authorize(r, undefined);
+    r.bootedGeneration = gen;
+    await fs.promises.writeFile(path.join(r.dir, "booted-generation"), String(gen));
+    this.log(`${r.spec.name}: booting eMMC generation ${gen} (${got.length} files from the image: ${got.join(" ")})`);
+    return true;
+  }
+
+  /** SWUpdate node: boot the most recently written root device if it is newer than what was booted. */
+  private async prepareSwupdateBoot(r: HostRuntime): Promise<void> {
+    const devs = r.spec.swupdate!.rootDevices ?? Object.keys(r.spec.swupdate!.devices);
+    let best: { dev: string; mtime: number } | undefined;
+    for (const d of devs) {
+      const f = path.join(r.dir, "dev", d);
+      if (!fs.existsSync(f)) continue;
+      const m = fs.statSync(f).mtimeMs;
+      if (!best || m > best.mtime) best = { dev: d, mtime: m };
+    }
+    const markFile = path.join(r.dir, "booted-rootdev");
+    const mark = best ? `${best.dev} ${best.mtime}` : "";
+    if (!best || (fs.existsSync(markFile) && fs.readFileSync(markFile, "utf8") === mark)) return;
+    const img = path.join(r.dir, "dev", best.dev);
+    const off = await findRootFilesystem(img);
+    if (off === undefined) return;
+    const stage = path.join(r.dir, "stage");
+    await fs.promises.rm(stage, { recursive: true, force: true });
+    await fs.promises.mkdir(stage, { recursive: true });
+    const got = await extractFromImage(img, off, stage, BOOT_FILES.filter((f) => !f.startsWith("/root/")), BOOT_DIRS);
+    for (const p of got) {
+      const dst = this.backingPath(r.spec.name, p);
+      await fs.promises.mkdir(path.dirname(dst), { recursive: true });
+      await fs.promises.rm(dst, { recursive: true, force: true });
+      await fs.promises.rename(path.join(stage, p), dst);
+    }
+    await fs.promises.rm(stage, { recursive: true, force: true });
+    if (got.includes("/etc/ssh/ssh_host_ed25519_key")) r.info.hostKey = await publicKeyOf(this.backingPath(r.spec.name, "/etc/ssh/ssh_host_ed25519_key"));
+    await fs.promises.writeFile(markFile, mark);
+    this.log(`${r.spec.name}: booting root device /dev/${best.dev} (${got.join(" ")})`);
+  }
+
+  // ---------------------------------------------------------------- public controls
+
+  /** Power a host on (slot nodes: as `tpi power on` would). */
+  async powerOn(name: string): Promise<void> {
+    await this.powerOnHost(this.host(name));
+  }
+
+  /** Cut a host's power: every process of the host ends at once. */
+  async powerOff(name: string): Promise<void> {
+    const r = this.host(name);
+    r.powered = false;
+    await this.killHost(r);
+    await this.writeState();
+  }
+
+  /** Reboot as `reboot` on the host would (power cycle, then boot). */
+  async reboot(name: string): Promise<void> {
+    const r = this.host(name);
+    await this.killHost(r);
+    await sleep(this.spec.bootDelayMs ?? 300);
+    await this.powerOnHost(r);
+  }
+
+  /** Processes of a host (host pids): [{pid, ppid, cmd}]. */
+  processes(name: string): { pid: number; ppid: number; cmd: string }[] {
+    const r = this.host(name);
+    if (!r.initPid) return [];
+    let ns: string;
+    try {
+      ns = fs.readlinkSync(`/proc/${r.initPid}/ns/pid`);
+    } catch {
+      return [];
+    }
+    const out: { pid: number; ppid: number; cmd: string }[] = [];
+    for (const e of fs.readdirSync("/proc")) {
+      if (!/^\d+$/.test(e)) continue;
+      try {
+        if (fs.readlinkSync(`/proc/${e}/ns/pid`) !== ns) continue;
+        const stat = fs.readFileSync(`/proc/${e}/stat`, "utf8");
+        const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+        const cmd = fs.readFileSync(`/proc/${e}/cmdline`, "utf8").split("\0").filter((s) => s).join(" ");
+        out.push({ pid: Number(e), ppid, cmd });
+      } catch {
+        /* process ended */
+      }
+    }
+    return out;
+  }
+
+  /** Pids of the per-connection sshd processes of a host (children of its listening sshd). */
+  sshSessionPids(name: string): number[] {
+    const procs = this.processes(name);
+    const listener = procs.find((p) => p.cmd.includes("sshd") && p.cmd.includes("-D"));
+    if (!listener) return [];
+    return procs.filter((p) => p.ppid === listener.pid && p.cmd.startsWith("sshd:")).map((p) => p.pid);
+  }
+
+  async setFault(f: LabFault): Promise<void> {
+    this.faults.push(f);
+    this.log(`fault set: ${JSON.stringify(f)}`);
+    if (f.kind === "bmc-unreachable") {
+      for (const r of this.rt.values()) if (r.spec.role === "bmc" && (!f.bmc || f.bmc === r.spec.name)) await this.killHost(r);
+    }
+    await this.writeState();
+  }
+
+  async clearFaults(kind?: LabFault["kind"]): Promise<void> {
+    const cleared = this.faults.filter((f) => !kind || f.kind === kind);
+    this.faults = this.faults.filter((f) => kind && f.kind !== kind);
+    this.log(`faults cleared: ${JSON.stringify(cleared)}`);
+    if (cleared.some((f) => f.kind === "bmc-unreachable")) {
+      for (const r of this.rt.values()) if (r.spec.role === "bmc" && !r.proc) await this.bootHost(r);
+    }
+    await this.writeState();
+  }
+
+  status(): LabStatus {
+    const hosts: LabStatus["hosts"] = {};
+    for (const r of this.rt.values()) hosts[r.spec.name] = { ...r.info, up: r.up, powered: r.powered, initPid: r.initPid };
+    return { dir: path.resolve(this.dir), hosts, faults: [...this.faults] };
+  }
+
+  private async writeState(): Promise<void> {
+    if (this.stopped) return;
+    const st = { ...this.status(), pid: process.pid, deployKeyFile: this.deployKey.path, bmcdPort: this.spec.bmcdPort ?? 80 };
+    await fs.promises.writeFile(path.join(this.dir, "lab.json.tmp"), JSON.stringify(st, null, 2));
+    await fs.promises.rename(path.join(this.dir, "lab.json.tmp"), path.join(this.dir, "lab.json"));
+  }
+
+  /** Serve status/stop/fault/power on a unix socket (used by the CLI for a detached lab). */
+  async serveControl(onStop: () => void): Promise<string> {
+    const sock = path.join(this.dir, "ctl.sock");
+    await fs.promises.rm(sock, { force: true });
+    const server = http.createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on("data", (c: Buffer) => chunks.push(c));
+      req.on("end", () => {
+        void (async () => {
+          try {
+            const body = chunks.length ? JSON.parse(Buffer.concat(chunks).toString()) : {};
+            if (req.url === "/status") return void res.end(JSON.stringify(this.status()));
+            if (req.url === "/stop") {
+              res.end("{}");
+              await this.stop();
+              onStop();
+              return;
+            }
+            if (req.url === "/fault") {
+              if (body.clear) await this.clearFaults(body.clear === true ? undefined : body.clear);
+              else await this.setFault(body as LabFault);
+              return void res.end(JSON.stringify(this.status().faults));
+            }
+            if (req.url === "/power") {
+              if (body.action === "on") await this.powerOn(body.host);
+              else if (body.action === "off") await this.powerOff(body.host);
+              else await this.reboot(body.host);
+              return void res.end("{}");
+            }
+            res.statusCode = 404;
+            res.end(JSON.stringify({ error: "unknown request" }));
+          } catch (e) {
+            res.statusCode = 500;
+            res.end(JSON.stringify({ error: (e as Error).message }));
+          }
+        })();
+      });
+    });
+    await new Promise<void>((resolve, reject) => server.listen(sock, resolve).once("error", reject));
+    this.ctlServer = server;
+    return sock;
+  }
+
+  /** Stop every host and server of the lab. Idempotent; bounded (~5 s per host at worst). */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    for (const t of this.timers) clearTimeout(t);
+    await Promise.all([...this.rt.values()].map((r) => this.killHost(r)));
+    for (const b of this.bmcs.values()) {
+      b.server?.closeAllConnections?.();
+      await new Promise<void>((res) => (b.server ? b.server.close(() => res()) : res()));
+    }
+    if (this.ctlServer) {
+      this.ctlServer.close();
+      await fs.promises.rm(path.join(this.dir, "ctl.sock"), { force: true });
+    }
+    for (const r of this.rt.values()) r.powered = false;
+    try {
+      const st = { ...this.status(), stopped: true };
+      fs.writeFileSync(path.join(this.dir, "lab.json"), JSON.stringify(st, null, 2));
+      this.log("lab stopped");
+    } catch {
+      /* dir removed */
+    }
+  }
+
+  // ---------------------------------------------------------------- bmcd
+
+  private slotNode(bmc: string, slot: number): HostRuntime | undefined {
+    return [...this.rt.values()].find((r) => r.spec.tpi?.bmc === bmc && r.spec.tpi.slot === slot);
+  }
+
+  private async startBmcd(st: BmcState, r: HostRuntime): Promise<void> {
+    const server = http.createServer((req, res) => {
+      void this.handleBmcd(st, req, res).catch((e: Error) => {
+        if (!res.headersSent) {
+          res.statusCode = 500;
+          res.end(JSON.stringify({ error: e.message }));
+        } else res.end(`error ${e.message}\n`);
+      });
+    });
+    server.requestTimeout = 0;
+    await new Promise<void>((resolve, reject) => server.listen({ host: r.info.address, port: this.spec.bmcdPort ?? 80, exclusive: true }, resolve).once("error", reject));
+    st.server = server;
+  }
+
+  private async handleBmcd(st: BmcState, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? "/", "http://bmc");
+    const q = url.searchParams;
+    const fail = (code: number, msg: string) => {
+      req.resume();
+      res.statusCode = code;
+      res.end(JSON.stringify({ error: msg }));
+    };
+    const bmcHost = this.host(st.name);
+    if (!bmcHost.up || this.faults.some((f) => f.kind === "bmc-unreachable")) {
+      req.socket.destroy(); // a BMC that is down does not answer
+      return;
+    }
+    const auth = req.headers.authorization;
+    if (auth) {
+      const [u, p] = Buffer.from(auth.replace(/^Basic /, ""), "base64").toString().split(":");
+      if (u !== "root" || p !== (this.spec.bmcPassword ?? "turing")) return fail(401, "authentication failed");
+    }
+    const nodeParam = q.get("node");
+    const node = nodeParam ? Number(nodeParam) : undefined;
+    if (node !== undefined && !SLOTS.includes(node)) return fail(400, `node ${nodeParam} out of range 1-4`);
+    const route = `${req.method} ${url.pathname}`;
+    if (route === "GET /api/power") {
+      const out: Record<string, boolean> = {};
+      for (const s of SLOTS) out[`node${s}`] = this.slotNode(st.name, s)?.powered ?? (this.emptyPower[`${st.name}/${s}`] ?? false);
+      res.end(JSON.stringify(out));
+      return;
+    }
+    if (route === "POST /api/power") {
+      req.resume();
+      const action = q.get("action");
+      const targets = node ? [node] : SLOTS;
+      for (const s of targets) {
+        const r = this.slotNode(st.name, s);
+        if (!r) {
+          this.emptyPower[`${st.name}/${s}`] = action === "on" || action === "reset";
+          continue;
+        }
+        if (action === "off") await this.powerOff(r.spec.name);
+        else if (action === "on") {
+          if (!r.powered || !r.proc) void this.powerOnHost(r).catch((e) => this.log(`${r.spec.name}: boot failed: ${e.message}`));
+        } else if (action === "reset") {
+          await this.killHost(r);
+          void (async () => {
+            await sleep(this.spec.bootDelayMs ?? 300);
+            await this.powerOnHost(r);
+          })().catch((e) => this.log(`${r.spec.name}: boot failed: ${e.message}`));
+        } else return fail(400, `unknown power action ${action}`);
+      }
+      this.log(`bmcd ${st.name}: power ${action} ${node ?? "all"}`);
+      res.end("{}");
+      return;
+    }
+    if (route === "GET /api/usb") return void res.end(JSON.stringify(st.usb));
+    if (route === "POST /api/usb") {
+      req.resume();
+      const mode = q.get("mode") ?? "device";
+      st.usb = { mode: mode[0].toUpperCase() + mode.slice(1), node: node ?? 1, route: q.get("bmc") === "1" ? "Bmc" : "AlternativePort" };
+      return void res.end("{}");
+    }
+    if (route === "GET /api/info") {
+      req.resume();
+      return void res.end(JSON.stringify({ api: "1.1", build_version: "2.0.5-isar-k3s-lab", buildroot: "2023.02", ip: bmcHost.info.address, mac: "02:00:00:00:00:01", version: "2.0.5" }));
+    }
+    if (route === "GET /api/uart" || route === "POST /api/uart") {
+      if (!node) return fail(400, "uart needs --node");
+      const r = this.slotNode(st.name, node);
+      if (route === "GET /api/uart") {
+        req.resume();
+        const out = r?.uart ?? "";
+        if (r) r.uart = "";
+        return void res.end(out);
+      }
+      const chunks: Buffer[] = [];
+      for await (const c of req) chunks.push(c as Buffer);
+      const cmd = Buffer.concat(chunks).toString().replace(/\n$/, "");
+      if (r) {
+        r.uart += cmd + "\r\n";
+        if (r.up && r.initPid) {
+          // the serial console is a root shell on the node
+          const out = await execP("nsenter", ["-t", String(r.initPid), "-m", "-u", "-p", "--", "sh", "-c", cmd], { timeout: 30_000, maxBuffer: 1 << 20 }).then(
+            (o) => o.stdout + o.stderr,
+            (e: { stdout?: string; stderr?: string }) => (e.stdout ?? "") + (e.stderr ?? ""),
+          );
+          r.uart += out.replace(/\n/g, "\r\n") + `root@${r.spec.hostname ?? r.spec.name}:~# `;
+        }
+      }
+      return void res.end("{}");
+    }
+    if (route === "POST /api/reboot") {
+      req.resume();
+      res.end("{}");
+      setTimeout(() => {
+        void (async () => {
+          await this.killHost(bmcHost);
+          await sleep(this.spec.bootDelayMs ?? 300);
+          bmcHost.powered = true;
+          await this.bootHost(bmcHost);
+        })().catch((e) => this.log(`bmc reboot failed: ${e.message}`));
+      }, 100).unref();
+      return;
+    }
+    if (route === "POST /api/flash") return this.flash(st, node, q, req, res);
+    fail(404, `unknown request ${route}`);
+  }
+
+  private emptyPower: Record<string, boolean> = {};
+
+  private async flash(st: BmcState, node: number | undefined, q: URLSearchParams, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    if (!node) {
+      req.resume();
+      res.statusCode = 400;
+      return void res.end(JSON.stringify({ error: "flash needs --node" }));
+    }
+    if (st.flashing.has(node)) {
+      req.resume();
+      res.statusCode = 409;
+      return void res.end(JSON.stringify({ error: `node ${node} is already being flashed` }));
+    }
+    st.flashing.add(node);
+    res.writeHead(200, { "content-type": "text/plain" });
+    const name = q.get("name") ?? "image";
+    const size = Number(q.get("size") ?? 0);
+    const wantSha = q.get("sha256")?.toLowerCase();
+    const fault = this.faults.find((f) => f.kind === "flash-error" && (f.slot === undefined || f.slot === node)) as Extract<LabFault, { kind: "flash-error" }> | undefined;
+    const target = this.slotNode(st.name, node);
+    const emmc = this.emmcPath(st.name, node);
+    const tmp = emmc + ".writing";
+    const rate = (this.spec.flashRateMBps ?? 100) * 1e6;
+    this.log(`bmcd ${st.name}: flashing ${name} (${size} bytes) to node ${node}${fault ? " [fault: flash-error]" : ""}`);
+    try {
+      if (target) await this.powerOff(target.spec.name); // the module is held in flash mode
+      else this.emptyPower[`${st.name}/${node}`] = false;
+      const hash = crypto.createHash("sha256");
+      let received = 0;
+      let written = 0;
+      const t0 = Date.now();
+      let lastReport = 0;
+      const out = fs.createWriteStream(tmp);
+      let source: NodeJS.ReadableStream = req;
+      let xz: ChildProcess | undefined;
+      req.on("data", (c: Buffer) => {
+        received += c.length;
+        hash.update(c);
+      });
+      if (name.endsWith(".xz")) {
+        xz = spawn("xz", ["-dc"], { stdio: ["pipe", "pipe", "pipe"] });
+        req.pipe(xz.stdin!);
+        source = xz.stdout!;
+      }
+      let failure: string | undefined;
+      for await (const chunk of source as AsyncIterable<Buffer>) {
+        if (!out.write(chunk)) await new Promise<void>((r) => out.once("drain", () => r()));
+        written += chunk.length;
+        const ahead = written / rate - (Date.now() - t0) / 1000;
+        if (ahead > 0.005) await sleep(ahead * 1000);
+        if (Date.now() - lastReport > 100) {
+          lastReport = Date.now();
+          res.write(`progress ${Math.min(received, size)} ${size}\n`);
+        }
+        if (fault && received >= size / 2) {
+          failure = fault.message ?? "Failed to write image to the eMMC: I/O error";
+          req.destroy();
+          xz?.kill();
+          break;
+        }
+      }
+      await new Promise<void>((r) => out.end(r));
+      if (!failure && xz) {
+        const code = await new Promise<number | null>((r) => (xz!.exitCode !== null ? r(xz!.exitCode) : xz!.once("exit", r)));
+        if (code !== 0) failure = `could not decompress ${name}: not a valid .xz file`;
+      }
+      if (!failure && size && received !== size) failure = `transfer ended after ${received} of ${size} bytes`;
+      if (!failure && wantSha && q.get("skipCrc") !== "1" && hash.digest("hex") !== wantSha) failure = `checksum mismatch: the image's sha256 is not ${wantSha}`;
+      if (failure) {
+        // a failed flash leaves a module that does not boot
+        const fd = fs.openSync(tmp, "r+");
+        fs.writeSync(fd, Buffer.alloc(Math.min(written, 1 << 20)), 0, Math.min(written, 1 << 20), 0);
+        fs.closeSync(fd);
+      }
+      await fs.promises.rename(tmp, emmc);
+      st.generation[node]++;
+      await fs.promises.writeFile(path.join(this.dir, `bmc-${st.name}`, `slot${node}.generation`), String(st.generation[node]));
+      if (failure) {
+        this.log(`bmcd ${st.name}: flash of node ${node} failed: ${failure}`);
+        res.end(`error ${failure}\n`);
+      } else {
+        res.write(`progress ${size} ${size}\n`);
+        this.log(`bmcd ${st.name}: flashed node ${node}: ${written} bytes in ${Date.now() - t0} ms`);
+        res.end("done\n");
+      }
+    } finally {
+      st.flashing.delete(node);
+      await fs.promises.rm(tmp, { force: true });
+    }
+  }
+}
+
+/** Start a lab described by `spec` in `dir` (created; reused keys and disks unless `fresh`). */
+export async function startLab(spec: LabSpec, dir: string, opts: StartOptions = {}): Promise<Lab> {
+  validateSpec(spec);
+  const resolved = await allocateAddresses(spec);
+  const lab = new Lab(resolved, dir);
+  try {
+    await lab.start(opts);
+  } catch (e) {
+    await lab.stop();
+    throw e;
+  }
+  return lab;
+}

@@ -1,0 +1,75 @@
+#!/bin/bash
+# node-init.sh: process 1 of one simulated lab host. Started by the lab harness as
+#   unshare --mount --uts --pid --fork --mount-proc --propagation private --kill-child -- bash node-init.sh HOSTDIR
+# so it runs in its own mount, UTS and PID namespaces (network and users are shared with this machine:
+# the host is told apart by its own loopback address).
+#
+# It builds the host's root filesystem view, then runs the host's own sshd in the foreground:
+#   /etc /var /opt /srv      overlay: this machine's directory below, HOSTDIR/upper/<d> above (copy-on-write)
+#   /root /home /mnt /boot   HOSTDIR/fs/<d>, private to the host (empty at first)
+#   /tmp /run                HOSTDIR/fs/<d>, emptied at every boot
+#   /dev                     HOSTDIR/dev: null zero full random urandom tty bound from this machine, own
+#                            devpts and shm; any other file there is the host's own "block device" (eMMC
+#                            partitions written by swupdate are plain files in HOSTDIR/dev)
+#   /usr/local/bin, /usr/local/sbin   HOSTDIR/bin, HOSTDIR/sbin: the per-host tool dir on PATH (tpi,
+#                            reboot/poweroff, and later k3s/kubectl stand-ins)
+#   everything else          this machine's files, READ-ONLY (/usr, /work, /nix, ...)
+# Exit codes (read by the harness): 100 reboot requested (SIGHUP to pid 1, what `reboot` sends),
+# 101 poweroff requested (SIGUSR1), 0 stopped (SIGTERM), 102 sshd exited on its own, 103 setup failed.
+set -u
+H="$1"
+fail() { echo "node-init: $*" >&2; exit 103; }
+[ -d "$H" ] || fail "host dir $H missing"
+
+mount --make-rprivate / || fail "cannot make mounts private"
+
+# copy-on-write system directories
+for d in etc var opt srv; do
+  [ -d "/$d" ] || continue
+  mkdir -p "$H/upper/$d" "$H/work/$d"
+  mount -t overlay "lab-$d" -o "lowerdir=/$d,upperdir=$H/upper/$d,workdir=$H/work/$d" "/$d" || fail "overlay on /$d failed"
+done
+
+# device directory: bind this machine's harmless character devices onto placeholder files
+mkdir -p "$H/dev/pts" "$H/dev/shm"
+for n in null zero full random urandom tty; do
+  [ -e "$H/dev/$n" ] || : > "$H/dev/$n"
+  mount --bind "/dev/$n" "$H/dev/$n" || fail "cannot bind /dev/$n"
+done
+mount -t devpts -o newinstance,ptmxmode=0666,mode=0620 lab-devpts "$H/dev/pts" || fail "devpts failed"
+ln -sfn pts/ptmx "$H/dev/ptmx"
+mount -t tmpfs -o mode=1777,size=64m lab-shm "$H/dev/shm" || fail "shm tmpfs failed"
+ln -sfn /proc/self/fd "$H/dev/fd"
+ln -sfn /proc/self/fd/0 "$H/dev/stdin"; ln -sfn /proc/self/fd/1 "$H/dev/stdout"; ln -sfn /proc/self/fd/2 "$H/dev/stderr"
+
+# private directories (tmp and run are emptied at each boot by the harness)
+for d in root home mnt boot run; do
+  mkdir -p "$H/fs/$d"
+  mount --bind "$H/fs/$d" "/$d" || fail "bind /$d failed"
+done
+chmod 0700 /root
+mount --bind /usr /usr && mount -o remount,bind,ro /usr || fail "cannot make /usr read-only"
+mkdir -p "$H/bin" "$H/sbin"
+mount --bind "$H/bin" /usr/local/bin || fail "bind /usr/local/bin failed"
+mount --bind "$H/sbin" /usr/local/sbin || fail "bind /usr/local/sbin failed"
+mount --rbind "$H/dev" /dev || fail "bind /dev failed"
+mkdir -p "$H/fs/tmp"; chmod 1777 "$H/fs/tmp"
+mount --bind "$H/fs/tmp" /tmp || fail "bind /tmp failed"   # last: HOSTDIR may live under /tmp
+
+# everything not listed above is this machine's, read-only here
+mount -o remount,bind,ro / || fail "cannot make / read-only"
+
+[ -s /etc/hostname ] && hostname "$(head -n1 /etc/hostname)"
+mkdir -p /run/sshd && chmod 0755 /run/sshd
+
+SSHD=""
+trap '[ -n "$SSHD" ] && kill -TERM "$SSHD" 2>/dev/null; exit 100' HUP
+trap '[ -n "$SSHD" ] && kill -TERM "$SSHD" 2>/dev/null; exit 101' USR1
+trap '[ -n "$SSHD" ] && kill -TERM "$SSHD" 2>/dev/null; exit 0' TERM INT
+/usr/sbin/sshd -D -e -f /etc/ssh/sshd_config.lab &
+SSHD=$!
+echo "node-init: $(hostname) up, sshd pid $SSHD" >&2
+while :; do
+  wait "$SSHD"
+  kill -0 "$SSHD" 2>/dev/null || { echo "node-init: sshd exited" >&2; exit 102; }
+done
