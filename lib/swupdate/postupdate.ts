@@ -61,6 +61,7 @@ export function renderPostUpdateScript(opts: PostUpdateScriptOptions = {}): stri
           "node=",
           "if [ -r /etc/rancher/k3s/config.yaml ]; then",
           "  node=$(sed -n 's/^node-name:[[:space:]]*//p' /etc/rancher/k3s/config.yaml | tr -d '\\042\\047 ' | head -n 1)",
+          "fi",
           '[ -n "$node" ] || node=$(hostname)',
         ].join("\n");
   return `#!/bin/sh
