@@ -194,6 +194,9 @@ export async function runKasBuild(req: KasBuildRequest): Promise<KasBuildResult>
   if (problems.length > 0) {
     throw new KasBuildError(`cannot start ${shown}:\n` + problems.map((p) => `  - ${p}`).join("\n"), null, null, [], undefined, false);
   }
+  // kas-container resolves KAS_WORK_DIR / KAS_BUILD_DIR with `readlink -f` under `set -e`: if a parent
+  // directory is missing it exits 1 without any message. Create both first.
+  await fs.promises.mkdir(cmd.workDir, { recursive: true });
   await fs.promises.mkdir(cmd.logDir, { recursive: true });
   const logPath = path.join(cmd.logDir, `kas-build-${req.target.machine}-${req.target.image}-${timestamp()}.log`);
   const log = fs.createWriteStream(logPath, { mode: 0o644 });
