@@ -17,7 +17,7 @@ export interface FleetSecrets {
 }
 
 const OBJECT_KEYS: (keyof RawFleetConfig)[] = [
-  "nodes", "bmcs", "artifacts", "isar", "k3s", "swupdate", "network", "delivery", "authorizedKeys", "workloads",
+  "nodes", "bmcs", "artifacts", "isar", "k3s", "swupdate", "network", "delivery", "images", "authorizedKeys", "workloads",
 ];
 
 export function readFleetConfig(cfg = new pulumi.Config("isar-k3s")): { fleet: Fleet; secrets: FleetSecrets } {

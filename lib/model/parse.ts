@@ -16,6 +16,7 @@ import {
   Delivery,
   Fleet,
   HARDWARE,
+  DEFAULT_ROOT_DEVICE,
   HARDWARE_ARCH,
   Hardware,
   HelmChart,
@@ -70,6 +71,7 @@ export interface RawFleetConfig {
   swupdate?: unknown;
   network?: unknown;
   delivery?: unknown;
+  images?: unknown;
   authorizedKeys?: unknown;
   workloads?: unknown;
 }
@@ -272,7 +274,7 @@ function readLabels(r: Reader, v: unknown, path: string): Record<string, string>
   return out;
 }
 
-function readDelivery(r: Reader, v: unknown, path: string): Delivery {
+function readDelivery(r: Reader, v: unknown, path: string, hardware: NodeSpec["hardware"]): Delivery {
   const o = r.obj(v, path, true);
   const method = r.oneOf(o, "method", path, ["tpi", "swupdate"] as const);
   if (method === "tpi") {
@@ -286,12 +288,20 @@ function readDelivery(r: Reader, v: unknown, path: string): Delivery {
     // An invalid slot is reported above and kept out of the duplicate-slot check (slot 0).
     return { method, bmc, slot: (valid ? raw : 0) as 1 | 2 | 3 | 4 };
   }
-  r.unknownKeys(o, path, ["method", "selection"]);
+  r.unknownKeys(o, path, ["method", "selection", "rootDevice", "altRootDevice"]);
   const selection = r.optStr(o, "selection", path);
   if (selection !== undefined && !/^[A-Za-z0-9_-]+,[A-Za-z0-9_-]+$/.test(selection)) {
     r.fail(`${path}.selection`, `${JSON.stringify(selection)} is not a SWUpdate selection: write "<set>,<mode>", e.g. "stable,main"`);
   }
-  return { method, selection };
+  const dev = (key: string, dflt?: string) => {
+    const d = dflt === undefined ? r.optStr(o, key, path) : r.str(o, key, path, dflt);
+    if (d !== undefined && !/^\/dev\/[A-Za-z0-9._\/-]+$/.test(d)) r.fail(`${path}.${key}`, `${JSON.stringify(d)} is not a block device path such as "/dev/mmcblk0p1"`);
+    return d;
+  };
+  const rootDevice = dev("rootDevice", DEFAULT_ROOT_DEVICE[hardware] ?? "/dev/mmcblk0p1") as string;
+  const altRootDevice = dev("altRootDevice");
+  if (altRootDevice !== undefined && altRootDevice === rootDevice) r.fail(`${path}.altRootDevice`, "must differ from rootDevice (the two copies of an A/B layout)");
+  return { method, selection, rootDevice, altRootDevice };
 }
 
 const NODE_KEYS = [
@@ -323,7 +333,7 @@ function readNode(r: Reader, v: unknown, path: string): NodeSpec | undefined {
     r.fail(`${path}.hwRevision`, `${JSON.stringify(hwRevision)} is not a board revision: use letters, digits, '.', '_' or '-' (e.g. "1.0")`);
   }
   const ssh = readSsh(r, o.ssh, `${path}.ssh`, "root");
-  const delivery = readDelivery(r, o.delivery, `${path}.delivery`);
+  const delivery = readDelivery(r, o.delivery, `${path}.delivery`, hardware);
   const labels = readLabels(r, o.labels, `${path}.labels`);
   const taints: Taint[] = [];
   r.arr(o.taints, `${path}.taints`).forEach((t, i) => {
@@ -585,6 +595,17 @@ export function parseFleet(raw: RawFleetConfig): Fleet {
     maxAgentsInFlight: r.num(dO, "maxAgentsInFlight", "delivery", 2, 1, 64),
   };
 
+  // image composition
+  const imo = r.obj(raw.images, "images", false);
+  r.unknownKeys(imo, "images", ["pkgsSource", "nixpkgs", "headroomPercent", "timeoutSeconds", "offline"]);
+  const images = {
+    pkgsSource: r.oneOf(imo, "pkgsSource", "images", ["nixpkgs", "host"] as const, "nixpkgs"),
+    nixpkgs: r.optStr(imo, "nixpkgs", "images"),
+    headroomPercent: r.num(imo, "headroomPercent", "images", 30, 0, 1000),
+    timeoutSeconds: r.num(imo, "timeoutSeconds", "images", 1800, 10, 86400),
+    offline: r.bool(imo, "offline", "images", true),
+  };
+
   // keys baked into images
   const authorizedKeys: string[] = [];
   r.arr(raw.authorizedKeys, "authorizedKeys").forEach((k, i) => {
@@ -625,5 +646,5 @@ export function parseFleet(raw: RawFleetConfig): Fleet {
   };
 
   if (r.problems.length > 0) throw new FleetConfigError(r.problems);
-  return { clusterName, nodes, bmcs, artifacts, isar, k3s, swupdate, network, delivery, authorizedKeys, workloads };
+  return { clusterName, nodes, bmcs, artifacts, isar, k3s, swupdate, network, delivery, images, authorizedKeys, workloads };
 }

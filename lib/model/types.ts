@@ -57,7 +57,20 @@ export interface SwupdateDelivery {
   method: "swupdate";
   /** SWUpdate selection for A/B layouts ("stable,main"), absent for single-copy layouts. */
   selection?: string;
+  /** Block device the root filesystem image is written to. Default per hardware (DEFAULT_ROOT_DEVICE). */
+  rootDevice: string;
+  /** Second root device of an A/B layout (used by the "alt" selection). Default none. */
+  altRootDevice?: string;
 }
+
+/** Where SWUpdate writes the root filesystem on each hardware kind unless the node says otherwise. */
+export const DEFAULT_ROOT_DEVICE: Record<Hardware, string> = {
+  "jetson-orin-nano": "/dev/mmcblk0p1",
+  "turing-rk1": "/dev/mmcblk0p2",
+  "turing-cm4": "/dev/mmcblk0p2",
+  "x86-controller": "/dev/sda2",
+  "qemu-amd64": "/dev/vda2",
+};
 
 export type Delivery = TpiDelivery | SwupdateDelivery;
 
@@ -180,6 +193,19 @@ export interface DeliverySettings {
   maxAgentsInFlight: number;
 }
 
+export interface ImageSettings {
+  /** Where `nix build` gets its tools: "nixpkgs" (real images) or "host" (this machine's tools, sandbox off; simulated lab only). */
+  pkgsSource: "nixpkgs" | "host";
+  /** nixpkgs source path for pkgsSource "nixpkgs"; absent = <nixpkgs> from NIX_PATH. */
+  nixpkgs?: string;
+  /** Free space in rootfs.ext4 over its content, percent. */
+  headroomPercent: number;
+  /** Seconds allowed for one image build. */
+  timeoutSeconds: number;
+  /** Build without binary caches (`--option substituters ''`). */
+  offline: boolean;
+}
+
 export interface HelmChart {
   name: string;
   chart: string;
@@ -206,6 +232,7 @@ export interface Fleet {
   swupdate: SwupdateSettings;
   network: NetworkSettings;
   delivery: DeliverySettings;
+  images: ImageSettings;
   /** Public keys written to the deploy user's authorized_keys in every image. */
   authorizedKeys: string[];
   workloads: WorkloadSettings;

@@ -29,6 +29,8 @@ describe("parseFleet accepts a valid fleet", () => {
     expect(f.bmcs[0].imageDir).toBe("/mnt/sdcard/isar-k3s");
     expect(f.swupdate.signing).toBe("cms");
     expect(f.network.profile).toBe("simple");
+    expect(f.nodes[3].delivery).toEqual({ method: "swupdate", selection: "stable,main", rootDevice: "/dev/mmcblk0p1", altRootDevice: undefined });
+    expect(f.images.pkgsSource).toBe("nixpkgs");
     expect(f.nodes[3].taints).toEqual([{ key: "nvidia.com/gpu", value: "true", effect: "NoSchedule" }]);
   });
 
@@ -109,6 +111,8 @@ const BAD: [string, (r: Raw) => void, string, RegExp][] = [
   ["same VLAN twice", (r) => (r.network = { profile: "vlans", k3sVlan: 100 }), "network.storageVlan", /two different VLAN ids/],
   ["authorized key garbage", (r) => (r.authorizedKeys = ["not a key"]), "authorizedKeys[0]", /\.pub/],
   ["no authorized keys", (r) => delete r.authorizedKeys, "authorizedKeys", /is required/],
+  ["root device not under /dev", (r) => (r.nodes[3].delivery.rootDevice = "mmcblk0p1; reboot"), "nodes[3].delivery.rootDevice", /block device path/],
+  ["unknown images.pkgsSource", (r) => (r.images = { pkgsSource: "guix" }), "images.pkgsSource", /nixpkgs \| host/],
   ["node and BMC share endpoint", (r) => (r.nodes[0].address = "10.0.0.2"), "nodes[0].address", /bmcs\[0\]/],
 ];
 
