@@ -163,7 +163,7 @@ const buildProvider: pulumi.dynamic.ResourceProvider = {
     return { id: `${outs.deployDir}#${outs.logPath}`, outs };
   },
   async update(_id, olds, news) {
-    const keep = { buildDir: olds.buildDir, deployDir: olds.deployDir, logPath: olds.logPath, durationMs: olds.durationMs, rootfs: olds.rootfs, kernel: olds.kernel, initramfs: olds.initramfs, wic: olds.wic, dtbs: olds.dtbs, files: olds.files, missing: olds.missing };
+    const keep = { buildPath: olds.buildPath, deployDir: olds.deployDir, logPath: olds.logPath, durationMs: olds.durationMs, rootfs: olds.rootfs, kernel: olds.kernel, initramfs: olds.initramfs, wic: olds.wic, dtbs: olds.dtbs, files: olds.files, missing: olds.missing };
     return { outs: { ...news, ...keep } };
   },
   async read(id, props) {
@@ -226,7 +226,8 @@ export interface IsarBuildArgs {
 
 /** One kas-container ISAR build and the deploy outputs it produced, found by ISAR naming. */
 export class IsarBuild extends pulumi.dynamic.Resource {
-  public readonly buildDir!: pulumi.Output<string>;
+  /** The resolved build directory (KAS_BUILD_DIR, absolute). */
+  public readonly buildPath!: pulumi.Output<string>;
   /** <buildDir>/tmp/deploy/images/<machine>. */
   public readonly deployDir!: pulumi.Output<string>;
   /** Full build log. */
@@ -247,7 +248,7 @@ export class IsarBuild extends pulumi.dynamic.Resource {
       distro: "debian-trixie",
       projectDir: process.cwd(),
       ...defined(args),
-      buildDir: args.buildDir,
+      buildPath: undefined,
       deployDir: undefined,
       logPath: undefined,
       durationMs: undefined,

@@ -165,7 +165,8 @@ export interface BuildInputs {
 }
 
 export interface BuildOutputs {
-  buildDir: string;
+  /** The resolved KAS_BUILD_DIR (absolute). The input `buildDir` stays as written, so diffs compare like with like. */
+  buildPath: string;
   deployDir: string;
   logPath: string;
   durationMs: number;
@@ -235,7 +236,7 @@ export async function runBuild(inputs: BuildInputs): Promise<BuildState> {
     );
   }
   const { deployDir, rootfs, kernel, initramfs, wic, dtbs, files } = found;
-  return { ...inputs, buildDir: r.command.buildDir, deployDir, logPath: r.logPath, durationMs: r.durationMs, rootfs, kernel, initramfs, wic, dtbs, files, missing: [] };
+  return { ...inputs, buildPath: r.command.buildDir, deployDir, logPath: r.logPath, durationMs: r.durationMs, rootfs, kernel, initramfs, wic, dtbs, files, missing: [] };
 }
 
 /** Refresh: which previously found outputs are gone. */
