@@ -1,0 +1,273 @@
+/**
+ * SWUpdate delivery over SSH: install a node's signed .swu with the node's own swupdate, reboot, verify.
+ *
+ * `installBundle` does, in order (each phase bounded by its own timeout):
+ *   connect   SSH to the node with its pinned host key (never accepts an unknown key: we did not flash it);
+ *             when the node already reports the target image id, nothing is done (idempotent re-run);
+ *   upload    the .swu to <remoteDir>/<file> (skip / resume / verify / atomic rename by the transport),
+ *             the signing certificate (public) next to it when given as text, the AES key (a secret)
+ *             through stdin into a 0600 file that is removed in `finally`;
+ *   install   `swupdate -v -k <cert> -H <hardware>:<rev> [-e <selection>] [-K <aes>] -i <file>`.
+ *             Success = exit 0, or Debian 2022.12's known exit race (exit ≠ 0 after "SWUPDATE successful"
+ *             with no [ERROR] line). A refused bundle (bad signature, hash, hardware) throws a
+ *             DeliveryError with the tail of swupdate's log; SWUpdate checks the signature before
+ *             writing, so the node keeps its old image, and the caller's state stays old;
+ *   reboot    `reboot` (argv configurable); the connection dropping is expected;
+ *   boot      reconnect until the node's boot marker (boot_id + start of process 1) has changed, within
+ *             bootTimeoutSeconds;
+ *   verify    /etc/isar-k3s/image-id = the expected image id, else the node booted its old image
+ *             (bootloader fallback) and that is an error.
+ * The uploaded bundle is removed from the node after the install attempt.
+ */
+import { connectSsh, SshConnectOptions, SshHost } from "../transport/ssh";
+import { HostError, RunResult, tailLines } from "../transport/host";
+import { normalizeSha256 } from "../model/checks";
+import { Credentials, SshEndpointSpec } from "./tpi";
+import { DeliveryError, ProgressReporter, ProgressSink, asDeliveryError, bootMarker, readImageId, short, sleep } from "./common";
+
+export interface SwupdateSpec {
+  nodeName: string;
+  node: SshEndpointSpec;
+  /** Board name (the bundle's hardware) and revision, for `-H <hardware>:<rev>`. */
+  hardware: string;
+  hwRevision: string;
+  /** SWUpdate selection "set,mode" for A/B layouts. */
+  selection?: string;
+  bundle: { path: string; sha256: string };
+  /** Image id the node must report after the update. */
+  imageId: string;
+  /** PEM certificate text to upload; without it `certPath` must already exist on the node. */
+  certificate?: string;
+  /** Certificate path on the node. Default <remoteDir>/swupdate-cert.pem when `certificate` is given, else /etc/swupdate/swupdate.pem. */
+  certPath?: string;
+  /** `--cert-purpose` (codeSigning for certificates without emailProtection). */
+  certPurpose?: "emailProtection" | "codeSigning";
+  /** Directory on the node for the uploaded bundle. Default /var/tmp/isar-k3s. */
+  remoteDir?: string;
+  installTimeoutSeconds?: number;
+  bootTimeoutSeconds: number;
+  connectTimeoutSeconds?: number;
+  /** Reboot command. Default ["reboot"]. */
+  rebootArgv?: string[];
+}
+
+export interface SwupdateSecrets extends Credentials {
+  /** SWUpdate AES key file text "<hexkey> <hexiv>" for encrypted bundles. */
+  aesKey?: string;
+}
+
+export interface InstallResult {
+  runningImageId: string;
+  /** True when the node already ran the image: nothing was installed. */
+  alreadyCurrent: boolean;
+  uploadSkipped: boolean;
+  /** Tail of swupdate's log (when it ran). */
+  logTail: string;
+}
+
+export interface InstallOptions {
+  progress?: ProgressSink;
+  connect?: (o: SshConnectOptions) => Promise<SshHost>;
+}
+
+const HW_RE = /^[A-Za-z0-9._+-]+$/;
+const SELECTION_RE = /^[A-Za-z0-9_-]+,[A-Za-z0-9_-]+$/;
+
+/** The swupdate argv (pure). */
+export function swupdateArgv(o: { certPath: string; hardware: string; hwRevision: string; selection?: string; aesKeyPath?: string; certPurpose?: string; bundlePath: string }): string[] {
+  if (!HW_RE.test(o.hardware) || !HW_RE.test(o.hwRevision)) throw new Error(`hardware ${JSON.stringify(o.hardware)} / revision ${JSON.stringify(o.hwRevision)} must be [A-Za-z0-9._+-]`);
+  if (o.selection !== undefined && !SELECTION_RE.test(o.selection)) throw new Error(`selection ${JSON.stringify(o.selection)} must look like "stable,main"`);
+  const argv = ["swupdate", "-v", "-k", o.certPath];
+  if (o.certPurpose) argv.push("--cert-purpose", o.certPurpose);
+  argv.push("-H", `${o.hardware}:${o.hwRevision}`);
+  if (o.selection) argv.push("-e", o.selection);
+  if (o.aesKeyPath) argv.push("-K", o.aesKeyPath);
+  argv.push("-i", o.bundlePath);
+  return argv;
+}
+
+export type InstallOutcome = { ok: true; raced: boolean } | { ok: false; message: string };
+
+/** Decide an install from swupdate's exit code and log (see the file contract). */
+export function parseInstallOutcome(r: { code: number | null; output: string }): InstallOutcome {
+  const errors = r.output.split("\n").filter((l) => /\[ERROR\]/.test(l));
+  const successful = /SWUPDATE successful/.test(r.output);
+  if (r.code === 0 && errors.length === 0) return { ok: true, raced: false };
+  if (r.code !== 0 && successful && errors.length === 0) return { ok: true, raced: true };
+  const why = errors.length ? errors.slice(-3).map((l) => l.replace(/^.*\[ERROR\]\s*:?\s*/, "").trim()).join("; ") : `swupdate exited ${r.code}`;
+  return { ok: false, message: `swupdate refused the bundle: ${why}` };
+}
+
+function where(spec: SwupdateSpec, label?: string): string {
+  return label ?? `${spec.node.user}@${spec.node.address}:${spec.node.port}`;
+}
+
+async function connectNode(spec: SwupdateSpec, creds: Credentials, connect: (o: SshConnectOptions) => Promise<SshHost>, retryForMs: number, phase: "connect" | "boot"): Promise<SshHost> {
+  if (!spec.node.hostKey) {
+    throw new DeliveryError(spec.nodeName, "connect", where(spec), "no host key is pinned for this node, and SWUpdate nodes are not flashed by this program, so an unknown key cannot be trusted", "", `set nodes[${spec.nodeName}].ssh.hostKey to the node's public host key (check it on the console: ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub)`);
+  }
+  try {
+    return await connect({
+      host: spec.node.address,
+      port: spec.node.port,
+      user: spec.node.user,
+      hostKey: spec.node.hostKey,
+      hostKeyConfigPath: `nodes[${spec.nodeName}].ssh.hostKey`,
+      privateKey: creds.privateKey,
+      agent: creds.agent,
+      retryForMs,
+      retryInitialDelayMs: 300,
+      connectTimeoutMs: 10_000,
+      operationTimeoutMs: 120_000,
+    });
+  } catch (e) {
+    throw asDeliveryError(e, spec.nodeName, phase, where(spec), phase === "connect" ? `check that ${spec.nodeName} is up at ${spec.node.address}:${spec.node.port}; nothing was changed on it` : "");
+  }
+}
+
+function text(r: Partial<RunResult>): string {
+  return `${r.stdout?.toString("utf8") ?? ""}${r.stderr?.length ? "\n" + r.stderr.toString("utf8") : ""}`;
+}
+
+/** Install the bundle on the node, reboot, verify. See the file contract. */
+export async function installBundle(spec: SwupdateSpec, secrets: SwupdateSecrets, opts: InstallOptions = {}): Promise<InstallResult> {
+  const connect = opts.connect ?? connectSsh;
+  const progress = new ProgressReporter(spec.nodeName, opts.progress ?? (() => undefined));
+  const sha = normalizeSha256(spec.bundle.sha256);
+  if (!sha) throw new DeliveryError(spec.nodeName, "check", where(spec), `bundle sha256 ${JSON.stringify(spec.bundle.sha256)} is not a sha256`);
+  const dir = (spec.remoteDir ?? "/var/tmp/isar-k3s").replace(/\/+$/, "");
+  const base = spec.bundle.path.split("/").pop()!;
+  if (!/^[A-Za-z0-9._+-]+$/.test(base)) throw new DeliveryError(spec.nodeName, "check", where(spec), `bundle file name ${JSON.stringify(base)} must be [A-Za-z0-9._+-]`);
+  const remoteBundle = `${dir}/${base}`;
+  const certPath = spec.certPath ?? (spec.certificate !== undefined ? `${dir}/swupdate-cert.pem` : "/etc/swupdate/swupdate.pem");
+
+  progress.report("connect", undefined, `${spec.node.address}:${spec.node.port}`);
+  const node = await connectNode(spec, secrets, connect, (spec.connectTimeoutSeconds ?? 60) * 1000, "connect");
+  const w = where(spec, node.label);
+  let marker: string;
+  let logTail = "";
+  let uploadSkipped = false;
+  try {
+    let current: string | undefined;
+    try {
+      current = await readImageId(node);
+      marker = await bootMarker(node);
+    } catch (e) {
+      throw asDeliveryError(e, spec.nodeName, "connect", w);
+    }
+    if (current === spec.imageId) {
+      progress.report("skip", undefined, `already runs image ${short(current)}`);
+      return { runningImageId: current, alreadyCurrent: true, uploadSkipped: true, logTail: "" };
+    }
+
+    // upload
+    progress.report("upload", 0, `→ ${remoteBundle}`);
+    try {
+      const up = await node.upload(spec.bundle.path, remoteBundle, { sha256: sha, mode: 0o600, onProgress: (s, t) => progress.report("upload", t ? (100 * s) / t : 100) });
+      uploadSkipped = up.skipped;
+      if (spec.certificate !== undefined) {
+        const argv = ["sh", "-c", 'umask 022; mkdir -p "$(dirname "$1")" && cat > "$1.tmp" && mv -f "$1.tmp" "$1"', "sh", certPath];
+        const r = await node.run(argv, { stdin: spec.certificate, timeoutMs: 60_000 });
+        if (r.code !== 0) throw new HostError(`cannot write the certificate to ${certPath}: exit ${r.code}`, node.label, r);
+      }
+    } catch (e) {
+      throw asDeliveryError(e, spec.nodeName, "upload", w, `check free space in ${dir} on the node (df -h); a re-run resumes the upload`);
+    }
+    progress.report("upload", 100);
+
+    // install
+    progress.report("install", undefined, `swupdate -H ${spec.hardware}:${spec.hwRevision}${spec.selection ? ` -e ${spec.selection}` : ""}`);
+    let aesPath: string | undefined;
+    try {
+      if (secrets.aesKey !== undefined) {
+        const mk = await node.run(["mktemp", "-p", dir, ".aes.XXXXXXXX"], { timeoutMs: 30_000 });
+        if (mk.code !== 0) throw new DeliveryError(spec.nodeName, "install", w, "cannot create a temporary file for the AES key", text(mk));
+        aesPath = mk.stdout.toString("utf8").trim();
+        const r = await node.run(["sh", "-c", 'umask 077; cat > "$1"', "sh", aesPath], { stdin: secrets.aesKey.trim() + "\n", timeoutMs: 30_000 });
+        if (r.code !== 0) throw new DeliveryError(spec.nodeName, "install", w, "cannot write the AES key file", tailLines(r.stderr, 10));
+      }
+      const argv = swupdateArgv({ certPath, hardware: spec.hardware, hwRevision: spec.hwRevision, selection: spec.selection, aesKeyPath: aesPath, certPurpose: spec.certPurpose, bundlePath: remoteBundle });
+      let res: RunResult;
+      try {
+        res = await node.run(argv, { timeoutMs: (spec.installTimeoutSeconds ?? 1800) * 1000 });
+      } catch (e) {
+        throw asDeliveryError(e, spec.nodeName, "install", w, "the install was interrupted: the target partition may be partly written; run `pulumi up` again to reinstall");
+      }
+      const output = text(res);
+      logTail = tailLines(output, 40);
+      const outcome = parseInstallOutcome({ code: res.code, output });
+      if (!outcome.ok) {
+        throw new DeliveryError(
+          spec.nodeName,
+          "install",
+          w,
+          `${outcome.message}; the node keeps its current image ${short(current)}`,
+          output,
+          "check that the bundle is signed with the key matching swupdate.certificate, built for " + `${spec.hardware} revision ${spec.hwRevision}` + (spec.selection ? ` with selection ${spec.selection}` : ""),
+        );
+      }
+    } finally {
+      const rm = [remoteBundle, ...(aesPath ? [aesPath] : [])];
+      await node.run(["rm", "-f", "--", ...rm], { timeoutMs: 30_000 }).catch(() => undefined);
+    }
+
+    // reboot
+    progress.report("reboot");
+    const rebootArgv = spec.rebootArgv ?? ["reboot"];
+    try {
+      const r = await node.run(rebootArgv, { timeoutMs: 30_000 });
+      if (r.code !== 0 && r.code !== null) throw new DeliveryError(spec.nodeName, "reboot", w, `\`${rebootArgv.join(" ")}\` exited ${r.code}`, text(r), "the update is installed; reboot the node by hand, then run `pulumi up` again");
+    } catch (e) {
+      if (e instanceof DeliveryError) throw e; // a dropped connection is what a reboot looks like
+    }
+  } finally {
+    await node.close();
+  }
+
+  // boot: wait for a new boot
+  progress.report("boot", undefined, `waiting up to ${spec.bootTimeoutSeconds} s`);
+  const deadline = Date.now() + spec.bootTimeoutSeconds * 1000;
+  let last = "";
+  for (;;) {
+    const left = deadline - Date.now();
+    if (left <= 0) {
+      throw new DeliveryError(spec.nodeName, "boot", where(spec), `the node did not come back from the reboot within delivery.bootTimeoutSeconds (${spec.bootTimeoutSeconds} s)${last ? `: ${last}` : ""}`, "", "look at the node's console; the update is installed on its target, the bootloader may have fallen back");
+    }
+    let h: SshHost | undefined;
+    try {
+      h = await connectNode(spec, secrets, connect, Math.max(1000, left), "boot");
+      const m = await bootMarker(h, 15_000);
+      if (m !== marker) {
+        progress.report("verify");
+        const running = await readImageId(h);
+        if (running !== spec.imageId) {
+          throw new DeliveryError(spec.nodeName, "verify", h.label, `after the update and reboot the node reports image id ${running ?? "(none)"}, not ${spec.imageId}: it booted its old image (bootloader fallback?)`, logTail, "check the bootloader's A/B switch and the selection / target devices of the bundle");
+        }
+        progress.report("done", 100, `image ${short(running)}`);
+        return { runningImageId: running, alreadyCurrent: false, uploadSkipped, logTail };
+      }
+      last = "still the same boot";
+    } catch (e) {
+      if (e instanceof DeliveryError && (e.phase === "verify" || /host key/i.test(e.message))) throw e;
+      last = (e as Error).message.split("\n")[0];
+    } finally {
+      await h?.close();
+    }
+    await sleep(500);
+  }
+}
+
+/** Refresh: the node's running image id (undefined + error when it cannot be read). Never throws. */
+export async function probeSwupdateNode(spec: Pick<SwupdateSpec, "nodeName" | "node" | "connectTimeoutSeconds">, creds: Credentials, connect = connectSsh): Promise<{ reachable: boolean; runningImageId?: string; error?: string; hostKeyChanged?: boolean }> {
+  if (!spec.node.hostKey) return { reachable: false, error: "no pinned host key" };
+  let h: SshHost | undefined;
+  try {
+    h = await connect({ host: spec.node.address, port: spec.node.port, user: spec.node.user, hostKey: spec.node.hostKey, privateKey: creds.privateKey, agent: creds.agent, retryForMs: (spec.connectTimeoutSeconds ?? 20) * 1000, connectTimeoutMs: 10_000 });
+    return { reachable: true, runningImageId: await readImageId(h) };
+  } catch (e) {
+    if ((e as Error).name === "HostKeyMismatchError") return { reachable: true, hostKeyChanged: true, error: (e as Error).message };
+    return { reachable: false, error: (e as Error).message };
+  } finally {
+    await h?.close();
+  }
+}
