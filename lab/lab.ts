@@ -381,6 +381,7 @@ export class Lab {
       }
     }
     const sshDir = this.backingPath(r.spec.name, `${home}/.ssh`);
+    await fs.promises.mkdir(path.dirname(sshDir), { recursive: true });
     await fs.promises.mkdir(sshDir, { recursive: true, mode: 0o700 });
     if (keys !== undefined) await fs.promises.writeFile(path.join(sshDir, "authorized_keys"), keys, { mode: 0o600 });
     if (uid !== 0) {
@@ -646,12 +647,24 @@ export class Lab {
     return out;
   }
 
-  /** Pids of the per-connection sshd processes of a host (children of its listening sshd). */
+  /** Pids of the per-connection sshd processes of a host (the monitor and the session child below its listening sshd). */
   sshSessionPids(name: string): number[] {
     const procs = this.processes(name);
     const listener = procs.find((p) => p.cmd.includes("sshd") && p.cmd.includes("-D"));
     if (!listener) return [];
-    return procs.filter((p) => p.ppid === listener.pid && p.cmd.startsWith("sshd:")).map((p) => p.pid);
+    const session = new Set<number>();
+    let grew = true;
+    while (grew) {
+      grew = false;
+      for (const p of procs) {
+        if (session.has(p.pid) || !p.cmd.startsWith("sshd:")) continue;
+        if (p.ppid === listener.pid || session.has(p.ppid)) {
+          session.add(p.pid);
+          grew = true;
+        }
+      }
+    }
+    return [...session];
   }
 
   async setFault(f: LabFault): Promise<void> {

@@ -13,7 +13,7 @@
  *   authentication failures are not retried. Keepalives detect dead peers. Every operation has a
  *   timeout (Pulumi's customTimeouts do not reach dynamic providers).
  * - Remote commands are argv arrays quoted once by ./argv.ts.
- * - Uploads (SFTP, pipelined; `cat` over exec when the server has no SFTP) skip unchanged files, resume
+ * - Uploads (`cat` over an exec channel by default, or pipelined SFTP) skip unchanged files, resume
  *   `<path>.partial`, verify sha256 and rename atomically (./upload.ts). A connection lost during an
  *   upload is re-established and the upload resumed, up to `uploadAttempts` times.
  */
@@ -54,7 +54,7 @@ export interface SshConnectOptions {
   operationTimeoutMs?: number;
   /** Attempts for one upload across lost connections (default 4). */
   uploadAttempts?: number;
-  /** Transfer method for uploads: "sftp" (default, falls back to exec) or "exec" (`cat` over exec). */
+  /** Transfer method for uploads: "exec" (default: `cat` over an exec channel, fastest) or "sftp" (pipelined SFTP writes; falls back to exec without an SFTP subsystem). */
   uploadMethod?: "sftp" | "exec";
 }
 
@@ -350,7 +350,9 @@ export class SshHost implements Host {
   }
 
   async sha256(remotePath: string, opts: { timeoutMs?: number } = {}): Promise<string | undefined> {
-    const argv = ["sh", "-c", 'if [ -f "$1" ]; then sha256sum < "$1"; else echo absent; fi', "sh", remotePath];
+    // openssl uses the CPU's SHA extensions (5-10x faster than coreutils sha256sum on 1 GiB images)
+    const script = 'if [ ! -f "$1" ]; then echo absent; elif command -v openssl >/dev/null 2>&1; then openssl dgst -sha256 -r < "$1"; else sha256sum < "$1"; fi';
+    const argv = ["sh", "-c", script, "sh", remotePath];
     const res = checkResult(this, argv, await this.run(argv, { timeoutMs: opts.timeoutMs }));
     const s = res.stdout.toString().trim();
     if (s === "absent") return undefined;
@@ -440,10 +442,10 @@ export class SshHost implements Host {
     }
   }
 
-  private async writeExec(localPath: string, path: string, offset: number, total: number, progress: (n: number) => void, stallMs: number): Promise<void> {
+  private async writeExec(localPath: string, path: string, offset: number, total: number, progress: (n: number) => void, stallMs: number): Promise<{ streamSha256?: string }> {
     if (offset === total) {
       await this.runChecked(["truncate", "-s", String(total), "--", path]);
-      return;
+      return {};
     }
     let lastMove = Date.now();
     const counter = new Transform({
@@ -460,9 +462,12 @@ export class SshHost implements Host {
     }, Math.min(1000, stallMs));
     try {
       const piping = pipeline(src, counter).catch(() => undefined);
+      // Measured: hashing on the remote side while writing (tee | openssl) is slower on small machines
+      // than writing with cat and hashing the file afterwards (openssl uses the CPU's SHA extensions).
       const script = offset === 0 ? 'exec cat > "$1"' : 'exec cat >> "$1"';
       await this.runChecked(["sh", "-c", script, "sh", path], { stdin: counter, timeoutMs: 24 * 3600_000 });
       await piping;
+      return {};
     } finally {
       clearInterval(stall);
       src.destroy();
@@ -483,7 +488,7 @@ export class SshHost implements Host {
         await this.runChecked(["mkdir", "-p", "--", dir]);
       },
       writeFrom: async (local, p, offset, total, progress, stallMs) => {
-        if ((this.opts.uploadMethod ?? "sftp") === "sftp") {
+        if (this.opts.uploadMethod === "sftp") {
           const c = await this.getClient();
           let sftpOk = true;
           try {

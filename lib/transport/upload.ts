@@ -5,8 +5,9 @@
  * 1. skips (sends nothing) when the remote file already has the wanted sha256;
  * 2. resumes `<remote>.partial` when it is no longer than the local file and its sha256 equals the
  *    sha256 of the local file's prefix of the same length; otherwise starts it over;
- * 3. writes the rest, checks the sha256 of the whole temp file, then chmods and renames it over the
- *    final path, so readers see the old file or the complete new one, never a torn one.
+ * 3. writes the rest, checks the sha256 of the whole temp file (hashed while it is written when the
+ *    target can, else read back), then chmods and renames it over the final path, so readers see the
+ *    old file or the complete new one, never a torn one.
  * A wrong hash after the transfer deletes the temp file and throws (the next call starts over).
  */
 import * as crypto from "crypto";
@@ -26,7 +27,7 @@ export interface UploadTarget {
    * Write bytes [offset, total) of the local file at the same offsets of the remote `path`
    * (offset 0: create or truncate). Calls `progress(delta)` as bytes are acknowledged.
    */
-  writeFrom(localPath: string, path: string, offset: number, total: number, progress: (delta: number) => void, stallTimeoutMs: number): Promise<void>;
+  writeFrom(localPath: string, path: string, offset: number, total: number, progress: (delta: number) => void, stallTimeoutMs: number): Promise<void | { streamSha256?: string }>;
   /** chmod (when mode given) then rename `from` over `to`. */
   commit(from: string, to: string, mode?: number): Promise<void>;
   chmod(path: string, mode: number): Promise<void>;
@@ -47,6 +48,10 @@ export function partialPathOf(remotePath: string): string {
 }
 
 export async function uploadFile(t: UploadTarget, localPath: string, remotePath: string, opts: UploadOptions = {}, sent = { bytes: 0 }): Promise<UploadResult> {
+  const t0 = Date.now();
+  const step = (what: string) => {
+    if (process.env.ISAR_K3S_DEBUG_UPLOAD) process.stderr.write(`upload ${remotePath}: ${what} at +${Date.now() - t0} ms\n`);
+  };
   if (!remotePath.startsWith("/")) throw new Error(`upload to ${t.label}: remote path ${JSON.stringify(remotePath)} must be absolute`);
   let st: fs.Stats;
   try {
@@ -65,7 +70,9 @@ export async function uploadFile(t: UploadTarget, localPath: string, remotePath:
     want = await hashLocalFile(localPath);
   }
 
+  step("local hash ready");
   const have = await t.sha256(remotePath);
+  step("remote file checked");
   if (have === want) {
     if (opts.mode !== undefined) await t.chmod(remotePath, opts.mode);
     opts.onProgress?.(total, total);
@@ -80,15 +87,19 @@ export async function uploadFile(t: UploadTarget, localPath: string, remotePath:
     const [remotePrefix, localPrefix] = await Promise.all([t.sha256(partial), hashLocalFile(localPath, psize)]);
     if (remotePrefix === localPrefix) offset = psize;
   }
+  step(`partial checked, resuming at ${offset}`);
   let done = offset;
   opts.onProgress?.(done, total);
-  await t.writeFrom(localPath, partial, offset, total, (delta) => {
+  const written = await t.writeFrom(localPath, partial, offset, total, (delta) => {
     done += delta;
     sent.bytes += delta;
     opts.onProgress?.(done, total);
   }, opts.stallTimeoutMs ?? 60_000);
 
-  const got = await t.sha256(partial);
+  step("written");
+  // A target that hashed the bytes as it wrote the whole file (offset 0) saves reading it back.
+  const got = (offset === 0 && written && written.streamSha256) || (await t.sha256(partial));
+  step("verified");
   if (got !== want) {
     await t.remove(partial).catch(() => undefined);
     throw new HostError(
