@@ -8,7 +8,7 @@
 #
 # What ends up in <cache>/pulumi/v<@pulumi/pulumi version>/bin:
 #   pulumi                          CLI built from github.com/pulumi/pulumi/pkg/v3 (./cmd/pulumi)
-#   pulumi-language-nodejs          Node.js language host (see build_langhost)
+#   pulumi-language-nodejs          Node.js language host (upstream if served, else a minimal one; see step 2)
 #   pulumi-resource-pulumi-nodejs   shim for pulumi.dynamic providers
 #   pulumi-resource-<name>          providers, when the proxy serves their module
 #                                   (built under <cache>/pulumi/providers/<name>/v<ver>)
