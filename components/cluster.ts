@@ -1,0 +1,154 @@
+/**
+ * K3sCluster (`isar-k3s:k3s:Cluster`): the k3s cluster on delivered nodes, and what runs on it.
+ *
+ * Children, in dependency order:
+ * - the cluster token: a `@pulumi/random` RandomPassword (48 characters, no specials), a secret that
+ *   reaches nodes only on stdin (providers/k3s.ts → lib/k3s/join.ts);
+ * - one K3sServer per server, chained: the first (cluster-init) after its delivery, each further server
+ *   after the previous one is Ready; one K3sAgent per agent after the last server (in parallel). Pulumi
+ *   destroys dependents first, so removal runs agents, then servers last-joined first;
+ * - K3sKubeconfig: the first server's kubeconfig rewritten to its address and the cluster name, after
+ *   every node joined (secret output `kubeconfig`);
+ * - a `@pulumi/kubernetes` Provider built from it, and the platform workloads of `fleet.workloads`
+ *   (namespaces, manifests through k8s.yaml.ConfigFile, Helm charts through k8s.helm.v3.Release).
+ * The ordering comes from lib/plan (deploymentPlan); the per-node configs from lib/render/k3s-config.
+ */
+import * as k8s from "@pulumi/kubernetes";
+import * as pulumi from "@pulumi/pulumi";
+import * as random from "@pulumi/random";
+import * as path from "path";
+import { Fleet, NodeSpec } from "../lib/model/types";
+import { deploymentPlan, DeploymentPlan } from "../lib/plan/plan";
+import { nodeLabels, renderK3sConfig } from "../lib/render/k3s-config";
+import { K3sAgent, K3sKubeconfig, K3sServer, K3sSshTargetArgs } from "../providers/k3s";
+
+/** How to reach one node, and what its join waits for. */
+export interface K3sClusterNodeArgs {
+  /** SSH endpoint. Default: the node's address and `ssh` settings from the fleet (port, user, pinned hostKey). */
+  ssh?: K3sSshTargetArgs;
+  /** The resource that delivered the node's image (flash / SWUpdate); the join waits for it. Default: none. */
+  delivered?: pulumi.Resource;
+  /**
+   * Anything that changes when the node is re-flashed or re-imaged, e.g. the delivery's `runningImageId`.
+   * A change replaces the node's k3s resource: the old join is removed and the node rejoins under its
+   * name (its stale Node is deleted first). Default "" (never).
+   */
+  generation?: pulumi.Input<string>;
+}
+
+export interface K3sClusterArgs {
+  /** The validated fleet. Required. */
+  fleet: Fleet;
+  /** The deployment plan. Default: `deploymentPlan(fleet)`. */
+  plan?: DeploymentPlan;
+  /** Rendered config.yaml per node name. Default: `renderK3sConfig(fleet, plan, node)` for each node. */
+  configs?: Record<string, string>;
+  /** Per-node SSH endpoint, delivery dependency and generation, by node name. Default: from the fleet, no delivery dependency. */
+  nodes?: Record<string, K3sClusterNodeArgs>;
+  /** SSH private key (a Pulumi secret) for every node. Default: the ssh-agent (SSH_AUTH_SOCK). */
+  sshPrivateKey?: pulumi.Input<string>;
+  /** Airgap install script on the nodes. Default /usr/local/bin/k3s-install.sh. */
+  installScript?: string;
+  /** Deploy `fleet.workloads` through the cluster's Kubernetes provider. Default true. */
+  workloads?: boolean;
+  /** Directory relative manifest paths are resolved against. Default: the program's working directory. */
+  projectDir?: string;
+}
+
+export class K3sCluster extends pulumi.ComponentResource {
+  /** Admin kubeconfig for the cluster (server = first server's address:6443, names = fleet.clusterName). Secret. */
+  public readonly kubeconfig: pulumi.Output<string>;
+  /** Kubernetes provider for the cluster. */
+  public readonly provider: k8s.Provider;
+  /** The k3s resource of each node, by node name. */
+  public readonly nodes: Record<string, K3sServer | K3sAgent>;
+  /** Join order: server node names in join order, then agents (joined in parallel). */
+  public readonly joinOrder: { servers: string[]; agents: string[] };
+  /** Workload resources (namespaces, manifests, Helm releases), by kind and name. */
+  public readonly workloads: { namespaces: Record<string, k8s.core.v1.Namespace>; manifests: Record<string, k8s.yaml.ConfigFile>; helmReleases: Record<string, k8s.helm.v3.Release> };
+
+  constructor(name: string, args: K3sClusterArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("isar-k3s:k3s:Cluster", name, {}, opts);
+    const { fleet } = args;
+    const plan = args.plan ?? deploymentPlan(fleet);
+    const per = args.nodes ?? {};
+    const config = (n: NodeSpec) => args.configs?.[n.name] ?? renderK3sConfig(fleet, plan, n);
+    const sshOf = (n: NodeSpec): K3sSshTargetArgs => per[n.name]?.ssh ?? { host: n.address, port: n.ssh.port, user: n.ssh.user, hostKey: n.ssh.hostKey };
+    const apiSsh = sshOf(plan.firstServer);
+    const privateKey = args.sshPrivateKey === undefined ? undefined : pulumi.secret(args.sshPrivateKey);
+
+    const token = new random.RandomPassword(`${name}-token`, { length: 48, special: false }, { parent: this, additionalSecretOutputs: ["result"] });
+
+    const common = (n: NodeSpec) => ({
+      node: n.name,
+      hostname: n.hostname,
+      ssh: sshOf(n),
+      apiSsh,
+      privateKey,
+      token: token.result,
+      config: config(n),
+      labels: nodeLabels(n),
+      taints: n.taints,
+      joinTimeoutSeconds: fleet.k3s.joinTimeoutSeconds,
+      drainTimeoutSeconds: fleet.k3s.drainTimeoutSeconds,
+      installScript: args.installScript,
+      generation: per[n.name]?.generation ?? "",
+    });
+    const deliveredOf = (n: NodeSpec): pulumi.Resource[] => (per[n.name]?.delivered ? [per[n.name]!.delivered!] : []);
+
+    this.nodes = {};
+    const first = new K3sServer(`${name}-${plan.firstServer.name}`, { ...common(plan.firstServer), firstServer: true }, { parent: this, dependsOn: deliveredOf(plan.firstServer) });
+    this.nodes[plan.firstServer.name] = first;
+    let previous: K3sServer = first;
+    for (const s of plan.joiningServers) {
+      const r = new K3sServer(`${name}-${s.name}`, { ...common(s), cluster: first.joinId }, { parent: this, dependsOn: [previous, ...deliveredOf(s)] });
+      this.nodes[s.name] = r;
+      previous = r;
+    }
+    for (const a of plan.agents) {
+      this.nodes[a.name] = new K3sAgent(`${name}-${a.name}`, { ...common(a), cluster: first.joinId }, { parent: this, dependsOn: [previous, ...deliveredOf(a)] });
+    }
+    this.joinOrder = { servers: [plan.firstServer, ...plan.joiningServers].map((n) => n.name), agents: plan.agents.map((n) => n.name) };
+
+    const all = Object.values(this.nodes);
+    const kc = new K3sKubeconfig(
+      `${name}-kubeconfig`,
+      { apiSsh, privateKey, server: plan.serverUrl, clusterName: fleet.clusterName, members: all.map((r) => r.joinId) },
+      { parent: this, dependsOn: all },
+    );
+    this.kubeconfig = pulumi.secret(kc.kubeconfig);
+    this.provider = new k8s.Provider(`${name}-k8s`, { kubeconfig: this.kubeconfig }, { parent: this });
+
+    this.workloads = { namespaces: {}, manifests: {}, helmReleases: {} };
+    if (args.workloads ?? true) {
+      const w = fleet.workloads;
+      const k8sOpts = { parent: this, provider: this.provider };
+      for (const ns of w.namespaces) {
+        this.workloads.namespaces[ns] = new k8s.core.v1.Namespace(`${name}-ns-${ns}`, { metadata: { name: ns } }, k8sOpts);
+      }
+      const nsDeps = Object.values(this.workloads.namespaces);
+      w.manifests.forEach((m, i) => {
+        const file = /^https?:\/\//.test(m) || path.isAbsolute(m) ? m : path.resolve(args.projectDir ?? process.cwd(), m);
+        const base = path.basename(m).replace(/\.(ya?ml|json)$/, "").replace(/[^A-Za-z0-9-]/g, "-");
+        this.workloads.manifests[m] = new k8s.yaml.ConfigFile(`${name}-manifest-${i}-${base}`, { file }, { ...k8sOpts, dependsOn: nsDeps });
+      });
+      for (const h of w.helmCharts) {
+        this.workloads.helmReleases[h.name] = new k8s.helm.v3.Release(
+          `${name}-helm-${h.name}`,
+          {
+            name: h.name,
+            chart: h.chart,
+            ...(h.version ? { version: h.version } : {}),
+            ...(h.repo ? { repositoryOpts: { repo: h.repo } } : {}),
+            namespace: h.namespace,
+            createNamespace: !w.namespaces.includes(h.namespace),
+            values: h.values,
+          },
+          { ...k8sOpts, dependsOn: nsDeps },
+        );
+      }
+    }
+
+    this.registerOutputs({ kubeconfig: this.kubeconfig, joinOrder: this.joinOrder });
+  }
+}
