@@ -10,3 +10,5 @@ const cluster = new Fleet(fleet.clusterName, { fleet, secrets });
 
 export const phases = cluster.phases;
 export const nodes = cluster.nodes;
+export const images = cluster.images;
+export const updateManifest = cluster.updateManifestPath;

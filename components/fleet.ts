@@ -3,17 +3,23 @@
  * children: per-machine ISAR artifacts, per-node images, SWUpdate bundles, delivery and the k3s join.
  * The constructor stays thin: ordering and rendering come from lib/ (plan, renderers).
  */
+import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
-import { Fleet as FleetModel } from "../lib/model/types";
+import { Fleet as FleetModel, Hardware } from "../lib/model/types";
 import { deploymentPlan, DeploymentPlan } from "../lib/plan/plan";
 import { nodeFilesDigest, renderNodeFiles } from "../lib/render/node-files";
+import { FleetUpdate } from "../providers/swupdate";
+import { MachineArtifacts } from "./artifacts";
 import { FleetSecrets } from "./config";
+import { FleetNode } from "./node";
 
 export interface FleetArgs {
   /** The validated fleet (from `readFleetConfig`). Required. */
   fleet: FleetModel;
   /** Secrets read from stack config; each optional, default: absent. */
   secrets?: FleetSecrets;
+  /** Directory for build outputs (bundles, manifest). Default <cwd>/.cache/<stack>. */
+  outputDir?: string;
 }
 
 export interface FleetNodeSummary {
@@ -32,6 +38,16 @@ export class Fleet extends pulumi.ComponentResource {
   /** Per-node summary, in config order. */
   public readonly nodes: pulumi.Output<FleetNodeSummary[]>;
   public readonly plan: DeploymentPlan;
+  /** Artifacts per hardware kind in use. */
+  public readonly artifacts: Partial<Record<Hardware, MachineArtifacts>> = {};
+  /** Per-node image / bundle chain, by node name. */
+  public readonly fleetNodes: Record<string, FleetNode> = {};
+  /** The fleet update manifest (when any node is delivered with SWUpdate). */
+  public readonly updateManifest?: FleetUpdate;
+  /** Node name → composed image store path. */
+  public readonly images: pulumi.Output<Record<string, string>>;
+  /** Path of the fleet update manifest.json, when any node uses SWUpdate. */
+  public readonly updateManifestPath: pulumi.Output<string | undefined>;
 
   constructor(name: string, args: FleetArgs, opts?: pulumi.ComponentResourceOptions) {
     super("isar-k3s:fleet:Fleet", name, {}, opts);
@@ -51,6 +67,53 @@ export class Fleet extends pulumi.ComponentResource {
       })),
     );
 
-    this.registerOutputs({ phases: this.phases, nodes: this.nodes });
+    const secrets = args.secrets ?? {};
+    const outputDir = args.outputDir ?? path.join(process.cwd(), ".cache", pulumi.getStack());
+    for (const hw of [...new Set(fleet.nodes.map((n) => n.hardware))]) {
+      const users = fleet.nodes.filter((n) => n.hardware === hw);
+      this.artifacts[hw] = new MachineArtifacts(
+        `${name}-${hw}`,
+        { hardware: hw, pins: fleet.artifacts[hw]!, arch: users[0].arch, isar: fleet.isar, network: fleet.network.profile, roles: users.map((n) => n.role) },
+        { parent: this },
+      );
+    }
+    for (const n of fleet.nodes) {
+      const files = renderNodeFiles(fleet, plan, n);
+      this.fleetNodes[n.name] = new FleetNode(
+        `${name}-${n.name}`,
+        {
+          node: n,
+          fleet,
+          artifacts: this.artifacts[n.hardware]!,
+          files,
+          filesDigest: nodeFilesDigest(files),
+          swupdateSigningKey: secrets.swupdateSigningKey,
+          swupdateAesKey: secrets.swupdateAesKey,
+          outputDir,
+        },
+        { parent: this },
+      );
+    }
+    const swNodes = fleet.nodes.filter((n) => n.delivery.method === "swupdate");
+    if (swNodes.length > 0) {
+      this.updateManifest = new FleetUpdate(
+        `${name}-update-manifest`,
+        {
+          version: fleet.swupdate.version,
+          nodes: swNodes.map((n) => ({ name: n.name, address: n.address, arch: n.arch, hardware: n.hardware, role: n.role, selection: n.delivery.method === "swupdate" ? n.delivery.selection : undefined })),
+          bundles: swNodes.map((n) => {
+            const b = this.fleetNodes[n.name].bundle!;
+            return { hardware: n.hardware, node: n.name, path: b.path, sha256: b.sha256, size: b.size };
+          }),
+          outputDir,
+        },
+        { parent: this },
+      );
+    }
+
+    this.images = pulumi.all(Object.entries(this.fleetNodes).map(([n, fnode]) => fnode.image.storePath.apply((p) => [n, p] as const))).apply((es) => Object.fromEntries(es));
+    this.updateManifestPath = this.updateManifest ? this.updateManifest.manifestPath : pulumi.output(undefined);
+
+    this.registerOutputs({ phases: this.phases, nodes: this.nodes, images: this.images, updateManifestPath: this.updateManifestPath });
   }
 }

@@ -8,7 +8,7 @@ import { validRaw } from "../model/fixtures";
 const registered: { type: string; name: string; parent?: string }[] = [];
 
 function setConfig(raw: Record<string, unknown>) {
-  const all: Record<string, string> = {};
+  const all: Record<string, string> = { "isar-k3s:swupdateSigningKey": "-----BEGIN PRIVATE KEY-----\nMOCK\n-----END PRIVATE KEY-----\n" };
   for (const [k, v] of Object.entries(raw)) all[`isar-k3s:${k}`] = typeof v === "string" ? v : JSON.stringify(v);
   pulumi.runtime.setAllConfig(all);
 }
@@ -21,8 +21,19 @@ beforeAll(async () => {
   await pulumi.runtime.setMocks(
     {
       newResource: (args) => {
-        registered.push({ type: args.type, name: args.name });
-        return { id: `${args.name}-id`, state: args.inputs };
+        registered.push({ type: args.type, name: args.name, parent: args.inputs?.__parent });
+        const state: Record<string, unknown> = { ...args.inputs };
+        if (args.type.endsWith(":NodeImage")) {
+          state.storePath = `/nix/store/${"0".repeat(32)}-${args.inputs.nodeName}`;
+          state.outputFiles = [
+            { path: "rootfs.ext4", size: 1, sha256: "1".repeat(64) },
+            { path: "boot/Image", size: 1, sha256: "2".repeat(64) },
+            { path: "boot/bzImage", size: 1, sha256: "3".repeat(64) },
+          ];
+        }
+        if (args.type.endsWith(":IsarArtifact")) state.storePath = `/nix/store/${"1".repeat(32)}-${args.name}`;
+        if (args.type.endsWith(":SwuBundle")) Object.assign(state, { path: `/tmp/${args.name}.swu`, sha256: "4".repeat(64), size: 10 });
+        return { id: `${args.name}-id`, state };
       },
       call: (args) => args.inputs,
     },
@@ -49,7 +60,27 @@ test("a valid config builds the Fleet and exports phases and per-node summaries"
   const nodes = await value(program.nodes as pulumi.Output<{ name: string; delivery: string; filesDigest: string }[]>);
   expect(nodes.map((n) => n.delivery)).toEqual(["tpi bmc slot 1", "tpi bmc slot 2", "swupdate", "swupdate"]);
   expect(nodes.every((n) => /^[0-9a-f]{64}$/.test(n.filesDigest))).toBe(true);
+  // the manifest depends on every bundle, each bundle on its image, each image on its artifacts
+  await value(program.updateManifest as pulumi.Output<string | undefined>);
+  const images = await value(program.images as pulumi.Output<Record<string, string>>);
+  expect(Object.keys(images).sort()).toEqual(["jetson1", "srv1", "srv2", "srv3"]);
   expect(registered.find((r) => r.type === "isar-k3s:fleet:Fleet")?.name).toBe("test");
+  // one artifacts component per hardware in use, one IsarArtifact per pin
+  expect(registered.filter((r) => r.type === "isar-k3s:artifacts:Machine").map((r) => r.name).sort()).toEqual(
+    ["test-jetson-orin-nano", "test-turing-rk1", "test-x86-controller"],
+  );
+  const artifacts = registered.filter((r) => r.type.endsWith(":IsarArtifact")).map((r) => r.name).sort();
+  expect(artifacts).toEqual([
+    "test-jetson-orin-nano-dtb0", "test-jetson-orin-nano-kernel", "test-jetson-orin-nano-rootfs",
+    "test-turing-rk1-kernel", "test-turing-rk1-rootfs", "test-turing-rk1-wic",
+    "test-x86-controller-kernel", "test-x86-controller-rootfs",
+  ]);
+  // every node gets an image; only SWUpdate nodes get a bundle; one manifest
+  expect(registered.filter((r) => r.type.endsWith(":NodeImage")).map((r) => r.name).sort()).toEqual(
+    ["test-jetson1-image", "test-srv1-image", "test-srv2-image", "test-srv3-image"],
+  );
+  expect(registered.filter((r) => r.type.endsWith(":SwuBundle")).map((r) => r.name).sort()).toEqual(["test-jetson1-bundle", "test-srv3-bundle"]);
+  expect(registered.filter((r) => r.type.endsWith(":FleetUpdate"))).toHaveLength(1);
 });
 
 test("a bad config fails before any resource is registered", async () => {

@@ -1,0 +1,118 @@
+/**
+ * FleetNode: one node's chain up to delivery — its composed image (NodeImage: the ISAR base plus the
+ * node's rendered files) and, for SWUpdate-delivered nodes, its signed .swu bundle.
+ *
+ * `imageInputs` is the set of pinned inputs (artifact sha256 per kind, the rendered-files digest) known
+ * at preview time; the delivery step compares it with what it last delivered to say, per node, why it
+ * will be reflashed or updated.
+ */
+import * as path from "path";
+import * as pulumi from "@pulumi/pulumi";
+import { NodeFile } from "../lib/render/node-files";
+import { Fleet, NodeSpec } from "../lib/model/types";
+import { NodeImage } from "../providers/image";
+import { SwuBundle } from "../providers/swupdate";
+import { MachineArtifacts } from "./artifacts";
+
+export interface FleetNodeArgs {
+  /** The node. Required. */
+  node: NodeSpec;
+  /** The whole fleet (image and SWUpdate settings). Required. */
+  fleet: Fleet;
+  /** The node's hardware artifacts. Required. */
+  artifacts: MachineArtifacts;
+  /** The node's rendered image files (lib/render/node-files), without secrets. Required. */
+  files: NodeFile[];
+  /** sha256 over `files` (nodeFilesDigest). Required. */
+  filesDigest: string;
+  /** Private key that signs sw-description; required when the node is delivered with SWUpdate. */
+  swupdateSigningKey?: pulumi.Output<string>;
+  /** SWUpdate AES key file text, when fleet.swupdate.encrypt. Default: none. */
+  swupdateAesKey?: pulumi.Output<string>;
+  /** Directory for build outputs (.swu bundles). Default <cwd>/.cache/<stack>. */
+  outputDir?: string;
+}
+
+export class FleetNode extends pulumi.ComponentResource {
+  public readonly image: NodeImage;
+  public readonly bundle?: SwuBundle;
+  /** Pinned inputs of the node's image, known at preview: artifact sha256 by kind and the files digest. */
+  public readonly imageInputs: Record<string, string>;
+
+  constructor(name: string, args: FleetNodeArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("isar-k3s:fleet:Node", name, {}, opts);
+    const { node, fleet, artifacts: a } = args;
+    const outputDir = args.outputDir ?? path.join(process.cwd(), ".cache", pulumi.getStack());
+    this.imageInputs = { ...a.pinnedSha256, files: args.filesDigest };
+
+    this.image = new NodeImage(
+      `${name}-image`,
+      {
+        nodeName: node.name,
+        hardware: node.hardware,
+        arch: node.arch,
+        role: node.role,
+        artifacts: {
+          rootfs: a.rootfs,
+          kernel: a.kernel,
+          initramfs: a.initramfs,
+          dtbs: a.dtbs,
+          wic: node.delivery.method === "tpi" ? a.wic : undefined,
+        },
+        files: args.files,
+        headroomPercent: fleet.images.headroomPercent,
+        pkgsSource: fleet.images.pkgsSource,
+        nixpkgs: fleet.images.nixpkgs,
+        offline: fleet.images.offline,
+        timeoutSeconds: fleet.images.timeoutSeconds,
+      },
+      { parent: this },
+    );
+
+    if (node.delivery.method === "swupdate") {
+      if (!args.swupdateSigningKey) {
+        throw new Error(`nodes: ${node.name} is delivered with SWUpdate: set the secret \`pulumi config set --secret swupdateSigningKey < key.pem\``);
+      }
+      const d = node.delivery;
+      const fileOf = (p: string) =>
+        this.image.outputFiles.apply((fs) => {
+          const f = fs.find((x) => x.path === p);
+          if (!f) throw new Error(`${node.name}: the composed image has no ${p}`);
+          return f;
+        });
+      const rootfs = fileOf("rootfs.ext4");
+      const kernelName = node.arch === "arm64" ? "boot/Image" : "boot/bzImage";
+      const kernel = fileOf(kernelName);
+      this.bundle = new SwuBundle(
+        `${name}-bundle`,
+        {
+          hardware: node.hardware,
+          hwRevisions: [node.hwRevision],
+          version: fleet.swupdate.version,
+          description: `isar-k3s ${fleet.clusterName} ${node.name}`,
+          images: [
+            {
+              kind: "rootfs",
+              name: "rootfs.ext4",
+              path: pulumi.interpolate`${this.image.storePath}/rootfs.ext4`,
+              sha256: rootfs.sha256,
+              device: d.selection ? undefined : d.rootDevice,
+            },
+            { kind: "kernel", name: path.basename(kernelName), path: pulumi.interpolate`${this.image.storePath}/${kernelName}`, sha256: kernel.sha256 },
+          ],
+          signing: fleet.swupdate.signing,
+          certificate: fleet.swupdate.certificate,
+          signingKey: args.swupdateSigningKey,
+          encryptionKey: fleet.swupdate.encrypt ? args.swupdateAesKey : undefined,
+          selection: d.selection
+            ? { set: d.selection.split(",")[0], rootDevices: { main: d.rootDevice, ...(d.altRootDevice ? { alt: d.altRootDevice } : {}) } }
+            : undefined,
+          outputDir,
+          fileName: `${node.name}-${node.hardware}-${fleet.swupdate.version}.swu`,
+        },
+        { parent: this },
+      );
+    }
+    this.registerOutputs({ storePath: this.image.storePath, imageId: this.image.imageId, bundle: this.bundle?.path, imageInputs: this.imageInputs });
+  }
+}
