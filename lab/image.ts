@@ -176,6 +176,7 @@ export async function makeDiskImage(o: MakeImageOptions): Promise<void> {
       entries.writeBigUInt64LE(BigInt(last), 40);
       Buffer.from("rootfs", "utf16le").copy(entries, 56);
       const entriesCrc = zlib.crc32(entries);
+      const diskGuid = guid();
       const header = (myLba: number, altLba: number, entriesLba: number): Buffer => {
         const h = Buffer.alloc(512);
         h.write("EFI PART", 0, "latin1");
@@ -185,7 +186,7 @@ export async function makeDiskImage(o: MakeImageOptions): Promise<void> {
         h.writeBigUInt64LE(BigInt(altLba), 32);
         h.writeBigUInt64LE(34n, 40);
         h.writeBigUInt64LE(BigInt(sectors - 34), 48);
-        guid().copy(h, 56);
+        diskGuid.copy(h, 56);
         h.writeBigUInt64LE(BigInt(entriesLba), 72);
         h.writeUInt32LE(128, 80);
         h.writeUInt32LE(128, 84);

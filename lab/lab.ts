@@ -25,6 +25,7 @@ import * as fs from "fs";
 import * as http from "http";
 import * as net from "net";
 import * as path from "path";
+import { Readable, Transform } from "stream";
 import { promisify } from "util";
 import { extractFromImage, findRootFilesystem } from "./image";
 import { LabHostSpec, LabSpec, allocateAddresses, validateSpec } from "./spec";
@@ -925,17 +926,23 @@ export class Lab {
       const t0 = Date.now();
       let lastReport = 0;
       const out = fs.createWriteStream(tmp);
-      let source: NodeJS.ReadableStream = req;
-      let xz: ChildProcess | undefined;
-      req.on("data", (c: Buffer) => {
-        received += c.length;
-        hash.update(c);
+      const counter = new Transform({
+        transform(chunk: Buffer, _enc, cb) {
+          received += chunk.length;
+          hash.update(chunk);
+          cb(null, chunk);
+        },
       });
+      req.pipe(counter);
+      let source: Readable = counter;
+      let xz: ChildProcess | undefined;
       if (name.endsWith(".xz")) {
-        xz = spawn("xz", ["-dc"], { stdio: ["pipe", "pipe", "pipe"] });
-        req.pipe(xz.stdin!);
+        xz = spawn("xz", ["-dc"], { stdio: ["pipe", "pipe", "ignore"] });
+        xz.stdin!.on("error", () => undefined);
+        counter.pipe(xz.stdin!);
         source = xz.stdout!;
       }
+      const reqEnded = new Promise<void>((r) => (req.readableEnded ? r() : req.once("end", () => r()).once("close", () => r())));
       let failure: string | undefined;
       for await (const chunk of source as AsyncIterable<Buffer>) {
         if (!out.write(chunk)) await new Promise<void>((r) => out.once("drain", () => r()));
@@ -948,10 +955,15 @@ export class Lab {
         }
         if (fault && received >= size / 2) {
           failure = fault.message ?? "Failed to write image to the eMMC: I/O error";
-          req.destroy();
-          xz?.kill();
           break;
         }
+      }
+      if (failure) {
+        // stop writing but let the client finish sending, as the real BMC does
+        xz?.kill();
+        req.unpipe();
+        req.resume();
+        await Promise.race([reqEnded, limit(30_000)]);
       }
       await new Promise<void>((r) => out.end(r));
       if (!failure && xz) {
