@@ -344,7 +344,7 @@ export function diffDelivery(oldsIn: Partial<DeliveryOutputs> | undefined, news:
   } else if (touches) {
     reason = `${n}: update via SWUpdate (${reasons.join("; ")})`;
   } else if (changed.length > 0) {
-    const shown = changed.map((k) => (SECRET_KEYS.has(k) ? `${k} (secret)` : k));
+    const shown = [...changed].sort().map((k) => (SECRET_KEYS.has(k) ? `${k} (secret)` : k));
     reason = `${n}: left alone on the node; settings changed: ${shown.join(", ")}`;
   } else {
     reason = `${n}: left alone (image ${short(expectedImageId(news))} ${news.kind === "tpi" ? `on ${target}` : "installed"})`;

@@ -1,0 +1,289 @@
+/**
+ * Pure parts of lib/delivery: tpi argv and output parsing (exit 0 with a BMC error is a failure),
+ * swupdate argv and outcome (Debian 2022.12's exit race), progress rate limiting, rollout order and its
+ * executor (stop at the first failure, bounded parallelism), diff / describe decisions and input checks.
+ */
+import { deploymentPlan } from "../../lib/plan/plan";
+import type { Fleet, NodeSpec } from "../../lib/model/types";
+import { ProgressEvent, ProgressReporter, DeliveryError, formatProgress } from "../../lib/delivery/common";
+import { lastPercent, parseFlashOutcome, parsePowerStatus, remoteImagePath, tpiFlashArgv, tpiPowerArgv } from "../../lib/delivery/tpi";
+import { parseInstallOutcome, swupdateArgv } from "../../lib/delivery/swupdate";
+import { deliveryDependencies, runRollout, RolloutError } from "../../lib/delivery/rollout";
+import { checkDelivery, describeDeliveryChange, diffDelivery, DeliveryInputs, DeliveryOutputs, TpiInputs, SwupdateInputs } from "../../lib/delivery/resource";
+
+const SHA_A = "a1b2".repeat(16);
+const SHA_B = "c3d4".repeat(16);
+const KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICwCb3XL2Q+yQ7VTG4berB4u/Vts/nxGxaoo27HqPE3Z host";
+
+describe("tpi argv", () => {
+  test("flash: --local, slot, image path, --sha256 as lowercase hex (SRI accepted)", () => {
+    expect(tpiFlashArgv(2, "/mnt/sdcard/x.img", SHA_A)).toEqual(["tpi", "flash", "--local", "-n", "2", "-i", "/mnt/sdcard/x.img", "--sha256", SHA_A]);
+    const sri = "sha256-" + Buffer.from(SHA_A, "hex").toString("base64");
+    expect(tpiFlashArgv(1, "/a b'c", sri)).toEqual(["tpi", "flash", "--local", "-n", "1", "-i", "/a b'c", "--sha256", SHA_A]);
+    expect(tpiFlashArgv(4, "/x")).toEqual(["tpi", "flash", "--local", "-n", "4", "-i", "/x"]);
+    expect(() => tpiFlashArgv(5, "/x")).toThrow(/slot 5 is not a Turing Pi 2 slot/);
+    expect(() => tpiFlashArgv(1, "/x", "zz")).toThrow(/not a sha256/);
+  });
+  test("power", () => {
+    expect(tpiPowerArgv("on", 3)).toEqual(["tpi", "power", "on", "-n", "3"]);
+    expect(tpiPowerArgv("status")).toEqual(["tpi", "power", "status"]);
+  });
+  test("remote image path is per node and image id, and refuses unsafe names", () => {
+    const bmc = { name: "bmc", address: "a", port: 22, user: "root", imageDir: "/mnt/sdcard/images/" };
+    expect(remoteImagePath({ nodeName: "srv1", bmc, image: { path: "/x", sha256: SHA_A, imageId: "0f3c" } })).toBe("/mnt/sdcard/images/isar-k3s-srv1-0f3c.img");
+    expect(() => remoteImagePath({ nodeName: "srv1", bmc, image: { path: "/x", sha256: SHA_A, imageId: "../../etc" } })).toThrow(/image id/);
+    expect(() => remoteImagePath({ nodeName: "Srv_1", bmc, image: { path: "/x", sha256: SHA_A, imageId: "a" } })).toThrow(/RFC 1123/);
+    expect(() => remoteImagePath({ nodeName: "srv1", bmc: { ...bmc, imageDir: "images" }, image: { path: "/x", sha256: SHA_A, imageId: "a" } })).toThrow(/absolute/);
+  });
+});
+
+describe("tpi flash outcome", () => {
+  test("exit 0 with the BMC's error on stderr is a failure", () => {
+    const o = parseFlashOutcome({ code: 0, stdout: "request flashing of /x to node 1 (local)\nstarted transfer of 16.00 MiB..\nWriting: 50% (8.0/16.0 MiB)\n", stderr: "Error occured during flashing: Failed to write image to the eMMC: I/O error\n" });
+    expect(o).toEqual({ ok: false, kind: "bmc-error", message: "Error occured during flashing: Failed to write image to the eMMC: I/O error" });
+  });
+  test("exit 0 ending with Done is success; without Done it is not", () => {
+    expect(parseFlashOutcome({ code: 0, stdout: "Writing: 100% (16/16 MiB)\nDone\n", stderr: "" })).toEqual({ ok: true });
+    const o = parseFlashOutcome({ code: 0, stdout: "Writing: 60%\n", stderr: "" });
+    expect(o.ok).toBe(false);
+    expect(!o.ok && o.kind).toBe("no-done");
+  });
+  test("non-zero exits fail with the error line; an unknown --sha256 is recognised", () => {
+    const o = parseFlashOutcome({ code: 1, stdout: "", stderr: "Error: /x: No such file or directory (os error 2)\n" });
+    expect(!o.ok && o.message).toBe("tpi exited 1: Error: /x: No such file or directory (os error 2)");
+    const s = parseFlashOutcome({ code: 2, stdout: "", stderr: "error: unexpected argument '--sha256' found\n\nUsage: tpi flash" });
+    expect(!s.ok && s.kind).toBe("sha256-unsupported");
+  });
+  test("progress and power status parsing", () => {
+    expect(lastPercent("Writing: 10% (1/10)\nWriting: 40% (4/10)\n")).toBe(40);
+    expect(lastPercent("started transfer")).toBeUndefined();
+    expect(parsePowerStatus("node1: On\nnode2: Off\nnode3: On\nnode4: Off\n")).toEqual({ 1: true, 2: false, 3: true, 4: false });
+  });
+});
+
+describe("swupdate", () => {
+  test("argv", () => {
+    expect(swupdateArgv({ certPath: "/c.pem", hardware: "jetson-orin-nano", hwRevision: "1.0", bundlePath: "/var/tmp/b.swu" })).toEqual(["swupdate", "-v", "-k", "/c.pem", "-H", "jetson-orin-nano:1.0", "-i", "/var/tmp/b.swu"]);
+    expect(swupdateArgv({ certPath: "/c", hardware: "h", hwRevision: "2", selection: "stable,alt", aesKeyPath: "/k", certPurpose: "codeSigning", bundlePath: "/b" })).toEqual([
+      "swupdate", "-v", "-k", "/c", "--cert-purpose", "codeSigning", "-H", "h:2", "-e", "stable,alt", "-K", "/k", "-i", "/b",
+    ]);
+    expect(() => swupdateArgv({ certPath: "/c", hardware: "h w", hwRevision: "1", bundlePath: "/b" })).toThrow(/hardware/);
+    expect(() => swupdateArgv({ certPath: "/c", hardware: "h", hwRevision: "1", selection: "stable main", bundlePath: "/b" })).toThrow(/selection/);
+  });
+  test("outcome: exit 0 ok; the 2022.12 exit race after 'SWUPDATE successful' ok; an [ERROR] line fails", () => {
+    expect(parseInstallOutcome({ code: 0, output: "[INFO ] : SWUPDATE successful !" })).toEqual({ ok: true, raced: false });
+    expect(parseInstallOutcome({ code: 1, output: "[INFO ] : SWUPDATE successful !\n" })).toEqual({ ok: true, raced: true });
+    const bad = parseInstallOutcome({ code: 1, output: "[ERROR] : SWUPDATE failed [0] ERROR core/stream_interface.c : extract_files : 163 : Signature verification failed\n[INFO ] : SWUPDATE failed" });
+    expect(bad.ok).toBe(false);
+    expect(!bad.ok && bad.message).toMatch(/Signature verification failed/);
+    expect(parseInstallOutcome({ code: 0, output: "[ERROR] : something" }).ok).toBe(false);
+  });
+});
+
+describe("progress", () => {
+  test("one line per phase change and per 10 %, with the final 100 %", () => {
+    const got: ProgressEvent[] = [];
+    const p = new ProgressReporter("srv1", (e) => got.push(e));
+    p.report("upload", 0);
+    for (let i = 1; i <= 1000; i++) p.report("upload", i / 10);
+    p.report("flash", 0, "slot 1");
+    p.report("flash", 5);
+    p.report("flash", 100);
+    p.report("boot");
+    p.report("boot");
+    expect(got.filter((e) => e.phase === "upload").map((e) => Math.floor(e.percent!))).toEqual([0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100]);
+    expect(got.filter((e) => e.phase === "flash").map((e) => e.percent)).toEqual([0, 100]);
+    expect(got.filter((e) => e.phase === "boot")).toHaveLength(1);
+    expect(formatProgress(got[got.length - 1])).toBe("[srv1] boot");
+    expect(formatProgress({ node: "srv1", phase: "flash", percent: 42.7, detail: "slot 1" })).toBe("[srv1] flash 42% slot 1");
+  });
+  test("DeliveryError names node, phase, place, hint and keeps the last 40 lines", () => {
+    const out = Array.from({ length: 100 }, (_, i) => `line ${i}`).join("\n");
+    const e = new DeliveryError("srv1", "flash", "BMC bmc slot 1 (root@10.0.0.2:22)", "tpi said no", out, "retry");
+    expect(e.message).toMatch(/^srv1: flash failed on BMC bmc slot 1 \(root@10\.0\.0\.2:22\): tpi said no\nHow to fix: retry\n--- last output \(flash\) ---\nline 60\n/);
+    expect(e.message).not.toMatch(/line 59\n/);
+    expect(e.message).toMatch(/line 99$/);
+  });
+});
+
+function fleet(roles: [string, "server" | "agent"][]): Fleet {
+  return { nodes: roles.map(([name, role]) => ({ name, role }) as NodeSpec) } as Fleet;
+}
+
+describe("rollout order", () => {
+  const f = fleet([["s1", "server"], ["a1", "agent"], ["s2", "server"], ["a2", "agent"], ["s3", "server"], ["a3", "agent"], ["a4", "agent"], ["a5", "agent"]]);
+  test("servers one at a time, a canary agent, then at most maxAgentsInFlight", () => {
+    const deps = deliveryDependencies(deploymentPlan(f), 2);
+    expect(deps).toEqual([
+      { node: "s1", dependsOn: [], stage: "server" },
+      { node: "s2", dependsOn: ["s1"], stage: "server" },
+      { node: "s3", dependsOn: ["s2"], stage: "server" },
+      { node: "a1", dependsOn: ["s3"], stage: "canary" },
+      { node: "a2", dependsOn: ["a1"], stage: "agents" },
+      { node: "a3", dependsOn: ["a1"], stage: "agents" },
+      { node: "a4", dependsOn: ["a1", "a2"], stage: "agents" },
+      { node: "a5", dependsOn: ["a1", "a3"], stage: "agents" },
+    ]);
+    const noCanary = deliveryDependencies(deploymentPlan(f), 3, { canary: false });
+    expect(noCanary.filter((d) => d.stage === "agents").map((d) => d.dependsOn)).toEqual([["s3"], ["s3"], ["s3"], ["s3", "a1"], ["s3", "a2"]]);
+    expect(() => deliveryDependencies(deploymentPlan(f), 0)).toThrow(/maxAgentsInFlight/);
+  });
+
+  test("runRollout: order respected, never more than maxAgentsInFlight agents at once", async () => {
+    const deps = deliveryDependencies(deploymentPlan(f), 2);
+    const done: string[] = [];
+    let agentsRunning = 0;
+    let maxAgents = 0;
+    const res = await runRollout(deps, async (n) => {
+      const d = deps.find((x) => x.node === n)!;
+      for (const p of d.dependsOn) expect(done).toContain(p);
+      if (n.startsWith("a")) maxAgents = Math.max(maxAgents, ++agentsRunning);
+      await new Promise((r) => setTimeout(r, 5 + Math.random() * 20));
+      if (n.startsWith("a")) agentsRunning--;
+      done.push(n);
+    });
+    expect(res.succeeded.sort()).toEqual(["a1", "a2", "a3", "a4", "a5", "s1", "s2", "s3"]);
+    expect(res.started.slice(0, 4)).toEqual(["s1", "s2", "s3", "a1"]);
+    expect(maxAgents).toBe(2);
+  });
+
+  test("runRollout: a failure of the first agent leaves every other agent untouched and names node and phase", async () => {
+    const deps = deliveryDependencies(deploymentPlan(f), 3);
+    const touched: string[] = [];
+    const err = await runRollout(deps, async (n) => {
+      touched.push(n);
+      if (n === "a1") throw new DeliveryError("a1", "install", "root@x:22", "swupdate refused the bundle", "[ERROR] : Signature verification failed");
+    }).catch((e) => e);
+    expect(err).toBeInstanceOf(RolloutError);
+    expect(touched).toEqual(["s1", "s2", "s3", "a1"]);
+    expect((err as RolloutError).result.notAttempted).toEqual(["a2", "a3", "a4", "a5"]);
+    expect((err as Error).message).toMatch(/^rollout stopped: a1 failed in phase install\. Delivered: s1, s2, s3\. Not attempted \(left as they were\): a2, a3, a4, a5\.\n/);
+    expect((err as Error).message).toMatch(/Signature verification failed/);
+  });
+
+  test("runRollout: a failing server stops everything behind it", async () => {
+    const deps = deliveryDependencies(deploymentPlan(f), 3);
+    const touched: string[] = [];
+    await expect(
+      runRollout(deps, async (n) => {
+        touched.push(n);
+        if (n === "s2") throw new Error("boom");
+      }),
+    ).rejects.toThrow(/s2 failed/);
+    expect(touched).toEqual(["s1", "s2"]);
+  });
+});
+
+function tpiInputs(over: Partial<TpiInputs> = {}): TpiInputs {
+  const { inputs, failures } = checkDelivery({
+    kind: "tpi",
+    nodeName: "srv1",
+    slot: 1,
+    bmc: { name: "bmc", address: "10.0.0.2", hostKey: KEY, imageDir: "/mnt/sdcard/images" },
+    node: { address: "10.0.0.11" },
+    image: { path: "/nix/store/x-srv1/disk.img", sha256: SHA_A, imageId: "0f3c9a" },
+    sources: { "rootfs sha256": SHA_A, "files digest": "f00d" },
+    sshPrivateKey: "-----BEGIN OPENSSH PRIVATE KEY-----\nSECRETSECRET\n-----END OPENSSH PRIVATE KEY-----",
+    ...over,
+  });
+  expect(failures).toEqual([]);
+  return inputs as TpiInputs;
+}
+
+function swInputs(over: Record<string, unknown> = {}): SwupdateInputs {
+  const { inputs, failures } = checkDelivery({
+    kind: "swupdate",
+    nodeName: "jetson1",
+    node: { address: "10.0.0.20", hostKey: KEY },
+    hardware: "jetson-orin-nano",
+    hwRevision: "1.0",
+    bundle: { path: "/b/jetson-orin-nano-1.0.swu", sha256: SHA_A },
+    imageId: "1111",
+    sources: { "bundle sha256": SHA_A },
+    aesKey: `${"ab".repeat(32)} ${"cd".repeat(16)}`,
+    ...over,
+  });
+  expect(failures).toEqual([]);
+  return inputs as SwupdateInputs;
+}
+
+describe("diff and describeDeliveryChange", () => {
+  test("new: flash", () => {
+    expect(describeDeliveryChange(undefined, tpiInputs())).toBe("srv1: flash slot 1 of bmc (new delivery, image 0f3c9a)");
+  });
+  test("unchanged image: no change at all, left alone", () => {
+    const olds: DeliveryOutputs = { ...tpiInputs(), runningImageId: "0f3c9a", nodeHostKey: KEY, lastCheck: "ok" };
+    const d = diffDelivery(olds, tpiInputs());
+    expect(d.changes).toBe(false);
+    expect(d.replaces).toEqual([]);
+    expect(d.reason).toBe("srv1: left alone (image 0f3c9a on slot 1 of bmc)");
+  });
+  test("changed image: replace (delete before replace), naming the source that changed", () => {
+    const olds: DeliveryOutputs = { ...tpiInputs(), runningImageId: "0f3c9a", nodeHostKey: KEY };
+    const news = tpiInputs({ image: { path: "/nix/store/y-srv1/disk.img", sha256: SHA_B, imageId: "77aa" }, sources: { "rootfs sha256": SHA_B, "files digest": "f00d" } });
+    const d = diffDelivery(olds, news);
+    expect(d.changes).toBe(true);
+    expect(d.replaces).toEqual(["image"]);
+    expect(d.deleteBeforeReplace).toBe(true);
+    expect(d.detailedDiff.image).toEqual({ kind: "update-replace", inputDiff: true });
+    expect(d.detailedDiff.sources).toEqual({ kind: "update", inputDiff: true });
+    expect(d.reason).toBe("srv1: reflash slot 1 of bmc (image changed: rootfs sha256 a1b2a1b2a1b2… → c3d4c3d4c3d4…)");
+  });
+  test("drift found by refresh (another image running, or another host key): reflash", () => {
+    const olds: DeliveryOutputs = { ...tpiInputs(), runningImageId: "dead", nodeHostKey: KEY };
+    const d = diffDelivery(olds, tpiInputs());
+    expect(d.replaces).toEqual(["runningImageId"]);
+    expect(d.reason).toBe("srv1: reflash slot 1 of bmc (drift: the node runs image dead, expected 0f3c9a)");
+    const k = diffDelivery({ ...tpiInputs(), runningImageId: "0f3c9a", hostKeyChanged: true }, tpiInputs());
+    expect(k.replaces).toEqual(["nodeHostKey"]);
+  });
+  test("settings only (timeouts, key): update in place without touching the node; secrets never shown", () => {
+    const olds: DeliveryOutputs = { ...tpiInputs(), runningImageId: "0f3c9a" };
+    const d = diffDelivery(olds, tpiInputs({ flashTimeoutSeconds: 7200, sshPrivateKey: "OTHERSECRET" }));
+    expect(d.changes).toBe(true);
+    expect(d.replaces).toEqual([]);
+    expect(d.touchesNode).toBe(false);
+    expect(d.reason).toBe("srv1: left alone on the node; settings changed: flashTimeoutSeconds, sshPrivateKey (secret)");
+    expect(d.reason).not.toMatch(/SECRET/);
+    expect(diffDelivery(olds, tpiInputs({ slot: 2 })).replaces).toEqual(["slot"]);
+  });
+  test("SWUpdate: a new bundle is an update (install), not a replacement", () => {
+    const olds: DeliveryOutputs = { ...swInputs(), runningImageId: "1111" };
+    expect(diffDelivery(olds, swInputs()).changes).toBe(false);
+    const d = diffDelivery(olds, swInputs({ bundle: { path: "/b/jetson-orin-nano-1.1.swu", sha256: SHA_B }, imageId: "2222", sources: { "bundle sha256": SHA_B } }));
+    expect(d.changes).toBe(true);
+    expect(d.replaces).toEqual([]);
+    expect(d.touchesNode).toBe(true);
+    expect(d.reason).toBe("jetson1: update via SWUpdate (image changed: bundle sha256 a1b2a1b2a1b2… → c3d4c3d4c3d4…)");
+    const drift = diffDelivery({ ...olds, runningImageId: "0000" }, swInputs());
+    expect(drift.touchesNode).toBe(true);
+    expect(drift.reason).toMatch(/drift: the node runs image 0000, expected 1111/);
+  });
+});
+
+describe("checkDelivery", () => {
+  test("names each bad input and never echoes secrets", () => {
+    const { failures } = checkDelivery({
+      kind: "swupdate",
+      nodeName: "Bad_Name",
+      node: { address: "10.0.0.20", port: 70000 },
+      hardware: "",
+      hwRevision: "1.0",
+      bundle: { path: "rel.swu", sha256: "nope" },
+      imageId: "",
+      aesKey: "TOPSECRETVALUE",
+      selection: "a b",
+    });
+    const props = failures.map((f) => f.property).sort();
+    expect(props).toEqual(["aesKey", "bundle.path", "bundle.sha256", "hardware", "imageId", "node.hostKey", "node.port", "nodeName", "selection"]);
+    expect(JSON.stringify(failures)).not.toMatch(/TOPSECRETVALUE/);
+    const t = checkDelivery({ kind: "tpi", nodeName: "n1", slot: 9, bmc: { address: "x", imageDir: "rel" }, node: { address: "y" }, image: { path: "/p", sha256: SHA_A, imageId: "1" } });
+    expect(t.failures.map((f) => f.property).sort()).toEqual(["bmc.imageDir", "bmc.name", "slot"]);
+    expect(checkDelivery({ kind: "ftp" }).failures.map((f) => f.property)).toContain("kind");
+  });
+  test("defaults", () => {
+    const i = tpiInputs() as DeliveryInputs as TpiInputs;
+    expect(i.node).toEqual({ address: "10.0.0.11", port: 22, user: "root" });
+    expect([i.flashTimeoutSeconds, i.bootTimeoutSeconds, i.connectTimeoutSeconds, i.tpiSha256]).toEqual([3600, 600, 60, true]);
+  });
+});
