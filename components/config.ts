@@ -8,7 +8,7 @@ import { Fleet } from "../lib/model/types";
 import { parseFleet, RawFleetConfig } from "../lib/model/parse";
 
 export interface FleetSecrets {
-  /** Private key the program logs in to nodes and BMCs with (OpenSSH or PEM); absent = SSH agent. */
+  /** Private key the program logs in to nodes and BMCs with (OpenSSH or PEM); absent (config value "ssh-agent") = SSH agent. */
   sshPrivateKey?: pulumi.Output<string>;
   /** Private key that signs sw-description. */
   swupdateSigningKey?: pulumi.Output<string>;
@@ -24,16 +24,24 @@ export function readFleetConfig(cfg = new pulumi.Config("isar-k3s")): { fleet: F
   const raw: RawFleetConfig = {};
   for (const key of OBJECT_KEYS) {
     const v = cfg.getObject<unknown>(key);
-    if (v !== undefined) raw[key] = v;
+    // Pulumi.yaml gives optional objects an empty default: empty means "not configured".
+    const empty = key === "isar" && typeof v === "object" && v !== null && Object.keys(v).length === 0;
+    if (v !== undefined && !empty) raw[key] = v;
   }
-  raw.clusterName = cfg.get("clusterName") ?? `isar-k3s-${pulumi.getStack()}`.toLowerCase().replace(/[^a-z0-9-]/g, "-").slice(0, 63);
+  raw.clusterName = cfg.get("clusterName") || `isar-k3s-${pulumi.getStack()}`.toLowerCase().replace(/[^a-z0-9-]/g, "-").slice(0, 63);
   const fleet = parseFleet(raw);
   return {
     fleet,
     secrets: {
-      sshPrivateKey: cfg.getSecret("sshPrivateKey"),
-      swupdateSigningKey: cfg.getSecret("swupdateSigningKey"),
-      swupdateAesKey: cfg.getSecret("swupdateAesKey"),
+      sshPrivateKey: cfg.get("sshPrivateKey") === "ssh-agent" ? undefined : optionalSecret(cfg, "sshPrivateKey"),
+      swupdateSigningKey: optionalSecret(cfg, "swupdateSigningKey"),
+      swupdateAesKey: optionalSecret(cfg, "swupdateAesKey"),
     },
   };
+}
+
+/** A secret key whose project default is "" (= not set): undefined when unset or empty. */
+function optionalSecret(cfg: pulumi.Config, key: string): pulumi.Output<string> | undefined {
+  const v = cfg.get(key);
+  return v ? pulumi.secret(v) : undefined;
 }
