@@ -12,14 +12,14 @@
  *   present, is the second. Names are unique, non-empty, without NUL, shorter than 255 bytes; data is at
  *   most 4 GiB - 1 bytes. Violations throw a `CpioError` naming the file.
  * - File data is never held in memory: `scanFile` computes size, sha256 and check in one streaming pass;
- *   `addFile` then streams the bytes with backpressure (stream pipeline into the output stream) and
- *   fails if the byte count differs from the scan (content changes of equal size are caught by the
+ *   `addFile` then streams the bytes with backpressure (two reused 1 MiB buffers, each refilled only after
+ *   the output stream's write callback; the output stream's own highWaterMark/drain is honoured for
+ *   headers) and fails if the byte count differs from the scan (content changes of equal size are caught by the
  *   sha256 SWUpdate checks, not here).
  */
 import * as crypto from "crypto";
 import * as fs from "fs";
 import { Writable } from "stream";
-import { pipeline } from "stream/promises";
 
 export const CPIO_CRC_MAGIC = "070702";
 export const CPIO_HEADER_SIZE = 110;
@@ -162,16 +162,24 @@ export interface FileScan {
 
 const READ_CHUNK = 1 << 20;
 
-/** One streaming pass over a file: size, sha256 and cpio check, with constant memory. */
+/** One streaming pass over a file: size, sha256 and cpio check, with constant memory (one reused buffer). */
 export async function scanFile(path: string): Promise<FileScan> {
   const hash = crypto.createHash("sha256");
   let sum = 0;
   let size = 0;
-  const rs = fs.createReadStream(path, { highWaterMark: READ_CHUNK });
-  for await (const chunk of rs as AsyncIterable<Buffer>) {
-    hash.update(chunk);
-    sum = (sum + byteSum(chunk)) % 0x100000000;
-    size += chunk.length;
+  const buf = Buffer.allocUnsafe(READ_CHUNK);
+  const fh = await fs.promises.open(path, "r");
+  try {
+    for (;;) {
+      const { bytesRead } = await fh.read(buf, 0, READ_CHUNK, null);
+      if (bytesRead === 0) break;
+      const chunk = buf.subarray(0, bytesRead);
+      hash.update(chunk);
+      sum = (sum + byteSum(chunk)) % 0x100000000;
+      size += bytesRead;
+    }
+  } finally {
+    await fh.close();
   }
   return { size, sha256: hash.digest("hex"), check: sum };
 }
@@ -271,6 +279,38 @@ export class CpioWriter {
   }
 
   /**
+   * Stream a file's bytes into `out` with backpressure and constant memory: two reused 1 MiB buffers; a
+   * buffer is refilled only after the stream's write callback reported its previous chunk written, so at
+   * most two chunks are ever queued. Returns the number of bytes copied.
+   */
+  private async copyFrom(path: string): Promise<number> {
+    const fh = await fs.promises.open(path, "r");
+    const pool = [Buffer.allocUnsafe(READ_CHUNK), Buffer.allocUnsafe(READ_CHUNK)];
+    const inFlight: Promise<void>[] = [Promise.resolve(), Promise.resolve()];
+    let copied = 0;
+    try {
+      for (let i = 0; ; i ^= 1) {
+        await inFlight[i];
+        const { bytesRead } = await fh.read(pool[i], 0, READ_CHUNK, null);
+        if (bytesRead === 0) break;
+        const chunk = pool[i].subarray(0, bytesRead);
+        copied += bytesRead;
+        this.offset += bytesRead;
+        this.hash?.update(chunk);
+        inFlight[i] = new Promise<void>((resolve, reject) => {
+          this.out.write(chunk, (err) => (err ? reject(err) : resolve()));
+        });
+        inFlight[i].catch(() => undefined); // observed by the await above or below
+      }
+      await Promise.all(inFlight);
+    } finally {
+      await Promise.allSettled(inFlight);
+      await fh.close();
+    }
+    return copied;
+  }
+
+  /**
    * Add a file entry, streaming its bytes. `scan` (from `scanFile`) supplies size and check; without it
    * the file is scanned first. The copy pass recounts the bytes and throws if the size changed.
    */
@@ -282,17 +322,7 @@ export class CpioWriter {
     try {
       this.names.add(name);
       await this.write(encodeHeader({ name, ino: this.nextIno++, size: s.size, check: s.check }));
-      let copied = 0;
-      const hash = this.hash;
-      const counter = async function* (src: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
-        for await (const chunk of src) {
-          copied += chunk.length;
-          hash?.update(chunk);
-          yield chunk;
-        }
-      };
-      await pipeline(fs.createReadStream(path, { highWaterMark: READ_CHUNK }), counter, this.out, { end: false });
-      this.offset += copied;
+      const copied = await this.copyFrom(path);
       if (copied !== s.size) {
         throw new CpioError(`${path} changed while the bundle was written (${s.size} bytes scanned, ${copied} copied): rebuild when the artifact is stable`);
       }
