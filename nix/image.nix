@@ -4,8 +4,9 @@
 # derivation, hence the same store path; the builder (builder/compose-image.sh) makes the output bytes
 # reproducible too (no build time anywhere, fixed UUID/hash seed, fixed inode times).
 #
-#   pkgs        package set providing runCommand, coreutils, findutils, gnugrep, gnused, gawk, gnutar,
-#               gzip, xz, zstd, e2fsprogs, util-linux, fakeroot (nixpkgs, or nix/testing/host-pkgs.nix)
+#   pkgs        package set providing runCommand, runtimeShell, coreutils, findutils, gnugrep, gnused,
+#               gawk, gnutar, gzip, xz, zstd, e2fsprogs, util-linux, fakeroot, python3
+#               (nixpkgs, or nix/testing/host-pkgs.nix)
 #   name        node name (RFC 1123 label); arch "arm64" | "x86_64"; role "server" | "agent"
 #   hardware    hardware kind, recorded in metadata.json
 #   rootfs      ISAR rootfs tarball (derivation or store path; .tar, .tar.gz, .tar.xz, .tar.zst)
@@ -17,8 +18,9 @@
 #               partition holding /etc)
 #   files       attrset: absolute path -> content string (mode 0644, root), or
 #               { content; mode ? "0644"; uid ? 0; gid ? 0; } or { directory = true; mode ? "0755"; uid; gid; }
+#               uid/gid: numbers, or names resolved in the image's /etc/passwd and /etc/group
 #               Contents are text and MUST NOT hold secrets: they end up in the world-readable store.
-#               /etc/k3s-role (from `role`) and /etc/isar-k3s/image-id are added by this function.
+#               /etc/k3s-role (from `role`; a given one must agree) and /etc/isar-k3s/image-id are added here.
 #   headroomPercent   free space added to rootfs.ext4 over its content (default 30)
 #   sourceDateEpoch   every timestamp the builder writes (default 1)
 { pkgs
@@ -56,7 +58,8 @@ let
 
   modeOk = m: match "0?[0-7]{3,4}" m != null;
   perm4 = m: let t = if stringLength m == 3 then "0${m}" else if stringLength m == 5 then substring 1 4 m else m; in t;
-  idOk = n: builtins.isInt n && n >= 0 && n < 65536;
+  # Owners: a number 0..65535, or a user/group name looked up in the image's own /etc/passwd, /etc/group.
+  idOk = n: (builtins.isInt n && n >= 0 && n < 65536) || (builtins.isString n && match "[a-z_][a-z0-9_-]{0,31}" n != null);
 
   normalize = path: spec:
     let
@@ -69,7 +72,7 @@ let
     assert check (pathOk path) "file path '${path}' must be absolute and use only A-Z a-z 0-9 . _ @ + , = : - / (no '.' or '..' components)";
     assert check (path != "/etc/isar-k3s/image-id") "/etc/isar-k3s/image-id is written by the builder; remove it from files";
     assert check (builtins.isString mode && modeOk mode) "mode of '${path}' must be an octal string like \"0600\"";
-    assert check (idOk uid && idOk gid) "uid/gid of '${path}' must be integers 0..65535";
+    assert check (idOk uid && idOk gid) "uid/gid of '${path}' must be integers 0..65535 or user/group names";
     assert check (isDir || builtins.isString (e.content or null)) "'${path}' needs a string `content` (or directory = true)";
     {
       inherit path uid gid isDir;
@@ -79,7 +82,9 @@ let
     };
 
   # The role marker comes from `role`, so it can never disagree with it.
-  allFiles = files // { "/etc/k3s-role" = { content = "${role}\n"; mode = "0644"; }; };
+  roleMarker = "${role}\n";
+  givenMarker = files."/etc/k3s-role" or roleMarker;
+  allFiles = files // { "/etc/k3s-role" = { content = roleMarker; mode = "0644"; }; };
   entries = map (p: normalize p allFiles.${p}) (attrNames allFiles); # attrNames is sorted: parents first
 
   # Each file's content becomes its own store file; the builder reads it from there (never from shell text).
@@ -128,12 +133,12 @@ let
 
   # Stable image id: a hash of everything the output depends on (inputs, expressions, tools). Not the
   # output path's own hash: Nix may build at a scratch path and rewrite it afterwards (--check, CA).
-  tools = with pkgs; [ coreutils findutils gnugrep gnused gawk gnutar gzip xz zstd e2fsprogs util-linux fakeroot ];
+  tools = with pkgs; [ coreutils findutils gnugrep gnused gawk gnutar gzip xz zstd e2fsprogs util-linux fakeroot python3 ];
   imageId = substring 0 32 (hashString "sha256" (builtins.unsafeDiscardStringContext (toJSON {
     inherit name arch role hardware manifest dtbList headroomPercent sourceDateEpoch wicRootPartition;
     contents = map (e: e.content) entries;
     artifacts = map (a: if a == null then null else toString a) [ rootfs kernel initramfs wic ];
-    expressions = map (f: builtins.hashFile "sha256" f) [ ./image.nix ./builder/compose-image.sh ./builder/ext4-fix-times.awk ];
+    expressions = map (f: builtins.hashFile "sha256" f) [ ./image.nix ./builder/compose-image.sh ./builder/ext4-fix-times.awk ./builder/tar-xattrs.py ];
     tools = map toString tools;
     shell = toString pkgs.runtimeShell;
   })));
@@ -144,7 +149,7 @@ in
 assert check (match "[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?" name != null) "name must be an RFC 1123 label";
 assert check (kernelNames ? ${arch}) "arch must be arm64 or x86_64, got '${arch}'";
 assert check (role == "server" || role == "agent") "role must be server or agent, got '${role}'";
-assert check (!(files ? "/etc/k3s-role")) "/etc/k3s-role is written from `role`; remove it from files";
+assert check ((if builtins.isString givenMarker then givenMarker else givenMarker.content or "") == roleMarker) "files./etc/k3s-role disagrees with role '${role}'";
 assert check (length (uniq dtbNames) == length dtbNames) "two dtbs share a file name";
 assert check (wicRootPartition == null || builtins.isInt wicRootPartition) "wicRootPartition must be an integer";
 assert check (builtins.isInt headroomPercent && headroomPercent >= 0) "headroomPercent must be a non-negative integer";
@@ -160,7 +165,9 @@ pkgs.runCommand "node-image-${name}"
   extraBytes = toString extraBytes;
   headroomPercent = toString headroomPercent;
   SOURCE_DATE_EPOCH = toString sourceDateEpoch;
+  shell = pkgs.runtimeShell;
   fixTimesAwk = ./builder/ext4-fix-times.awk;
+  tarXattrsPy = ./builder/tar-xattrs.py;
   passAsFile = [ "manifest" "metadataBody" "dtbList" ];
 }
 ''

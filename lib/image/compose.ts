@@ -93,6 +93,12 @@ export interface ComposeOptions {
   pkgs?: PkgsSource;
   /** Pass `--option substituters ''` (no binary cache). Default true. */
   offline?: boolean;
+  /**
+   * Run the builder as root (`--option build-users-group ''`; only when nix itself runs as root,
+   * single-user) instead of Nix's build user. The output is the same either way (as the build user the
+   * builder unpacks under fakeroot); tests use it to prove that. Default false.
+   */
+  buildAsRoot?: boolean;
   /** The nix executable. Default "nix". */
   nix?: string;
   /** Extra environment for nix (not for secrets). */
@@ -348,6 +354,7 @@ export function nixBuildArgv(inputFile: string, opts: ComposeOptions & { project
   ];
   if (opts.offline ?? true) argv.push("--option", "substituters", "");
   if (opts.pkgs === "host") argv.push("--option", "sandbox", "false");
+  if (opts.buildAsRoot) argv.push("--option", "build-users-group", "");
   argv.push("-f", path.join(opts.projectDir, "nix", "node.nix"), "--argstr", "inputFile", inputFile);
   if (opts.pkgs === "host") argv.push("--argstr", "pkgsSource", "host");
   else if (opts.pkgs?.nixpkgs) argv.push("--argstr", "nixpkgs", opts.pkgs.nixpkgs);
@@ -404,7 +411,11 @@ export function listOutputFiles(storePath: string): OutputFile[] {
 
 async function buildLogTail(drvPath: string, opts: ComposeOptions): Promise<string | undefined> {
   try {
-    const res = await new LocalHost().run([opts.nix ?? "nix", "--extra-experimental-features", "nix-command", "log", drvPath], {
+    const argv = [opts.nix ?? "nix", "--extra-experimental-features", "nix-command", "log"];
+    // without this, `nix log` first asks the binary caches (minutes of retries when offline)
+    if (opts.offline ?? true) argv.push("--option", "substituters", "");
+    argv.push(drvPath);
+    const res = await new LocalHost().run(argv, {
       env: opts.env,
       timeoutMs: 60_000,
     });

@@ -24,6 +24,8 @@
 set -eu
 
 die() { echo "compose-image: $*" >&2; exit 1; }
+t0=$(date +%s.%N)
+step() { echo "compose-image: $* (at $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s)" >&2; }
 
 work=$(pwd)/compose-work
 mkdir -p "$work"
@@ -39,6 +41,7 @@ if ! grep -q ' /etc/isar-k3s$' "$manifest"; then
   printf 'dir 040755 0 0 - /etc/isar-k3s\n' >> "$manifest"
 fi
 printf 'file 0100644 0 0 %s /etc/isar-k3s/image-id\n' "$work/image-id" >> "$manifest"
+cp "$manifest" "$manifest.source"
 
 # debugfs script that writes the manifest into a file system. Missing ancestors are made by `mkdir`
 # (debugfs: 0755, root, times = set_current_time); existing ones keep their mode and owner.
@@ -82,8 +85,31 @@ verify_fs() {
   e2fsck -fn "$fs" > "$work/fsck.log" 2>&1 || { tail -n 20 "$work/fsck.log" >&2; die "e2fsck found errors in $fs"; }
 }
 
+# Owner names in the manifest are looked up in the target file system's /etc/passwd and /etc/group.
+resolve_owners() {
+  fs=$1
+  debugfs -R "cat /etc/passwd" "$fs" > "$work/passwd" 2>/dev/null || :
+  debugfs -R "cat /etc/group" "$fs" > "$work/group" 2>/dev/null || :
+  : > "$manifest.resolved"
+  while read -r kind mode uid gid src dest; do
+    case "$uid" in *[!0-9]*)
+      name=$uid
+      uid=$(awk -F: -v n="$name" '$1 == n { print $3; exit }' "$work/passwd")
+      [ -n "$uid" ] || die "owner '$name' of $dest is not a user in /etc/passwd of $fs" ;;
+    esac
+    case "$gid" in *[!0-9]*)
+      name=$gid
+      gid=$(awk -F: -v n="$name" '$1 == n { print $3; exit }' "$work/group")
+      [ -n "$gid" ] || die "group '$name' of $dest is not a group in /etc/group of $fs" ;;
+    esac
+    printf '%s %s %s %s %s %s\n' "$kind" "$mode" "$uid" "$gid" "$src" "$dest" >> "$manifest.resolved"
+  done < "$manifest.source"
+  cp "$manifest.resolved" "$manifest"
+}
+
 inject() {
   fs=$1
+  resolve_owners "$fs"
   : > "$work/ancestors"
   make_debugfs_script > "$work/body.cmds"
   { printf 'set_current_time @%s\n' "$epoch"; awk '!seen[$0]++' "$work/ancestors"; cat "$work/body.cmds"; } > "$work/inject.cmds"
@@ -92,13 +118,16 @@ inject() {
 }
 
 # ---- rootfs.ext4 ----------------------------------------------------------------------------------
-# Unpack and mke2fs in one fakeroot session: owners, modes and device nodes from the tarball survive
-# even when the builder is not root (nixpkgs sandbox); as root fakeroot changes nothing.
+# Unpack and mke2fs: directly when the builder is root, else in one fakeroot session so owners, modes
+# and device nodes from the tarball survive. Extended attributes (file capabilities, ACLs) are not
+# unpacked: Nix's seccomp filter refuses setxattr in builds and mke2fs 1.47.0 cannot read fakeroot's
+# fake ones. tar-xattrs.py reads them from the archive and debugfs sets them in the image instead, so
+# both ways give the same bytes.
 cat > "$work/mkfs.sh" <<'EOF'
 set -eu
 work=$1
 mkdir "$work/root"
-tar -xf "$rootfs" -C "$work/root" --numeric-owner --same-permissions
+tar --no-xattrs -xf "$rootfs" -C "$work/root" --numeric-owner --same-permissions
 # Size: every file rounded up to 4 KiB blocks + 256-byte inodes + the node files, then the headroom,
 # then room for the journal mke2fs picks for that size, at least 8 MiB.
 find "$work/root" -xdev -printf '%s\n' | awk -v extra="$extraBytes" -v pct="$headroomPercent" '
@@ -115,12 +144,35 @@ mkfs.ext4 -q -F -b 4096 -N "$inodes" -T default -U "$fsUuid" \
   -E "hash_seed=$fsUuid,root_owner=0:0,lazy_itable_init=0,nodiscard" \
   -d "$work/root" "$out/rootfs.ext4" "$blocks" > "$work/mkfs.log" 2>&1 || { cat "$work/mkfs.log" >&2; exit 1; }
 EOF
-fakeroot -- sh -eu "$work/mkfs.sh" "$work" || die "unpacking $rootfs or mkfs.ext4 failed"
+if [ "$(id -u)" = 0 ]; then
+  "$shell" -eu "$work/mkfs.sh" "$work" || die "unpacking $rootfs or mkfs.ext4 failed"
+else
+  fakeroot -- "$shell" -eu "$work/mkfs.sh" "$work" || die "unpacking $rootfs or mkfs.ext4 failed"
+fi
+rm -rf "$work/root"
+
+# Extended attributes from the archive, set by debugfs.
+magic=$(od -A n -t x1 -N 6 "$rootfs" | tr -d ' \n')
+case "$magic" in
+  1f8b*) unpack="gzip -dc" ;;
+  fd377a585a00) unpack="xz -dc" ;;
+  28b52ffd*) unpack="zstd -q -dc" ;;
+  *) unpack="cat" ;;
+esac
+$unpack "$rootfs" | python3 "$tarXattrsPy" "$work/xattrs" > "$work/xattrs.cmds" 2> "$work/xattrs.log" \
+  || { cat "$work/xattrs.log" >&2; die "could not read extended attributes from $rootfs"; }
+if [ -s "$work/xattrs.cmds" ]; then
+  debugfs -w -f "$work/xattrs.cmds" "$out/rootfs.ext4" > "$work/ea.log" 2>&1 || { tail -n 40 "$work/ea.log" >&2; die "debugfs could not set extended attributes"; }
+  if grep -q -i -E 'error|not found|invalid' "$work/ea.log"; then tail -n 40 "$work/ea.log" >&2; die "debugfs could not set some extended attributes"; fi
+fi
+step "rootfs unpacked, rootfs.ext4 made (builder uid $(id -u)), $(wc -l < "$work/xattrs.cmds") xattrs set"
 
 # mke2fs copies atime/ctime from the unpacked tree (extraction time): reset them on every used inode.
 dumpe2fs "$out/rootfs.ext4" 2>/dev/null | awk -v epoch="$epoch" -f "$fixTimesAwk" > "$work/times.cmds"
 debugfs -w -f "$work/times.cmds" "$out/rootfs.ext4" > "$work/times.log" 2>&1 || { tail -n 40 "$work/times.log" >&2; die "debugfs could not reset inode times"; }
+step "inode times reset"
 inject "$out/rootfs.ext4"
+step "node files written to rootfs.ext4 and verified"
 rootfsBytes=$(stat -c %s "$out/rootfs.ext4")
 
 # ---- boot/ ----------------------------------------------------------------------------------------
@@ -140,6 +192,7 @@ if [ -n "$wic" ]; then
     *) cp "$wic" "$out/disk.img" ;;
   esac
   chmod 0644 "$out/disk.img"
+  step "disk.img copied from $(basename "$wic")"
   partx -g -b -o NR,START,SECTORS "$out/disk.img" > "$work/parts" 2>"$work/partx.err" \
     || die "no partition table in $wic: $(cat "$work/partx.err")"
   : > "$work/roots"
@@ -161,6 +214,7 @@ if [ -n "$wic" ]; then
   fi
   read -r rootNr rootOff < "$work/roots"
   inject "$out/disk.img?offset=$rootOff"
+  step "node files written to disk.img partition $rootNr and verified"
 fi
 
 # ---- metadata.json and SHA256SUMS -----------------------------------------------------------------
@@ -174,3 +228,4 @@ fi
 
 (cd "$out" && find . -type f ! -name SHA256SUMS | sed 's|^\./||' | LC_ALL=C sort | while read -r f; do sha256sum "$f"; done) > "$work/sums"
 mv "$work/sums" "$out/SHA256SUMS"
+step "done"

@@ -86,7 +86,7 @@ in
 {
   inherit system runCommand requireFile fakeroot;
   runtimeShell = "/bin/sh";
-  coreutils = hostTool "coreutils" "basename cat chmod cp cut date dd head ln ls mkdir mv printf rm sha256sum sort stat tail tr truncate wc od";
+  coreutils = hostTool "coreutils" "basename cat chmod cp cut date dd head id ln ls mkdir mv printf rm sha256sum sort stat tail tr truncate wc od";
   findutils = hostTool "findutils" "find xargs";
   gnugrep = hostTool "gnugrep" "grep";
   gnused = hostTool "gnused" "sed";
@@ -97,4 +97,5 @@ in
   zstd = hostTool "zstd" "zstd";
   e2fsprogs = hostTool "e2fsprogs" "mkfs.ext4 mke2fs debugfs dumpe2fs e2fsck";
   util-linux = hostTool "util-linux" "partx getopt";
+  python3 = hostTool "python3" "python3";
 }

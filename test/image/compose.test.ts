@@ -76,13 +76,18 @@ describe("composeNodeImage (real nix build)", () => {
     const sshDir = debugfs(img, "stat /home/deploy/.ssh");
     expect(sshDir).toMatch(/Type: directory +Mode: +0700 /);
     expect(sshDir).toMatch(/User: +1000 +Group: +1000 /);
-    // base image content survives; /root keeps its 0700
+    // base image content survives with its owners and modes; /root keeps its 0700
+    expect(debugfs(img, "stat /home/deploy")).toMatch(/Mode: +0750 /);
+    expect(debugfs(img, "stat /home/deploy")).toMatch(/User: +1000 +Group: +1000 /);
+    expect(debugfs(img, "stat /home/deploy/.profile")).toMatch(/User: +1000 +Group: +1000 /);
     expect(debugfs(img, "cat /usr/lib/os-release")).toContain(`BUILD=${marker}`);
     expect(debugfs(img, "stat /root")).toMatch(/Mode: +0700 /);
     // /etc/motd was an absolute symlink in the base: replaced by a regular file, nothing written on the host
     expect(debugfs(img, "stat /etc/motd")).toMatch(/Type: regular/);
     expect(debugfs(img, "cat /etc/motd")).toBe(`welcome to ${name}\n`);
     expect(fs.existsSync(escapeTarget(marker))).toBe(false);
+    // xattrs from the tarball survive (file capabilities)
+    expect(debugfs(img, "ea_list /bin/ping")).toContain("security.capability (20) = 01 00 00 02 00 20 00 00");
     // a consistent file system
     sh(["e2fsck", "-fn", img]);
   });
@@ -181,6 +186,20 @@ describe("composeNodeImage (real nix build)", () => {
     argv.push("--rebuild");
     const out = JSON.parse(sh(argv));
     expect(out[0].outputs.out).toBe(first.storePath);
+  });
+
+  test("as root and as Nix's build user (fakeroot) the bytes are the same", () => {
+    // the first build ran as Nix's build user (nixbld, through fakeroot); rebuild as root and compare
+    expect(sh(["id", "-u"]).trim()).toBe("0"); // single-user Nix as root, as on the CI machines
+    const log = sh(["nix", "--extra-experimental-features", "nix-command", "log", "--option", "substituters", "", first.drvPath]);
+    expect(log).toMatch(/builder uid [1-9]\d*\b/);
+    const argv = nixBuildArgv(first.inputFile, { ...opts, projectDir: ROOT, buildAsRoot: true });
+    expect(argv).toContain("build-users-group");
+    argv.push("--rebuild", "--print-build-logs");
+    const res = require("child_process").spawnSync(argv[0], argv.slice(1), { encoding: "utf8" });
+    expect(res.stderr).toMatch(/builder uid 0\b/);
+    expect(res.status).toBe(0);
+    expect(JSON.parse(res.stdout)[0].outputs.out).toBe(first.storePath);
   });
 });
 

@@ -30,6 +30,9 @@ export async function addArtifact(file: string): Promise<ArtifactRef> {
   return { storePath: await addFixed(file, sha256), sha256 };
 }
 
+/** VFS_CAP_REVISION_2, effective, permitted = CAP_NET_RAW (bit 13). */
+export const CAP_NET_RAW_XATTR = "0100000200200000000000000000000000000000";
+
 export function escapeTarget(marker: string): string {
   return `/tmp/isar-k3s-image-escape-${marker}`;
 }
@@ -48,7 +51,14 @@ export function makeRootTree(dir: string, marker: string): void {
   // In the base image /etc/motd is an absolute symlink: writing /etc/motd must replace the link, never
   // follow it (least of all to the build host's /tmp).
   fs.symlinkSync(escapeTarget(marker), path.join(dir, "etc/motd"));
+  // A file capability (xattr security.capability = cap_net_raw+ep), as Debian gives /bin/ping.
+  fs.copyFileSync("/bin/busybox", path.join(dir, "bin/ping"));
+  sh(["python3", "-c", "import os, sys; os.setxattr(sys.argv[1], 'security.capability', bytes.fromhex(sys.argv[2]))", path.join(dir, "bin/ping"), CAP_NET_RAW_XATTR]);
   fs.chmodSync(path.join(dir, "tmp"), 0o1777);
+  // owners other than root must survive the unpack (numeric, from the tarball)
+  fs.writeFileSync(path.join(dir, "home/deploy/.profile"), "export PATH=/bin\n");
+  for (const p of ["home/deploy", "home/deploy/.profile"]) fs.chownSync(path.join(dir, p), 1000, 1000);
+  fs.chmodSync(path.join(dir, "home/deploy"), 0o750);
   fs.chmodSync(path.join(dir, "root"), 0o700);
 }
 
@@ -89,7 +99,7 @@ export async function makeBaseArtifacts(dir: string, marker: string): Promise<Ba
   const root = path.join(dir, "root");
   makeRootTree(root, marker);
   const rootfs = path.join(dir, `isar-image-base-debian-trixie-${marker}.tar.gz`);
-  sh(["tar", "--sort=name", "--numeric-owner", "--owner=0", "--group=0", "--mtime=@1700000000", "-czf", rootfs, "-C", root, "."]);
+  sh(["tar", "--xattrs", "--xattrs-include=*", "--sort=name", "--numeric-owner", "--mtime=@1700000000", "-czf", rootfs, "-C", root, "."]);
   const kernel = path.join(dir, `isar-image-base-debian-trixie-${marker}-vmlinux`);
   fs.writeFileSync(kernel, createHash("sha512").update(`kernel ${marker}`).digest().toString("hex").repeat(500));
   const initramfs = path.join(dir, `isar-image-base-debian-trixie-${marker}-initrd.img`);
