@@ -128,6 +128,15 @@ function secretOpts(opts: pulumi.CustomResourceOptions | undefined): pulumi.Cust
 
 const OUTPUTS = { runningImageId: undefined, nodeHostKey: undefined, hostKeyChanged: undefined, lastCheck: undefined };
 
+/** The property bag a delivery resource registers: `kind` set, secrets wrapped with pulumi.secret, output slots. */
+export function deliveryProps(kind: "tpi" | "swupdate", args: TuringPiFlashArgs | SwupdateDeliveryArgs): Record<string, unknown> {
+  const props: Record<string, unknown> = { ...args, kind, ...OUTPUTS };
+  if (args.sshPrivateKey !== undefined) props.sshPrivateKey = pulumi.secret(args.sshPrivateKey);
+  const aes = (args as SwupdateDeliveryArgs).aesKey;
+  if (aes !== undefined) props.aesKey = pulumi.secret(aes);
+  return props;
+}
+
 /** Flashes a node image onto a Turing Pi 2 slot and waits for the node to boot it. */
 export class TuringPiFlash extends pulumi.dynamic.Resource {
   declare readonly runningImageId: pulumi.Output<string>;
@@ -135,9 +144,7 @@ export class TuringPiFlash extends pulumi.dynamic.Resource {
   declare readonly nodeHostKey: pulumi.Output<string>;
   declare readonly lastCheck: pulumi.Output<string>;
   constructor(name: string, args: TuringPiFlashArgs, opts?: pulumi.CustomResourceOptions) {
-    const props: Record<string, unknown> = { ...args, kind: "tpi", ...OUTPUTS };
-    if (args.sshPrivateKey !== undefined) props.sshPrivateKey = pulumi.secret(args.sshPrivateKey);
-    super(deliveryProvider, name, props, secretOpts(opts));
+    super(deliveryProvider, name, deliveryProps("tpi", args), secretOpts(opts));
   }
 }
 
@@ -146,9 +153,6 @@ export class SwupdateDelivery extends pulumi.dynamic.Resource {
   declare readonly runningImageId: pulumi.Output<string>;
   declare readonly lastCheck: pulumi.Output<string>;
   constructor(name: string, args: SwupdateDeliveryArgs, opts?: pulumi.CustomResourceOptions) {
-    const props: Record<string, unknown> = { ...args, kind: "swupdate", ...OUTPUTS };
-    if (args.sshPrivateKey !== undefined) props.sshPrivateKey = pulumi.secret(args.sshPrivateKey);
-    if (args.aesKey !== undefined) props.aesKey = pulumi.secret(args.aesKey);
-    super(deliveryProvider, name, props, secretOpts(opts));
+    super(deliveryProvider, name, deliveryProps("swupdate", args), secretOpts(opts));
   }
 }

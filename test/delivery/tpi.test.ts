@@ -14,7 +14,7 @@ import * as path from "path";
 import type { Lab } from "../../lab/lab";
 import { connectSsh } from "../../lib/transport/ssh";
 import { ProgressEvent } from "../../lib/delivery/common";
-import { flashNode, TpiFlashSpec } from "../../lib/delivery/tpi";
+import { flashNode, parseFlashOutcome, tpiFlashArgv, TpiFlashSpec } from "../../lib/delivery/tpi";
 import { DeliveryOutputs, TpiInputs } from "../../lib/delivery/resource";
 import { deliveryProvider } from "../../providers/delivery";
 import { TestImage, labLogCount, makeNodeImage, sha256File, tempDir, startLabRetry } from "./labutil";
@@ -37,7 +37,7 @@ beforeAll(async () => {
         { name: "n1", role: "node", tpi: { bmc: "bmc", slot: 1 } },
         { name: "n2", role: "node", tpi: { bmc: "bmc", slot: 2 } },
       ],
-      flashRateMBps: 400,
+      flashRateMBps: 10, // 16 MiB ≈ 1.7 s: long enough to see flash progress
       bootDelayMs: 100,
       bmcdPort: 8080,
     },
@@ -140,6 +140,9 @@ test("flashing slot 1 writes exactly slot 1's eMMC; the node boots with its own 
   expect(phases).toEqual(["connect-bmc", "upload", "flash", "power-on", "boot", "verify", "done"]);
   expect(events.filter((e) => e.phase === "upload").length).toBeLessThanOrEqual(13);
   expect(events.find((e) => e.phase === "flash" && e.percent === 100)).toBeDefined();
+  const mid = events.filter((e) => e.phase === "flash" && e.percent! > 0 && e.percent! < 100).map((e) => e.percent!);
+  expect(mid.length).toBeGreaterThan(0); // polled from tpi's output while it runs
+  expect(mid).toEqual([...mid].sort((a, b) => a - b));
 });
 
 describe("through the provider", () => {
@@ -189,6 +192,17 @@ describe("through the provider", () => {
   });
 });
 
+async function onBmc(argv: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const b = lab.hosts.bmc;
+  const c = await connectSsh({ host: b.address, port: b.port, user: b.user, hostKey: b.hostKey, privateKey: lab.deployKey.privateKey, retryForMs: 5000 });
+  try {
+    const r = await c.run(argv);
+    return { code: r.code, stdout: r.stdout.toString("utf8"), stderr: r.stderr.toString("utf8") };
+  } finally {
+    await c.close();
+  }
+}
+
 async function onNodeBmcLs(): Promise<string[]> {
   const b = lab.hosts.bmc;
   const c = await connectSsh({ host: b.address, port: b.port, user: b.user, hostKey: b.hostKey, privateKey: lab.deployKey.privateKey, retryForMs: 5000 });
@@ -207,6 +221,11 @@ describe("faults", () => {
 
   test("tpi flash failing with exit 0 is detected; a re-run after the fault is cleared converges", async () => {
     await lab.setFault({ kind: "flash-error", slot: 2 });
+    // the lab's tpi, like the real one, exits 0 on this failure (checked directly on the BMC)
+    const direct = await onBmc(tpiFlashArgv(2, `${IMAGE_DIR}/isar-k3s-n1-${imgA.imageId}.img`));
+    expect(direct.code).toBe(0);
+    expect(direct.stderr).toMatch(/^Error occured during flashing: /m);
+    expect(parseFlashOutcome({ code: direct.code, stdout: direct.stdout, stderr: direct.stderr }).ok).toBe(false);
     const err = await failure(flashNode(spec("n2", imgA), { privateKey: lab.deployKey.privateKey }));
     expect(err).toBeInstanceOf(Error);
     expect(err.message).toMatch(/^n2: flash failed on BMC bmc slot 2 \(root@[0-9.]+:22\): Error occured during flashing: Failed to write image to the eMMC: I\/O error/);
