@@ -185,6 +185,7 @@ export class Lab {
   private bmcs = new Map<string, BmcState>();
   private faults: LabFault[] = [];
   private stopped = false;
+  private stateSeq = 0;
   private timers: NodeJS.Timeout[] = [];
   private ctlServer?: net.Server;
   private readonly root = projectRoot();
@@ -696,8 +697,9 @@ export class Lab {
   private async writeState(): Promise<void> {
     if (this.stopped) return;
     const st = { ...this.status(), pid: process.pid, deployKeyFile: this.deployKey.path, bmcdPort: this.spec.bmcdPort ?? 80 };
-    await fs.promises.writeFile(path.join(this.dir, "lab.json.tmp"), JSON.stringify(st, null, 2));
-    await fs.promises.rename(path.join(this.dir, "lab.json.tmp"), path.join(this.dir, "lab.json"));
+    const tmp = path.join(this.dir, `lab.json.${process.pid}.${++this.stateSeq}.tmp`);
+    await fs.promises.writeFile(tmp, JSON.stringify(st, null, 2));
+    await fs.promises.rename(tmp, path.join(this.dir, "lab.json"));
   }
 
   /** Serve status/stop/fault/power on a unix socket (used by the CLI for a detached lab). */

@@ -69,7 +69,14 @@ export function labSpecFromFleet(fleet: Fleet, extra: Partial<LabSpec> & { hostK
     const h: LabHostSpec = { name: n.name, role: "node", address: n.address, port: n.ssh.port, user: n.ssh.user, hostname: n.hostname, hostKeyFile: extra.hostKeyFiles?.[n.name] };
     if (n.delivery.method === "tpi") h.tpi = { bmc: n.delivery.bmc, slot: n.delivery.slot };
     else {
-      h.swupdate = { devices: { mmcblk0p1: 512 << 20, mmcblk0p2: 512 << 20 } };
+      // the node's root device(s) become 1 GiB sparse files in its /dev; other partitions are not simulated
+      const devs = [n.delivery.rootDevice, n.delivery.altRootDevice].filter((d): d is string => d !== undefined);
+      const devices: Record<string, number> = {};
+      for (const d of devs) {
+        if (!/^\/dev\/[A-Za-z0-9._-]+$/.test(d)) throw new Error(`lab: node ${n.name}: root device ${d} must be a plain /dev/<name> path for the simulated lab`);
+        devices[d.slice("/dev/".length)] = 1 << 30;
+      }
+      h.swupdate = { devices };
       h.hwRevision = `${n.hardware} ${n.hwRevision}`;
     }
     hosts.push(h);

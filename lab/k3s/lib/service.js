@@ -224,7 +224,7 @@ function enable(unit, err) {
     return 1;
   }
   const w = wantsPath(unit);
-  if (!fs.existsSync(w)) {
+  if (!isLink(w)) {
     fs.mkdirSync(path.dirname(w), { recursive: true });
     fs.rmSync(w, { force: true });
     fs.symlinkSync(`/etc/systemd/system/${unit}.service`, w);
@@ -235,7 +235,7 @@ function enable(unit, err) {
 
 function disable(unit, err) {
   const w = wantsPath(unit);
-  if (fs.existsSync(w) || isLink(w)) {
+  if (isLink(w) || fs.existsSync(w)) {
     fs.rmSync(w, { force: true });
     err(`Removed "/etc/systemd/system/multi-user.target.wants/${unit}.service".\n`);
   }
@@ -301,7 +301,7 @@ async function systemctl(argv, out = (s) => process.stdout.write(s), err = (s) =
         if (!fs.existsSync(unitPath(unit))) {
           if (!quiet) err(`Failed to get unit file state for ${unit}.service: No such file or directory\n`);
           code = Math.max(code, 1);
-        } else if (fs.existsSync(wantsPath(unit))) {
+        } else if (isLink(wantsPath(unit))) {
           if (!quiet) out("enabled\n");
         } else {
           if (!quiet) out("disabled\n");
@@ -325,7 +325,7 @@ async function systemctl(argv, out = (s) => process.stdout.write(s), err = (s) =
         }
         const s = activeState(unit);
         const rec = unitPid(unit);
-        const en = fs.existsSync(wantsPath(unit)) ? "enabled" : "disabled";
+        const en = isLink(wantsPath(unit)) ? "enabled" : "disabled";
         out(
           `● ${unit}.service - Lightweight Kubernetes\n     Loaded: loaded (/etc/systemd/system/${unit}.service; ${en}; preset: enabled)\n` +
             `     Active: ${s}${rec ? ` (running) since ${new Date(rec.startedAt).toUTCString()}` : ""}\n` +
@@ -507,7 +507,7 @@ async function uninstall(role, out = (s) => process.stdout.write(s), err = (s) =
 /** Boot hook for the lab: start every enabled k3s unit (what systemd does at boot). */
 async function boot(out, err) {
   let code = 0;
-  for (const unit of UNITS) if (fs.existsSync(wantsPath(unit))) code = Math.max(code, await startUnit(unit, out, err, { noBlock: true }));
+  for (const unit of UNITS) if (isLink(wantsPath(unit))) code = Math.max(code, await startUnit(unit, out, err, { noBlock: true }));
   return code;
 }
 

@@ -1,0 +1,173 @@
+/**
+ * Lab harness: several labs side by side without collisions, hosts isolated from each other and from
+ * this machine, clean stop, the CLI (detached supervisor, status, fault, stop), and the spec derived
+ * from the dev stack's fleet.
+ */
+import { execFile } from "child_process";
+import * as fs from "fs";
+import * as net from "net";
+import * as os from "os";
+import * as path from "path";
+import { promisify } from "util";
+import { specFromStack } from "../../lab/cli";
+import { Lab, startLab } from "../../lab/lab";
+import { allocateAddresses, validateSpec } from "../../lab/spec";
+import { SshHost, connectSsh } from "../../lib/transport/ssh";
+
+const exec = promisify(execFile);
+jest.setTimeout(120_000);
+const ROOT = path.resolve(__dirname, "../..");
+
+let tmp: string;
+const labs: Lab[] = [];
+const opened: SshHost[] = [];
+
+async function connect(lab: Lab, name: string): Promise<SshHost> {
+  const h = lab.hosts[name];
+  const s = await connectSsh({ host: h.address, port: h.port, hostKey: h.hostKey, privateKey: lab.deployKey.privateKey, retryForMs: 5000 });
+  opened.push(s);
+  return s;
+}
+
+function portFree(address: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.once("error", () => resolve(false));
+    s.listen({ host: address, port }, () => s.close(() => resolve(true)));
+  });
+}
+
+beforeAll(() => {
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), "labs-test-"));
+});
+
+afterAll(async () => {
+  for (const h of opened) await h.close().catch(() => undefined);
+  for (const l of labs) await l.stop();
+  fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+test("two labs side by side: own addresses, keys and files; stopping one leaves the other", async () => {
+  const spec = { hosts: [{ name: "bmc", role: "bmc" as const }, { name: "n", role: "node" as const, swupdate: { devices: {} } }] };
+  const [l1, l2] = await Promise.all([startLab(spec, path.join(tmp, "l1"), { ownerPid: process.pid }), startLab(spec, path.join(tmp, "l2"), { ownerPid: process.pid })]);
+  labs.push(l1, l2);
+  expect(l1.hosts.n.address).not.toBe(l2.hosts.n.address);
+  expect(l1.hosts.bmc.address).not.toBe(l2.hosts.bmc.address);
+  expect(l1.hosts.n.hostKey).not.toBe(l2.hosts.n.hostKey);
+  expect(l1.deployKey.publicKey).not.toBe(l2.deployKey.publicKey);
+  for (const l of [l1, l2]) for (const h of Object.values(l.hosts)) expect(h.address).toMatch(/^127\./);
+
+  const a = await connect(l1, "n");
+  const b = await connect(l2, "n");
+  const bmc1 = await connect(l1, "bmc");
+  await a.run(["sh", "-c", "echo lab1 > /etc/which; echo t > /tmp/t; echo r > /root/r; echo v > /var/lib/v"]);
+  for (const p of ["/etc/which", "/tmp/t", "/root/r", "/var/lib/v"]) {
+    expect((await b.run(["test", "-e", p])).code).toBe(1);
+    expect((await bmc1.run(["test", "-e", p])).code).toBe(1);
+  }
+  expect(fs.existsSync("/etc/which")).toBe(false);
+  expect(fs.existsSync("/var/lib/v")).toBe(false);
+  // this machine's system directories are read-only from a host
+  const ro = await a.run(["sh", "-c", "touch /usr/lab-write-test"]);
+  expect(ro.code).not.toBe(0);
+  expect(ro.stderr.toString()).toMatch(/Read-only file system/);
+  expect(fs.existsSync("/usr/lab-write-test")).toBe(false);
+  // each host has its own hostname and process table
+  expect((await a.run(["hostname"])).stdout.toString().trim()).toBe("n");
+  const ps = (await a.run(["sh", "-c", "ls /proc | grep -c '^[0-9]'"])).stdout.toString().trim();
+  expect(Number(ps)).toBeLessThan(15);
+  // a tpi on l1's BMC talks to l1's bmcd only
+  const info = JSON.parse((await bmc1.run(["tpi", "--json", "info"])).stdout.toString());
+  expect(info.ip).toBe(l1.hosts.bmc.address);
+
+  const pids = l1.processes("n").map((p) => p.pid);
+  expect(pids.length).toBeGreaterThan(1);
+  await l1.stop();
+  for (const pid of pids) expect(() => process.kill(pid, 0)).toThrow();
+  expect(await portFree(l1.hosts.n.address, 22)).toBe(true);
+  expect(await portFree(l1.hosts.bmc.address, 80)).toBe(true);
+  expect((await b.run(["cat", "/etc/hostname"])).stdout.toString()).toBe("n\n");
+});
+
+test("a lab dies with the process that runs it (no orphaned sshd)", async () => {
+  const dir = path.join(tmp, "orphan");
+  const script = `require(${JSON.stringify(path.join(ROOT, "lab/ts-require.js"))});
+    const { startLab } = require(${JSON.stringify(path.join(ROOT, "lab/lab.ts"))});
+    startLab({ hosts: [{ name: "x", role: "node", swupdate: { devices: {} } }] }, ${JSON.stringify(dir)}).then((l) => {
+      console.log(JSON.stringify(l.status()));
+    });`;
+  const child = require("child_process").spawn(process.execPath, ["-e", script], { stdio: ["ignore", "pipe", "inherit"] });
+  const line: string = await new Promise((resolve) => child.stdout.once("data", (d: Buffer) => resolve(d.toString())));
+  const st = JSON.parse(line);
+  const init = st.hosts.x.initPid as number;
+  expect(() => process.kill(init, 0)).not.toThrow();
+  child.kill("SIGKILL");
+  const end = Date.now() + 5000;
+  let alive = true;
+  while (alive && Date.now() < end) {
+    try {
+      process.kill(init, 0);
+      await new Promise((r) => setTimeout(r, 50));
+    } catch {
+      alive = false;
+    }
+  }
+  expect(alive).toBe(false);
+  expect(await portFree(st.hosts.x.address, 22)).toBe(true);
+});
+
+test("spec validation refuses non-loopback addresses and taken endpoints", async () => {
+  expect(() => validateSpec({ hosts: [{ name: "a", role: "node", address: "10.0.0.1" }] })).toThrow(/not a 127\.0\.0\.0\/8 host address/);
+  expect(() => validateSpec({ hosts: [{ name: "a", role: "node", tpi: { bmc: "nope", slot: 1 } }] })).toThrow(/not a BMC host/);
+  const srv = net.createServer();
+  await new Promise<void>((r) => srv.listen({ host: "127.9.9.9", port: 22 }, () => r()));
+  try {
+    await expect(allocateAddresses({ hosts: [{ name: "a", role: "node", address: "127.9.9.9" }] })).rejects.toThrow(/already in use/);
+  } finally {
+    srv.close();
+  }
+});
+
+test("the dev stack's lab: BMC, two slot nodes and a SWUpdate node at the fleet's addresses and pinned keys", () => {
+  const spec = specFromStack("dev", ROOT);
+  const byName = Object.fromEntries(spec.hosts.map((h) => [h.name, h]));
+  expect(byName.bmc.role).toBe("bmc");
+  expect(byName.srv1.tpi).toEqual({ bmc: "bmc", slot: 1 });
+  expect(byName.agent1.tpi).toEqual({ bmc: "bmc", slot: 3 });
+  expect(byName.jetson1.swupdate?.devices).toHaveProperty("mmcblk0p1");
+  expect(byName.jetson1.hwRevision).toBe("jetson-orin-nano 1.0");
+  for (const h of spec.hosts) expect(h.address).toMatch(/^127\./);
+  expect(spec.deployKeyFile).toBe(path.join(ROOT, "dev/keys/deploy_ed25519"));
+  expect(byName.bmc.hostKeyFile).toBe(path.join(ROOT, "dev/keys/bmc_host_ed25519"));
+});
+
+test("CLI: start (detached), status, fault, power, stop", async () => {
+  const dir = path.join(tmp, "cli");
+  const specFile = path.join(tmp, "cli-spec.json");
+  fs.writeFileSync(specFile, JSON.stringify({ hosts: [{ name: "bmc", role: "bmc" }, { name: "s1", role: "node", tpi: { bmc: "bmc", slot: 1 } }] }));
+  const cli = (...args: string[]) => exec(process.execPath, ["-r", path.join(ROOT, "lab/ts-require.js"), path.join(ROOT, "lab/cli.ts"), ...args], { cwd: ROOT, timeout: 90_000 });
+  try {
+    const started = await cli("start", "--dir", dir, "--spec", specFile, "--json");
+    const st = JSON.parse(started.stdout);
+    expect(st.hosts.bmc.up).toBe(true);
+    expect(st.hosts.s1.up).toBe(false);
+    const again = await cli("start", "--dir", dir, "--spec", specFile).catch((e) => e);
+    expect(again.stderr).toMatch(/already running/);
+    await cli("fault", "--dir", dir, "bmc-unreachable");
+    expect(JSON.parse((await cli("status", "--dir", dir, "--json")).stdout).hosts.bmc.up).toBe(false);
+    await cli("fault", "--dir", dir, "clear");
+    const bmc = JSON.parse((await cli("status", "--dir", dir, "--json")).stdout).hosts.bmc;
+    expect(bmc.up).toBe(true);
+    const pid = bmc.initPid as number;
+    await cli("power", "--dir", dir, "reboot", "bmc");
+    expect(JSON.parse((await cli("status", "--dir", dir, "--json")).stdout).hosts.bmc.initPid).not.toBe(pid);
+    const text = (await cli("status", "--dir", dir)).stdout;
+    expect(text).toMatch(/s1 .* off .* tpi bmc slot 1/);
+  } finally {
+    await cli("stop", "--dir", dir).catch(() => undefined);
+  }
+  expect(fs.existsSync(path.join(dir, "ctl.sock"))).toBe(false);
+  const final = JSON.parse(fs.readFileSync(path.join(dir, "lab.json"), "utf8"));
+  expect(final.stopped).toBe(true);
+  expect(await portFree(final.hosts.bmc.address, 22)).toBe(true);
+});
