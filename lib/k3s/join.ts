@@ -4,7 +4,7 @@
  * Ready as the cluster sees it, not as the node believes.
  *
  * Guarantees:
- * - The cluster token reaches the node only on stdin (`install -m 0600 /dev/stdin /etc/rancher/k3s/token`):
+ * - The cluster token reaches the node only on stdin (`dd of=/etc/rancher/k3s/token`, the file created 0600 first):
  *   never in an argv, an environment variable, a log line or an error message (`redact` scrubs every
  *   message built from remote output). The rendered config names `token-file`, never the token.
  * - `joinNode` is idempotent and completes only when the Node is Ready as seen from the first server,
@@ -219,12 +219,23 @@ export async function reconcileLabelsAndTaints(
 
 // ------------------------------------------------------------------ node side
 
-/** Write config.yaml, the token file (0600, from stdin) and the join marker. */
+/**
+ * Write `content` to `path` on the node from stdin, the file having `mode` before a byte is written:
+ * `install -m MODE /dev/null PATH` creates it empty (replacing any file there, whatever its mode), then
+ * `dd of=PATH` fills it from stdin. (Not `install /dev/stdin`: opening /dev/stdin fails when stdin is a
+ * socket, as with some SSH servers and Node's child processes.)
+ */
+export async function writeFileFromStdin(node: RootShell, path: string, content: string, mode: string, timeoutMs = 60_000): Promise<void> {
+  await node.check(["install", "-m", mode, "/dev/null", path], { timeoutMs });
+  await node.check(["dd", `of=${path}`, "status=none"], { stdin: content, timeoutMs });
+}
+
+/** Write config.yaml, the token file (0600, content from stdin only) and the join marker. */
 export async function writeNodeFiles(node: RootShell, spec: NodeJoinSpec, token: string, joinId: string, timeoutMs = 60_000): Promise<void> {
   await node.check(["install", "-d", "-m", "0755", K3S_DIR], { timeoutMs });
-  await node.check(["install", "-m", "0600", "/dev/stdin", CONFIG_PATH], { stdin: spec.config, timeoutMs });
-  await node.check(["install", "-m", "0600", "/dev/stdin", TOKEN_PATH], { stdin: token + "\n", timeoutMs });
-  await node.check(["install", "-m", "0644", "/dev/stdin", MARKER_PATH], { stdin: joinId + "\n", timeoutMs });
+  await writeFileFromStdin(node, CONFIG_PATH, spec.config, "0600", timeoutMs);
+  await writeFileFromStdin(node, TOKEN_PATH, token + "\n", "0600", timeoutMs);
+  await writeFileFromStdin(node, MARKER_PATH, joinId + "\n", "0644", timeoutMs);
 }
 
 /** The install command: airgap (k3s already in the image), role from INSTALL_K3S_EXEC, no secret in it. */
