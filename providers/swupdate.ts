@@ -72,7 +72,7 @@ export interface SwuBundleImageArgs {
   device?: pulumi.Input<string>;
   /** Target path. Default /boot/<name> for kernel, initramfs, dtb; "/" for tarballs. */
   targetPath?: pulumi.Input<string>;
-  /** The file is already a "zlib" or "zstd" stream SWUpdate decompresses on install. Default: not compressed. */
+  /** The file is already compressed and SWUpdate decompresses it on install: "zstd", or "zlib" meaning gzip format (.gz). Default: not compressed. */
   compressed?: pulumi.Input<"zlib" | "zstd">;
 }
 

@@ -47,7 +47,7 @@ export interface BundleImage {
   device?: string;
   /** Target path overriding the default (/boot/<name> for rawfiles, "/" for archives). */
   targetPath?: string;
-  /** The file is already a zlib or zstd stream that SWUpdate should decompress while installing. */
+  /** The file is already compressed and SWUpdate decompresses it while installing: "zstd", or "zlib" = gzip format (.gz). */
   compressed?: Compression;
 }
 
@@ -107,8 +107,10 @@ async function checkCompressedMagic(file: string, c: Compression): Promise<void>
   try {
     const b = Buffer.alloc(4);
     const { bytesRead } = await fh.read(b, 0, 4, 0);
-    const ok = c === "zstd" ? bytesRead === 4 && b.equals(ZSTD_MAGIC) : bytesRead >= 2 && (b[0] & 0x0f) === 8 && ((b[0] << 8) | b[1]) % 31 === 0;
-    if (!ok) throw new BundleError(`${file} is declared compressed = "${c}" but does not start with a ${c} header: compress it first or drop "compressed"`);
+    // SWUpdate's "zlib" means the gzip format (inflate with gzip framing): a bare zlib stream fails there.
+    const ok = c === "zstd" ? bytesRead === 4 && b.equals(ZSTD_MAGIC) : bytesRead >= 2 && b[0] === 0x1f && b[1] === 0x8b;
+    const want = c === "zstd" ? "zstd" : 'gzip (SWUpdate\'s "zlib" is gzip-framed: use gzip, not a bare zlib stream)';
+    if (!ok) throw new BundleError(`${file} is declared compressed = "${c}" but does not start with a ${want} header: compress it first or drop "compressed"`);
   } finally {
     await fh.close();
   }

@@ -37,7 +37,7 @@ export interface SwEntry {
   path?: string;
   /** Filesystem type used when SWUpdate mounts `device` for rawfile/archive. */
   filesystem?: string;
-  /** Stream compression of the stored bytes. */
+  /** Stream compression of the stored bytes: "zstd", or "zlib" which SWUpdate inflates as gzip format. */
   compressed?: Compression;
   /** Stored bytes are AES-256-CBC encrypted; `ivt` is then required. */
   encrypted?: boolean;

@@ -8,6 +8,7 @@
 import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
+import * as zlib from "zlib";
 import { BuildBundleOptions, buildBundle } from "../../lib/swupdate/bundle";
 import { formatAesKeyFile } from "../../lib/swupdate/sign";
 import { run } from "../../lib/swupdate/run";
@@ -209,6 +210,17 @@ test("zstd-compressed rootfs image and tarball rootfs (archive into /) are accep
   await expect(buildBundle(opts({ images: [{ path: rootfs, kind: "rootfs", device: "/dev/sda", compressed: "zstd" }] }))).rejects.toThrow(
     /declared compressed = "zstd" but does not start with a zstd header/,
   );
+});
+
+test('compressed = "zlib" is gzip format for SWUpdate: a .gz image is accepted, a bare zlib stream refused by us', async () => {
+  const gz = path.join(dir, "rootfs.ext4.gz");
+  expect((await run(["sh", "-c", 'gzip -c "$1" > "$2"', "sh", rootfs, gz])).code).toBe(0);
+  const b = await buildBundle(opts({ images: [{ path: gz, kind: "rootfs", device: "/dev/mmcblk0p1", compressed: "zlib" }] }));
+  expect(b.swDescription).toContain('compressed = "zlib";');
+  expect((await swupdateCheck(b.path, signer.certPath, HW, "1.0")).accepted).toBe(true);
+  const bare = path.join(dir, "rootfs.ext4.zlib");
+  await fs.promises.writeFile(bare, zlib.deflateSync(await fs.promises.readFile(rootfs)));
+  await expect(buildBundle(opts({ images: [{ path: bare, kind: "rootfs", device: "/dev/sda", compressed: "zlib" }] }))).rejects.toThrow(/zlib" is gzip-framed/);
 });
 
 test("swupdate's libconfig reads our escapes back: quote, backslash, control characters in a device name", async () => {
