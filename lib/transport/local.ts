@@ -1,5 +1,6 @@
 /**
- * LocalHost: the Host interface on this machine. Commands are spawned without a shell (argv as is);
+ * LocalHost: the Host interface on this machine. Commands are spawned without a shell (argv as is),
+ * each in its own process group so that a timeout kills the whole command tree;
  * uploads are file copies with the same skip / resume / verify / atomic-rename rules as over SSH.
  */
 import { spawn } from "child_process";
@@ -17,6 +18,7 @@ export class LocalHost implements Host {
     return new Promise((resolve, reject) => {
       const child = spawn(argv[0], argv.slice(1), {
         stdio: ["pipe", "pipe", "pipe"],
+        detached: true, // own process group, so a timeout kills the command's children too
         env: opts.env ? { ...process.env, ...opts.env } : process.env,
       });
       const out = new TailBuffer(opts.maxStdoutBytes ?? 16 << 20);
@@ -28,7 +30,11 @@ export class LocalHost implements Host {
       if (opts.timeoutMs !== undefined) {
         timer = setTimeout(() => {
           timedOut = true;
-          child.kill("SIGKILL");
+          try {
+            process.kill(-child.pid!, "SIGKILL");
+          } catch {
+            child.kill("SIGKILL");
+          }
         }, opts.timeoutMs);
       }
       child.stdin.on("error", () => undefined); // EPIPE when the command does not read its stdin

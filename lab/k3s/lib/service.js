@@ -422,7 +422,7 @@ async function install(args, out = (s) => process.stdout.write(s), err = (s) => 
     if (fs.existsSync(p) || isLink(p)) info(`Skipping ${binShown}/${cmd} symlink to k3s, already exists`);
     else if (cmd === "kubectl") {
       info(`Creating ${binShown}/${cmd} symlink to k3s`);
-      fs.symlinkSync(path.join(bin, "k3s"), p);
+      fs.symlinkSync("k3s", p);
     } else info(`Skipping ${binShown}/${cmd} symlink to k3s, command not simulated`);
   }
   const unit = role === "server" ? "k3s" : "k3s-agent";
@@ -521,13 +521,15 @@ function installInto(binDir, env, nodeBin = process.execPath) {
       return `${k}=${shq(v)}`;
     })
     .join(" ");
+  const head = (name) => `#!/bin/sh\n# ${name}: k3s-sim stand-in (lab/k3s), written by install-into.\n${envLine ? `export ${envLine}\n` : ""}`;
   const w = (name, target, pre) =>
-    U.writeAtomic(
-      path.join(binDir, name),
-      `#!/bin/sh\n# ${name}: k3s-sim stand-in (lab/k3s), written by install-into.\n${envLine ? `export ${envLine}\n` : ""}exec ${shq(nodeBin)} ${shq(path.join(dir, target))}${pre ? " " + pre : ""} "$@"\n`,
-      0o755,
-    );
-  w("k3s", "k3s");
+    U.writeAtomic(path.join(binDir, name), `${head(name)}exec ${shq(nodeBin)} ${shq(path.join(dir, target))}${pre ? " " + pre : ""} "$@"\n`, 0o755);
+  // k3s is multi-call: a `kubectl` symlink to it (install.sh creates one) must still act as kubectl
+  U.writeAtomic(
+    path.join(binDir, "k3s"),
+    `${head("k3s")}case "\${0##*/}" in kubectl) entry=kubectl ;; *) entry=k3s ;; esac\nexec ${shq(nodeBin)} ${shq(dir)}/"$entry" "$@"\n`,
+    0o755,
+  );
   w("kubectl", "kubectl");
   w("systemctl", "systemctl");
   w("k3s-install.sh", "k3s", "k3s-sim-install");
