@@ -214,6 +214,7 @@ describe("errors name the entry and the fix", () => {
     [img({ sha256: H1.toUpperCase() }), /sha256 must be 64 lowercase hex/],
     [img({ device: undefined }), /type "raw" needs a device/],
     [img({ type: "rawfile", device: undefined }), /type "rawfile" needs a path/],
+    [img({ type: "rawfile", device: undefined, path: "/boot/" + "k".repeat(250) }), /longer than 254 bytes/],
     [img({ encrypted: true }), /encrypted entries need ivt/],
     [img({ ivt: "0".repeat(32) }), /ivt is set but encrypted is not/],
     [img({ compressed: "xz" }), /compressed must be "zlib" or "zstd"/],
