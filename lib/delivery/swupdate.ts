@@ -94,7 +94,9 @@ export function parseInstallOutcome(r: { code: number | null; output: string }):
   const successful = /SWUPDATE successful/.test(r.output);
   if (r.code === 0 && errors.length === 0) return { ok: true, raced: false };
   if (r.code !== 0 && successful && errors.length === 0) return { ok: true, raced: true };
-  const why = errors.length ? errors.slice(-3).map((l) => l.replace(/^.*\[ERROR\]\s*:?\s*/, "").trim()).join("; ") : `swupdate exited ${r.code}`;
+  // the first errors carry the cause ("Authentication of all signatures failed"); later ones are consequences
+  const msgs = [...new Set(errors.map((l) => l.replace(/^.*\[ERROR\]\s*:?\s*(SWUPDATE failed \[\d+\]\s*)?(ERROR\s*:?\s*)?/, "").trim()))];
+  const why = msgs.length ? msgs.slice(0, 3).join("; ") : `swupdate exited ${r.code}`;
   return { ok: false, message: `swupdate refused the bundle: ${why}` };
 }
 

@@ -96,3 +96,34 @@ export async function startLabRetry(spec: import("../../lab/spec").LabSpec, dir:
   }
   throw last;
 }
+
+/**
+ * A node image made from an ISAR-style .wic (MBR, root ext4 on a later partition): a copy of `wic` with
+ * `files` (path → [content, mode]) written into its root filesystem with debugfs (no mount, no loop device).
+ */
+export async function imageFromWic(wic: string, out: string, files: Record<string, [string, number]>): Promise<{ path: string; sha256: string; offset: number }> {
+  const { execFile } = await import("child_process");
+  const { promisify } = await import("util");
+  const { findRootFilesystem } = await import("../../lab/image");
+  await fs.promises.copyFile(wic, out);
+  const offset = await findRootFilesystem(out);
+  if (offset === undefined) throw new Error(`${wic} has no ext4 root filesystem with /etc`);
+  const stage = await tempDir("wic-files-");
+  try {
+    const cmds: string[] = [];
+    let i = 0;
+    for (const [p, [content, mode]] of Object.entries(files)) {
+      const local = path.join(stage, String(i++));
+      await fs.promises.writeFile(local, content);
+      const parts = p.split("/").filter((x) => x);
+      for (let k = 1; k < parts.length; k++) cmds.push(`mkdir /${parts.slice(0, k).join("/")}`);
+      cmds.push(`rm ${p}`, `write ${local} ${p}`, `sif ${p} mode 0${(0o100000 | mode).toString(8)}`);
+    }
+    const cmdFile = path.join(stage, "cmds");
+    await fs.promises.writeFile(cmdFile, cmds.join("\n") + "\n");
+    await promisify(execFile)("debugfs", ["-w", "-f", cmdFile, `${out}?offset=${offset}`]);
+  } finally {
+    await fs.promises.rm(stage, { recursive: true, force: true });
+  }
+  return { path: out, sha256: await sha256File(out), offset };
+}

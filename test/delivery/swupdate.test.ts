@@ -152,7 +152,7 @@ describe("one node", () => {
     const marker = await withNode("j1", (h) => bootMarker(h));
     const p2 = await devicePrefix("j1", "mmcblk0p2", 1 << 20);
     const err = await failure(installBundle(spec("j1", bundles.evil, { selection: "stable,alt" }), creds()));
-    expect(err.message).toMatch(/^j1: install failed on root@[0-9.]+:22: swupdate refused the bundle: .*; the node keeps its current image /);
+    expect(err.message).toMatch(/^j1: install failed on root@[0-9.]+:22: swupdate refused the bundle: Authentication of all signatures failed; .*; the node keeps its current image /);
     expect(err.message).toMatch(/How to fix: check that the bundle is signed with the key matching swupdate.certificate/);
     expect(err.message).toMatch(/--- last output \(install\) ---\n[\s\S]*\[ERROR\]/);
     expect(await withNode("j1", (h) => readImageId(h))).toBe(bundles.v1.image.imageId);

@@ -17,7 +17,7 @@ import { ProgressEvent } from "../../lib/delivery/common";
 import { flashNode, parseFlashOutcome, tpiFlashArgv, TpiFlashSpec } from "../../lib/delivery/tpi";
 import { DeliveryOutputs, TpiInputs } from "../../lib/delivery/resource";
 import { deliveryProvider } from "../../providers/delivery";
-import { TestImage, labLogCount, makeNodeImage, sha256File, tempDir, startLabRetry } from "./labutil";
+import { TestImage, imageFromWic, labLogCount, makeNodeImage, sha256File, tempDir, startLabRetry } from "./labutil";
 
 jest.setTimeout(120_000);
 
@@ -143,6 +143,24 @@ test("flashing slot 1 writes exactly slot 1's eMMC; the node boots with its own 
   const mid = events.filter((e) => e.phase === "flash" && e.percent! > 0 && e.percent! < 100).map((e) => e.percent!);
   expect(mid.length).toBeGreaterThan(0); // polled from tpi's output while it runs
   expect(mid).toEqual([...mid].sort((a, b) => a - b));
+});
+
+test("the dev stack's ISAR .wic (MBR, boot partition, ext4 root on p2) with the node's files injected boots on its slot", async () => {
+  const wic = path.resolve(__dirname, "../../dev/isar/build/tmp/deploy/images/turing-rk1/isar-image-base-debian-trixie-turing-rk1.wic");
+  const imageId = "wic0123456789abcdef";
+  const config = "node-name: rk1-wic\nserver: https://10.0.0.11:6443\n";
+  const img = await imageFromWic(wic, path.join(dir, "wic.img"), {
+    "/etc/hostname": ["rk1-wic\n", 0o644],
+    "/etc/isar-k3s/image-id": [imageId + "\n", 0o644],
+    "/etc/rancher/k3s/config.yaml": [config, 0o600],
+    "/root/.ssh/authorized_keys": [lab.deployKey.publicKey + "\n", 0o600],
+  });
+  expect(img.offset).toBeGreaterThan(0);
+  const r = await flashNode(spec("n2", { path: img.path, sha256: img.sha256, imageId, hostname: "rk1-wic", k3sConfig: config }), { privateKey: lab.deployKey.privateKey });
+  expect(r.runningImageId).toBe(imageId);
+  expect(await sha256File(emmc(2))).toBe(img.sha256);
+  expect((await onNode("n2", r.nodeHostKey, ["hostname"])).trim()).toBe("rk1-wic");
+  expect(await onNode("n2", r.nodeHostKey, ["cat", "/etc/rancher/k3s/config.yaml"])).toBe(config);
 });
 
 describe("through the provider", () => {

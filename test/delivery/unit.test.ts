@@ -75,7 +75,9 @@ describe("swupdate", () => {
     expect(parseInstallOutcome({ code: 1, output: "[INFO ] : SWUPDATE successful !\n" })).toEqual({ ok: true, raced: true });
     const bad = parseInstallOutcome({ code: 1, output: "[ERROR] : SWUPDATE failed [0] ERROR core/stream_interface.c : extract_files : 163 : Signature verification failed\n[INFO ] : SWUPDATE failed" });
     expect(bad.ok).toBe(false);
-    expect(!bad.ok && bad.message).toMatch(/Signature verification failed/);
+    expect(!bad.ok && bad.message).toBe("swupdate refused the bundle: core/stream_interface.c : extract_files : 163 : Signature verification failed");
+    const many = parseInstallOutcome({ code: 1, output: "[ERROR] : SWUPDATE failed [0] ERROR : Authentication of all signatures failed\n[ERROR] : SWUPDATE failed [0] ERROR : Compatible SW not found\n[ERROR] : SWUPDATE failed [1] Image invalid or corrupted. Not installing ...\n[ERROR] : SWUPDATE failed [0] ERROR : SWUpdate *failed* !\n" });
+    expect(!many.ok && many.message).toBe("swupdate refused the bundle: Authentication of all signatures failed; Compatible SW not found; Image invalid or corrupted. Not installing ...");
     expect(parseInstallOutcome({ code: 0, output: "[ERROR] : something" }).ok).toBe(false);
   });
 });
