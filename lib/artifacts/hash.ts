@@ -254,7 +254,8 @@ export interface DownloadOptions {
   maxRedirects?: number;
 }
 
-function redactUrl(u: URL): string {
+/** The URL with any user:password replaced, for messages and state. */
+export function redactUrl(u: URL): string {
   const c = new URL(u.toString());
   if (c.username || c.password) {
     c.username = "***";

@@ -20,7 +20,7 @@ import * as os from "os";
 import * as path from "path";
 import type { ArtifactKind, ArtifactPin, NetworkProfile } from "../model/types";
 import { hexToSri, normalizeSha256 } from "../model/checks";
-import { DownloadError, FileHash, HashCache, HashMismatchError, StatFingerprint, downloadToFile, fingerprintOf, hashFile, hexForms, sameFingerprint } from "./hash";
+import { DownloadError, FileHash, HashCache, HashMismatchError, StatFingerprint, downloadToFile, fingerprintOf, hashFile, hexForms, redactUrl, sameFingerprint } from "./hash";
 import { NixStoreOptions, addFixed, fixedOutputStorePath, isStorePathValid, isValidStoreName, defaultStoreDir } from "./nixstore";
 import { KasImageOverlay, formatCommand, kasBuildArgv } from "./isar-names";
 
@@ -73,7 +73,7 @@ export interface ArtifactOutputs {
   sri: string;
   nixBase32: string;
   storePath: string;
-  /** Absolute file path, or the URL for URL sources. */
+  /** Absolute file path, or the URL for URL sources (user:password replaced by ***). */
   sourcePath: string;
   /** Source file mtime (ms since epoch) when it was verified; null for URL sources. */
   mtimeMs: number | null;
@@ -228,14 +228,15 @@ export async function importArtifact(req: ImportRequest): Promise<ArtifactOutput
     return { ...base, size: got.size, sha256: got.hex, sri: got.sri, nixBase32: got.nixBase32, storePath, sourcePath: file, mtimeMs: st.mtimeMs, fingerprint: fingerprintOf(st) };
   }
 
-  // URL source
+  // URL source (credentials in the URL never reach messages or outputs)
   const url = req.pin.url!;
+  const shownUrl = redactUrl(new URL(url));
   const name = storeNameFor(req.pin, req.storeName);
   const expectedPath = fixedOutputStorePath(specified, name, req.nix?.storeDir ?? defaultStoreDir());
   if (await isStorePathValid(expectedPath, req.nix)) {
     const st = await fs.promises.stat(expectedPath);
     const f = hexForms(specified);
-    return { ...base, size: st.size, sha256: f.hex, sri: f.sri, nixBase32: f.nixBase32, storePath: expectedPath, sourcePath: url, mtimeMs: null, fingerprint: null };
+    return { ...base, size: st.size, sha256: f.hex, sri: f.sri, nixBase32: f.nixBase32, storePath: expectedPath, sourcePath: shownUrl, mtimeMs: null, fingerprint: null };
   }
   const stage = await fs.promises.mkdtemp(path.join(req.downloadDir ?? os.tmpdir(), "isar-artifact-"));
   try {
@@ -244,12 +245,12 @@ export async function importArtifact(req: ImportRequest): Promise<ArtifactOutput
     try {
       got = await downloadToFile(url, dest, { expectedHex: specified });
     } catch (e) {
-      if (e instanceof HashMismatchError) throw mismatchError(req, url, specified, e.actual);
+      if (e instanceof HashMismatchError) throw mismatchError(req, shownUrl, specified, e.actual);
       if (e instanceof DownloadError) throw new DownloadError(`ISAR artifact '${req.name}' (machine ${req.machine}): ${e.message}`, e.url, e.status);
       throw e;
     }
     const storePath = await addFixed(dest, specified, req.nix);
-    return { ...base, size: got.size, sha256: got.hex, sri: got.sri, nixBase32: got.nixBase32, storePath, sourcePath: url, mtimeMs: null, fingerprint: null };
+    return { ...base, size: got.size, sha256: got.hex, sri: got.sri, nixBase32: got.nixBase32, storePath, sourcePath: shownUrl, mtimeMs: null, fingerprint: null };
   } finally {
     await fs.promises.rm(stage, { recursive: true, force: true });
   }

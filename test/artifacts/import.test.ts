@@ -221,6 +221,19 @@ describe("importArtifact (url)", () => {
     expect(fs.readdirSync(dir).filter((n) => n.startsWith("isar-artifact-"))).toEqual([]);
   });
 
+  test("credentials in a URL never reach messages or outputs", async () => {
+    const withCreds = (b: number) => req(b).pin.url.replace("http://", "http://ci-user:s3cret@");
+    const bad = await importArtifact({ ...req(43), pin: { sha256: sha(`not yet stored ${Date.now()}`), url: withCreds(43) } }).catch((e) => e);
+    expect(bad).toBeInstanceOf(ArtifactHashMismatchError);
+    expect(bad.message).not.toContain("s3cret");
+    expect(bad.message).toContain("http://***@127.0.0.1:");
+    const nf = await importArtifact({ ...req(45), pin: { sha256: sha("nothing"), url: withCreds(45) } }).catch((e) => e);
+    expect(nf.message).toMatch(/HTTP 404/);
+    expect(nf.message).not.toContain("s3cret");
+    const ok = await importArtifact({ ...req(42), pin: { ...req(42).pin, url: withCreds(42) } });
+    expect(ok.sourcePath).not.toContain("s3cret");
+  });
+
   test("truncated download and 404 are DownloadErrors naming the artifact", async () => {
     const pinNew = (b: number) => ({ ...req(b), pin: { ...req(b).pin, sha256: sha(`unique ${b} ${Date.now()}`) } });
     const t = await importArtifact(pinNew(44)).catch((e) => e);
