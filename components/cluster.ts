@@ -47,6 +47,11 @@ export interface K3sClusterArgs {
   nodes?: Record<string, K3sClusterNodeArgs>;
   /** SSH private key (a Pulumi secret) for every node. Default: the ssh-agent (SSH_AUTH_SOCK). */
   sshPrivateKey?: pulumi.Input<string>;
+  /**
+   * Cluster token (a Pulumi secret), for adopting a cluster whose token exists already. Default: a new
+   * `random.RandomPassword` (48 characters, no specials). Changing it rejoins every node.
+   */
+  token?: pulumi.Input<string>;
   /** Airgap install script on the nodes. Default /usr/local/bin/k3s-install.sh. */
   installScript?: string;
   /** Deploy `fleet.workloads` through the cluster's Kubernetes provider. Default true. */
@@ -77,7 +82,10 @@ export class K3sCluster extends pulumi.ComponentResource {
     const apiSsh = sshOf(plan.firstServer);
     const privateKey = args.sshPrivateKey === undefined ? undefined : pulumi.secret(args.sshPrivateKey);
 
-    const token = new random.RandomPassword(`${name}-token`, { length: 48, special: false }, { parent: this, additionalSecretOutputs: ["result"] });
+    const token =
+      args.token === undefined
+        ? new random.RandomPassword(`${name}-token`, { length: 48, special: false }, { parent: this, additionalSecretOutputs: ["result"] }).result
+        : pulumi.secret(args.token);
 
     const common = (n: NodeSpec) => ({
       node: n.name,
@@ -85,7 +93,7 @@ export class K3sCluster extends pulumi.ComponentResource {
       ssh: sshOf(n),
       apiSsh,
       privateKey,
-      token: token.result,
+      token,
       config: config(n),
       labels: nodeLabels(n),
       taints: n.taints,

@@ -18,7 +18,7 @@ import * as crypto from "crypto";
 import type { Taint } from "../model/types";
 import type { Host } from "../transport/host";
 import { connectSsh } from "../transport/ssh";
-import { fetchKubeconfig, getNode, K3sError, NodeJoinSpec, joinNode, readMarker, redact, removeNode, RootShell, rootPrefix, updateNode, checkJoinSpec } from "./join";
+import { fetchKubeconfig, getNode, K3sError, NodeJoinSpec, joinNode, readMarker, redact, removeNode, RemoveResult, RootShell, rootPrefix, updateNode, checkJoinSpec } from "./join";
 
 /** The value Pulumi hands a dynamic provider for an input that is not known yet (preview). */
 export const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
@@ -282,14 +282,13 @@ async function tryConnect(connect: Connect, t: SshTarget, key: string | undefine
   }
 }
 
-export async function deleteNode(props: K3sNodeOutputs, deps: Deps = {}): Promise<{ warnings: string[] }> {
+export async function deleteNode(props: K3sNodeOutputs, deps: Deps = {}): Promise<RemoveResult> {
   const connect = deps.connect ?? sshConnect;
   const secrets = [props.token, props.privateKey];
   const node = await tryConnect(connect, props.ssh, props.privateKey, `k3s ${props.role} ${props.node}`);
   const api = props.firstServer || sameTarget(props.ssh, props.apiSsh) ? node : await tryConnect(connect, props.apiSsh, props.privateKey, `first server (for ${props.node})`);
   try {
-    const r = await removeNode({ node, api, log: deps.log, secrets: secrets.filter((s): s is string => !!s) }, specOf(props), props.joinId);
-    return { warnings: r.warnings };
+    return await removeNode({ node, api, log: deps.log, secrets: secrets.filter((s): s is string => !!s) }, specOf(props), props.joinId);
   } catch (e) {
     throw scrub(e, secrets);
   } finally {
