@@ -290,18 +290,23 @@ export function validateRequest(req: NodeImageRequest, forbiddenValues: string[]
 
 /**
  * sshd reads ~/.ssh/authorized_keys as the user: for /home/<user>/.ssh/authorized_keys given as owned by
- * root, own the file by <user> (by name) and add the .ssh directory 0700 owned by <user>, unless given.
+ * root, own the file by <user> (by name, resolved in the image's /etc/passwd) and add the .ssh directory
+ * 0700 owned by <user>; for /root/.ssh/authorized_keys add /root/.ssh 0700 root. A directory entry
+ * given by the caller is kept as given.
  */
 export function withSshOwnership(files: ImageEntry[]): ImageEntry[] {
   const out = files.map((f) => ({ ...f }));
   const paths = new Set(out.map((f) => f.path));
-  for (const f of out) {
-    const m = /^\/home\/([a-z_][a-z0-9_-]{0,31})\/\.ssh\/authorized_keys$/.exec(f.path);
-    if (!m || isDir(f)) continue;
-    const user = m[1];
-    if (f.uid === 0) f.uid = user;
-    if (f.gid === 0) f.gid = user;
-    const dir = `/home/${user}/.ssh`;
+  for (const f of [...out]) {
+    if (isDir(f)) continue;
+    const home = /^\/home\/([a-z_][a-z0-9_-]{0,31})\/\.ssh\/authorized_keys$/.exec(f.path);
+    const root = f.path === "/root/.ssh/authorized_keys";
+    if (!home && !root) continue;
+    if (home) {
+      if (f.uid === 0) f.uid = home[1];
+      if (f.gid === 0) f.gid = home[1];
+    }
+    const dir = f.path.slice(0, -"/authorized_keys".length);
     if (!paths.has(dir)) {
       out.push({ path: dir, directory: true, mode: 0o700, uid: f.uid, gid: f.gid });
       paths.add(dir);
