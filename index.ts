@@ -12,3 +12,4 @@ export const phases = cluster.phases;
 export const nodes = cluster.nodes;
 export const images = cluster.images;
 export const updateManifest = cluster.updateManifestPath;
+export const delivered = cluster.delivered;

@@ -8,6 +8,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { Fleet as FleetModel, Hardware } from "../lib/model/types";
 import { deploymentPlan, DeploymentPlan } from "../lib/plan/plan";
 import { nodeFilesDigest, renderNodeFiles } from "../lib/render/node-files";
+import { deliveryDependencies } from "../lib/delivery/rollout";
 import { FleetUpdate } from "../providers/swupdate";
 import { MachineArtifacts } from "./artifacts";
 import { FleetSecrets } from "./config";
@@ -46,6 +47,8 @@ export class Fleet extends pulumi.ComponentResource {
   public readonly updateManifest?: FleetUpdate;
   /** Node name → composed image store path. */
   public readonly images: pulumi.Output<Record<string, string>>;
+  /** Node name → image id the node reported after its delivery. */
+  public readonly delivered: pulumi.Output<Record<string, string>>;
   /** Path of the fleet update manifest.json, when any node uses SWUpdate. */
   public readonly updateManifestPath: pulumi.Output<string | undefined>;
 
@@ -77,7 +80,10 @@ export class Fleet extends pulumi.ComponentResource {
         { parent: this },
       );
     }
-    for (const n of fleet.nodes) {
+    // Nodes are built in rollout order so each delivery can wait for the ones before it.
+    const byName = new Map(fleet.nodes.map((n) => [n.name, n]));
+    for (const dep of deliveryDependencies(plan, fleet.delivery.maxAgentsInFlight)) {
+      const n = byName.get(dep.node)!;
       const files = renderNodeFiles(fleet, plan, n);
       this.fleetNodes[n.name] = new FleetNode(
         `${name}-${n.name}`,
@@ -90,6 +96,9 @@ export class Fleet extends pulumi.ComponentResource {
           swupdateSigningKey: secrets.swupdateSigningKey,
           swupdateAesKey: secrets.swupdateAesKey,
           outputDir,
+          bmc: n.delivery.method === "tpi" ? fleet.bmcs.find((b) => b.name === (n.delivery as { bmc: string }).bmc) : undefined,
+          sshPrivateKey: secrets.sshPrivateKey,
+          deliverAfter: dep.dependsOn.map((d) => this.fleetNodes[d].delivery),
         },
         { parent: this },
       );
@@ -112,8 +121,11 @@ export class Fleet extends pulumi.ComponentResource {
     }
 
     this.images = pulumi.all(Object.entries(this.fleetNodes).map(([n, fnode]) => fnode.image.storePath.apply((p) => [n, p] as const))).apply((es) => Object.fromEntries(es));
+    this.delivered = pulumi
+      .all(Object.entries(this.fleetNodes).map(([n, fnode]) => fnode.delivery.runningImageId.apply((id) => [n, id] as const)))
+      .apply((es) => Object.fromEntries(es));
     this.updateManifestPath = this.updateManifest ? this.updateManifest.manifestPath : pulumi.output(undefined);
 
-    this.registerOutputs({ phases: this.phases, nodes: this.nodes, images: this.images, updateManifestPath: this.updateManifestPath });
+    this.registerOutputs({ phases: this.phases, nodes: this.nodes, images: this.images, delivered: this.delivered, updateManifestPath: this.updateManifestPath });
   }
 }

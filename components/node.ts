@@ -1,6 +1,8 @@
 /**
- * FleetNode: one node's chain up to delivery — its composed image (NodeImage: the ISAR base plus the
- * node's rendered files) and, for SWUpdate-delivered nodes, its signed .swu bundle.
+ * FleetNode: one node's chain up to and including delivery — its composed image (NodeImage: the ISAR
+ * base plus the node's rendered files), for SWUpdate-delivered nodes its signed .swu bundle, and the
+ * delivery itself (TuringPiFlash through its BMC, or SwupdateDelivery over SSH), started only after
+ * the deliveries it must follow in the rollout (`deliverAfter`).
  *
  * `imageInputs` is the set of pinned inputs (artifact sha256 per kind, the rendered-files digest) known
  * at preview time; the delivery step compares it with what it last delivered to say, per node, why it
@@ -9,7 +11,8 @@
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { NodeFile } from "../lib/render/node-files";
-import { Fleet, NodeSpec } from "../lib/model/types";
+import { BmcSpec, Fleet, NodeSpec } from "../lib/model/types";
+import { SwupdateDelivery, TuringPiFlash } from "../providers/delivery";
 import { NodeImage } from "../providers/image";
 import { SwuBundle } from "../providers/swupdate";
 import { MachineArtifacts } from "./artifacts";
@@ -31,11 +34,18 @@ export interface FleetNodeArgs {
   swupdateAesKey?: pulumi.Output<string>;
   /** Directory for build outputs (.swu bundles). Default <cwd>/.cache/<stack>. */
   outputDir?: string;
+  /** The BMC of a Turing Pi node. Required for tpi delivery. */
+  bmc?: BmcSpec;
+  /** Private key for SSH to the node and its BMC (secret). Default: the SSH agent. */
+  sshPrivateKey?: pulumi.Output<string>;
+  /** Deliveries that must succeed before this node's (rollout order). Default: none. */
+  deliverAfter?: pulumi.Resource[];
 }
 
 export class FleetNode extends pulumi.ComponentResource {
   public readonly image: NodeImage;
   public readonly bundle?: SwuBundle;
+  public readonly delivery: TuringPiFlash | SwupdateDelivery;
   /** Pinned inputs of the node's image, known at preview: artifact sha256 by kind and the files digest. */
   public readonly imageInputs: Record<string, string>;
 
@@ -111,6 +121,52 @@ export class FleetNode extends pulumi.ComponentResource {
           fileName: `${node.name}-${node.hardware}-${fleet.swupdate.version}.swu`,
         },
         { parent: this },
+      );
+    }
+    const endpoint = { address: node.address, port: node.ssh.port, user: node.ssh.user, hostKey: node.ssh.hostKey };
+    const common = {
+      nodeName: node.name,
+      node: endpoint,
+      sources: this.imageInputs,
+      bootTimeoutSeconds: fleet.delivery.bootTimeoutSeconds,
+      sshPrivateKey: args.sshPrivateKey,
+    };
+    const after = { parent: this, dependsOn: args.deliverAfter ?? [] };
+    if (node.delivery.method === "tpi") {
+      const bmc = args.bmc;
+      if (!bmc) throw new Error(`${node.name}: tpi delivery needs its BMC ${node.delivery.bmc}`);
+      const disk = this.image.outputFiles.apply((fs) => {
+        const f = fs.find((x) => x.path === "disk.img");
+        if (!f) throw new Error(`${node.name}: the composed image has no disk.img (does artifacts.${node.hardware} pin a wic?)`);
+        return f;
+      });
+      this.delivery = new TuringPiFlash(
+        `${name}-flash`,
+        {
+          ...common,
+          hostname: node.hostname,
+          slot: node.delivery.slot,
+          bmc: { name: bmc.name, address: bmc.address, port: bmc.ssh.port, user: bmc.ssh.user, hostKey: bmc.ssh.hostKey, imageDir: bmc.imageDir },
+          image: { path: pulumi.interpolate`${this.image.storePath}/disk.img`, sha256: disk.sha256, imageId: this.image.imageId },
+          flashTimeoutSeconds: fleet.delivery.flashTimeoutSeconds,
+        },
+        { ...after, deleteBeforeReplace: true },
+      );
+    } else {
+      this.delivery = new SwupdateDelivery(
+        `${name}-swupdate`,
+        {
+          ...common,
+          hardware: node.hardware,
+          hwRevision: node.hwRevision,
+          selection: node.delivery.selection,
+          bundle: { path: this.bundle!.path, sha256: this.bundle!.sha256 },
+          imageId: this.image.imageId,
+          version: fleet.swupdate.version,
+          certificate: fleet.swupdate.certificate,
+          aesKey: fleet.swupdate.encrypt ? args.swupdateAesKey : undefined,
+        },
+        after,
       );
     }
     this.registerOutputs({ storePath: this.image.storePath, imageId: this.image.imageId, bundle: this.bundle?.path, imageInputs: this.imageInputs });

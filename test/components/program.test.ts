@@ -29,7 +29,9 @@ beforeAll(async () => {
             { path: "rootfs.ext4", size: 1, sha256: "1".repeat(64) },
             { path: "boot/Image", size: 1, sha256: "2".repeat(64) },
             { path: "boot/bzImage", size: 1, sha256: "3".repeat(64) },
+            { path: "disk.img", size: 1, sha256: "5".repeat(64) },
           ];
+          state.imageId = `id-${args.inputs.nodeName}`;
         }
         if (args.type.endsWith(":IsarArtifact")) state.storePath = `/nix/store/${"1".repeat(32)}-${args.name}`;
         if (args.type.endsWith(":SwuBundle")) Object.assign(state, { path: `/tmp/${args.name}.swu`, sha256: "4".repeat(64), size: 10 });
@@ -62,6 +64,7 @@ test("a valid config builds the Fleet and exports phases and per-node summaries"
   expect(nodes.every((n) => /^[0-9a-f]{64}$/.test(n.filesDigest))).toBe(true);
   // the manifest depends on every bundle, each bundle on its image, each image on its artifacts
   await value(program.updateManifest as pulumi.Output<string | undefined>);
+  await value(program.delivered as pulumi.Output<Record<string, string>>);
   const images = await value(program.images as pulumi.Output<Record<string, string>>);
   expect(Object.keys(images).sort()).toEqual(["jetson1", "srv1", "srv2", "srv3"]);
   expect(registered.find((r) => r.type === "isar-k3s:fleet:Fleet")?.name).toBe("test");
@@ -81,6 +84,10 @@ test("a valid config builds the Fleet and exports phases and per-node summaries"
   );
   expect(registered.filter((r) => r.type.endsWith(":SwuBundle")).map((r) => r.name).sort()).toEqual(["test-jetson1-bundle", "test-srv3-bundle"]);
   expect(registered.filter((r) => r.type.endsWith(":FleetUpdate"))).toHaveLength(1);
+  // every node is delivered the way its config says
+  expect(registered.filter((r) => r.type.endsWith(":TuringPiFlash") || r.type.endsWith("dynamic:Resource")).map((r) => r.name).sort()).toEqual(
+    ["test-jetson1-swupdate", "test-srv1-flash", "test-srv2-flash", "test-srv3-swupdate"],
+  );
 });
 
 test("a bad config fails before any resource is registered", async () => {
