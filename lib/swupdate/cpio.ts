@@ -281,9 +281,10 @@ export class CpioWriter {
   /**
    * Stream a file's bytes into `out` with backpressure and constant memory: two reused 1 MiB buffers; a
    * buffer is refilled only after the stream's write callback reported its previous chunk written, so at
-   * most two chunks are ever queued. Returns the number of bytes copied.
+   * most two chunks are ever queued. Stops once more than `limit` bytes were copied (a growing file).
+   * Returns the number of bytes copied.
    */
-  private async copyFrom(path: string): Promise<number> {
+  private async copyFrom(path: string, limit: number): Promise<number> {
     const fh = await fs.promises.open(path, "r");
     const pool = [Buffer.allocUnsafe(READ_CHUNK), Buffer.allocUnsafe(READ_CHUNK)];
     const inFlight: Promise<void>[] = [Promise.resolve(), Promise.resolve()];
@@ -291,7 +292,9 @@ export class CpioWriter {
     try {
       for (let i = 0; ; i ^= 1) {
         await inFlight[i];
-        const { bytesRead } = await fh.read(pool[i], 0, READ_CHUNK, null);
+        if (copied > limit) break;
+        const want = Math.min(READ_CHUNK, limit - copied + 1);
+        const { bytesRead } = await fh.read(pool[i], 0, want, null);
         if (bytesRead === 0) break;
         const chunk = pool[i].subarray(0, bytesRead);
         copied += bytesRead;
@@ -322,9 +325,10 @@ export class CpioWriter {
     try {
       this.names.add(name);
       await this.write(encodeHeader({ name, ino: this.nextIno++, size: s.size, check: s.check }));
-      const copied = await this.copyFrom(path);
+      const copied = await this.copyFrom(path, s.size);
       if (copied !== s.size) {
-        throw new CpioError(`${path} changed while the bundle was written (${s.size} bytes scanned, ${copied} copied): rebuild when the artifact is stable`);
+        const what = copied > s.size ? "it grew past that" : `only ${copied} could be copied`;
+        throw new CpioError(`${path} changed while the bundle was written (${s.size} bytes scanned, ${what}): rebuild when the artifact is stable`);
       }
       await this.write(Buffer.alloc(padLength(copied)));
       return s;

@@ -299,7 +299,10 @@ describe("SWUpdate order and misuse", () => {
     const scan = await scanFile(f);
     await fs.promises.appendFile(f, Buffer.alloc(10, 1));
     const w = new CpioWriter(new Sink(), { swuOrder: false });
-    await expect(w.addFile("moving.img", f, scan)).rejects.toThrow(/moving\.img changed while the bundle was written \(1000 bytes scanned, 1010 copied\)/);
+    await expect(w.addFile("moving.img", f, scan)).rejects.toThrow(/moving\.img changed while the bundle was written \(1000 bytes scanned, it grew past that\)/);
+    await fs.promises.truncate(f, 900);
+    const w2 = new CpioWriter(new Sink(), { swuOrder: false });
+    await expect(w2.addFile("moving.img", f, scan)).rejects.toThrow(/\(1000 bytes scanned, only 900 could be copied\)/);
   });
 });
 
