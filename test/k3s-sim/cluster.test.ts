@@ -5,6 +5,7 @@
  * re-flashed node, kubectl label/taint/cordon/drain/delete, uninstall, and that the token never shows up
  * in an argument, a log or the cluster directory.
  */
+import { spawn } from "child_process";
 import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
@@ -290,6 +291,43 @@ test("agent uninstall: k3s stops, files go, the Node stays NotReady; the node pa
   expect(n.taints).toContainEqual({ key: "node.kubernetes.io/unreachable", effect: "NoExecute" });
   expect((await s1.kubectl("get", "nodes")).stdout).toMatch(/a1\s+NotReady/);
   expect(cl.joinLog().some((e) => e.node === "a1" && e.event === "uninstalled")).toBe(true);
+});
+
+test("a node powered off (its PID namespace killed, as the lab does) turns NotReady after the grace period", async () => {
+  const p = cl.node("p1", { config: { server: "https://127.0.20.1:6443", "node-ip": "127.0.20.21", "token-file": "/etc/rancher/k3s/token" }, token: TOKEN });
+  // the node's processes live in their own PID namespace: other nodes cannot see its pids, only its heartbeats
+  const host = spawn("unshare", ["--pid", "--fork", "--mount-proc", "--kill-child", "sh", "-c", `sh "$1" >/dev/null 2>&1 && echo up && exec sleep 600`, "sh", path.join(p.bin, "k3s-install.sh")], {
+    env: { ...process.env, INSTALL_K3S_SKIP_DOWNLOAD: "true", INSTALL_K3S_EXEC: "agent" },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      host.stdout!.on("data", (d: Buffer) => (d.toString().includes("up") ? resolve() : undefined));
+      host.once("exit", (code) => reject(new Error(`node host exited ${code} before k3s was up`)));
+    });
+    expect(parseNodeJson((await s1.kubectl("get", "node", "p1", "-o", "json")).stdout).ready).toBe(true);
+    const off = Date.now();
+    host.kill("SIGKILL");
+    let notReadyAfter = -1;
+    while (Date.now() - off < 15_000) {
+      const n = parseNodeJson((await s1.kubectl("get", "node", "p1", "-o", "json")).stdout);
+      if (!n.ready) {
+        notReadyAfter = Date.now() - off;
+        expect(n.readyDetail).toMatch(/NodeStatusUnknown/);
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    expect(notReadyAfter).toBeGreaterThan(1500); // no pid check across namespaces: the heartbeat has to go stale (grace 3 s)
+    expect(notReadyAfter).toBeLessThan(6000);
+  } finally {
+    if (host.exitCode === null && host.signalCode === null) {
+      const gone = new Promise((r) => host.once("close", r));
+      host.kill("SIGKILL");
+      await gone;
+    }
+    host.stdout?.destroy();
+  }
 });
 
 test("the token never appears in an argument, a log, a Node annotation or the cluster directory", async () => {

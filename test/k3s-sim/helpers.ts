@@ -11,6 +11,8 @@ import { stringify } from "yaml";
 
 export const LAB_K3S = path.resolve(__dirname, "../../lab/k3s");
 export const NODE = process.execPath;
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const SIM_UTIL = require(path.join(LAB_K3S, "lib/util.js")) as { processAlive(rec: unknown): boolean | undefined };
 
 export interface RunResult {
   code: number;
@@ -90,8 +92,9 @@ export class SimCluster {
     if (fs.existsSync(st)) {
       for (const f of fs.readdirSync(st)) {
         try {
-          const rec = JSON.parse(fs.readFileSync(path.join(st, f), "utf8")) as { pid?: number };
-          if (rec.pid) process.kill(rec.pid, "SIGKILL");
+          const rec = JSON.parse(fs.readFileSync(path.join(st, f), "utf8")) as { pid?: number; pidStart?: string; pidns?: string };
+          // only a process this test started: same PID namespace and the same start time as recorded
+          if (rec.pid && SIM_UTIL.processAlive(rec) === true) process.kill(rec.pid, "SIGKILL");
         } catch {
           // already gone
         }

@@ -84,8 +84,7 @@ function refused(host) {
 function localDaemon() {
   const rt = U.readJson(U.nodePath("/run/k3s-sim/daemon.json"), undefined);
   if (!rt) return undefined;
-  const alive = U.processAlive(rt);
-  return alive === false ? undefined : rt;
+  return U.processAlive(rt) === true ? rt : undefined;
 }
 
 /** Resolve the kubeconfig and credentials into { identity: "admin" | {node}, cluster }. */

@@ -88,8 +88,8 @@ function readEnvFile(file) {
 
 function unitPid(unit) {
   const rec = U.readJson(pidPath(unit), undefined);
-  if (!rec) return undefined;
-  return U.processAlive(rec) === false ? undefined : rec;
+  // only a process of this node's own PID namespace is ours to report on or signal
+  return rec && U.processAlive(rec) === true ? rec : undefined;
 }
 
 function readState(unit) {
@@ -458,7 +458,7 @@ async function killall(out = (s) => process.stdout.write(s)) {
     await stopUnit(unit);
   }
   const rt = U.readJson(D.runtimeFile(), undefined);
-  if (rt && U.processAlive(rt)) {
+  if (rt && U.processAlive(rt) === true) {
     out(`+ kill ${rt.pid}\n`);
     try {
       process.kill(rt.pid, "SIGTERM");
