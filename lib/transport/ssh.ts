@@ -139,6 +139,8 @@ export class SshHost implements Host {
   private sftp?: SFTPWrapper;
   private connecting?: Promise<Client>;
   private closed = false;
+  /** Count of connections lost or dropped so far (an upload retries when it changes under it). */
+  private drops = 0;
   private readonly pin?: { type: string; blob: Buffer };
 
   constructor(private readonly opts: SshConnectOptions) {
@@ -246,10 +248,12 @@ export class SshHost implements Host {
           else reject(err);
         }
       });
+      c.setMaxListeners(0); // one "close" listener per concurrent operation
       c.on("close", () => {
         if (this.client === c) {
           this.client = undefined;
           this.sftp = undefined;
+          this.drops++;
         }
         if (!settled) {
           settled = true;
@@ -269,6 +273,7 @@ export class SshHost implements Host {
     if (this.client === c) {
       this.client = undefined;
       this.sftp = undefined;
+      this.drops++;
     }
     c.end();
     c.destroy();
@@ -517,12 +522,13 @@ export class SshHost implements Host {
     const attempts = this.opts.uploadAttempts ?? 4;
     const sent = { bytes: 0 };
     for (let i = 1; ; i++) {
+      const drops = this.drops;
       try {
         return await uploadFile(this.target(), localPath, remotePath, opts, sent);
       } catch (e) {
-        const lost = e instanceof HostError && /connection lost|without an exit status|stalled|No response|ECONNRESET|Not connected/i.test(e.message);
-        const sshLost = !(e instanceof HostError) && /No response|ECONNRESET|Not connected|channel|EPIPE/i.test((e as Error).message) && !this.client;
-        if (i >= attempts || !(lost || sshLost)) throw e;
+        // retry (resuming the partial file) only when the connection went away during this attempt
+        const lost = this.drops !== drops || (e instanceof HostError && /connection lost|without an exit status|stalled/i.test(e.message));
+        if (i >= attempts || !lost) throw e;
         if (this.client) this.dropConnection(this.client);
       }
     }
