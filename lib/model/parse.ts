@@ -491,7 +491,7 @@ export function parseFleet(raw: RawFleetConfig): Fleet {
   let isar: Fleet["isar"];
   const io = r.obj(raw.isar, "isar", false);
   if (io) {
-    r.unknownKeys(io, "isar", ["kasDir", "workDir", "buildDir", "dlDir", "sstateDir", "engine", "timeoutSeconds"]);
+    r.unknownKeys(io, "isar", ["kasDir", "workDir", "buildDir", "dlDir", "sstateDir", "engine", "allowRoot", "timeoutSeconds"]);
     isar = {
       kasDir: r.str(io, "kasDir", "isar"),
       workDir: r.optStr(io, "workDir", "isar"),
@@ -499,6 +499,7 @@ export function parseFleet(raw: RawFleetConfig): Fleet {
       dlDir: r.optStr(io, "dlDir", "isar"),
       sstateDir: r.optStr(io, "sstateDir", "isar"),
       engine: r.oneOf(io, "engine", "isar", ["podman", "docker"] as const, "podman"),
+      allowRoot: r.bool(io, "allowRoot", "isar", false),
       timeoutSeconds: r.num(io, "timeoutSeconds", "isar", 6 * 3600, 60, 7 * 24 * 3600),
     };
   }

@@ -140,6 +140,8 @@ export interface IsarBuildSettings {
   dlDir?: string;
   sstateDir?: string;
   engine: "docker" | "podman";
+  /** Let kas-container run as root (KAS_ALLOW_ROOT=yes). Default false. */
+  allowRoot?: boolean;
   /** Wall-clock limit for one build, seconds. */
   timeoutSeconds: number;
 }
