@@ -13,6 +13,7 @@
  * - read: checks the store path still exists (`storePathValid`); outputs otherwise as stored.
  * - delete: removes the GC root; the store path itself goes with the next garbage collection.
  */
+import { containsUnknown } from "../unknown";
 import * as fs from "fs";
 import {
   ComposeOptions,
@@ -135,7 +136,10 @@ export function checkNodeImage(news: Record<string, unknown>): { inputs: NodeIma
     }
   }
   const inputs = n as unknown as NodeImageInputs;
-  if (failures.length === 0 && Array.isArray(inputs.files) && inputs.artifacts && typeof inputs.artifacts === "object") {
+  // During preview, artifact store paths computed by other resources are still unknown: validate the
+  // request once they are known (at `up`).
+  const known = !containsUnknown(inputs.artifacts) && !containsUnknown(inputs.files);
+  if (failures.length === 0 && known && Array.isArray(inputs.files) && inputs.artifacts && typeof inputs.artifacts === "object") {
     for (const p of validateRequest(requestOf(inputs))) failures.push({ property: "files", reason: p });
   }
   return { inputs, failures };

@@ -1,0 +1,20 @@
+import { containsUnknown, UNKNOWN } from "../../lib/unknown";
+import { checkNodeImage } from "../../lib/image/resource";
+
+test("containsUnknown finds the sentinel at any depth", () => {
+  expect(containsUnknown(UNKNOWN)).toBe(true);
+  expect(containsUnknown({ a: [{ b: UNKNOWN }] })).toBe(true);
+  expect(containsUnknown({ a: ["x", { b: "y" }] })).toBe(false);
+  expect(containsUnknown(null)).toBe(false);
+});
+
+test("NodeImage check accepts unknown artifact store paths at preview and validates them when known", () => {
+  const base = {
+    nodeName: "n1", hardware: "turing-rk1", arch: "arm64", role: "agent", pkgsSource: "host", expressionHash: "x",
+    files: [{ path: "/etc/hostname", content: "n1\n", mode: 0o644, uid: 0, gid: 0 }],
+  };
+  const unknown = checkNodeImage({ ...base, artifacts: { rootfs: { storePath: UNKNOWN, sha256: UNKNOWN }, kernel: { storePath: UNKNOWN, sha256: UNKNOWN } } });
+  expect(unknown.failures).toEqual([]);
+  const bad = checkNodeImage({ ...base, artifacts: { rootfs: { storePath: "/tmp/x", sha256: "a".repeat(64) }, kernel: { storePath: "/tmp/y", sha256: "b".repeat(64) } } });
+  expect(bad.failures.map((f) => f.reason).join("\n")).toMatch(/artifact rootfs store path "\/tmp\/x" is not a \/nix\/store path/);
+});
