@@ -543,7 +543,12 @@ class Daemon {
 
 async function runDaemon(role, args) {
   const d = new Daemon(role, args);
-  await d.run();
+  try {
+    await d.run();
+  } catch (e) {
+    // an unexpected error must not leave a half-started process heartbeating
+    d.fatal(`k3s-sim internal error: ${e && e.message ? e.message : String(e)}`);
+  }
   // stay up: the heartbeat interval keeps the event loop alive
 }
 
