@@ -86,6 +86,8 @@ export interface Deps {
   connect?: Connect;
   log?: (msg: string) => void;
   pollMs?: number;
+  /** How long removal keeps trying to reach a node before treating it as gone, ms (default 15000). */
+  goneAfterMs?: number;
 }
 
 /** Default connection: SshHost with a pinned host key. */
@@ -274,9 +276,9 @@ export async function readNode(props: K3sNodeOutputs, deps: Deps = {}): Promise<
   }
 }
 
-async function tryConnect(connect: Connect, t: SshTarget, key: string | undefined, what: string): Promise<RootShell | { unreachable: string }> {
+async function tryConnect(connect: Connect, t: SshTarget, key: string | undefined, what: string, retryForMs: number): Promise<RootShell | { unreachable: string }> {
   try {
-    return new RootShell(await connect(t, key, { retryForMs: 15_000, what }), rootPrefix(t.user));
+    return new RootShell(await connect(t, key, { retryForMs, what }), rootPrefix(t.user));
   } catch (e) {
     return { unreachable: (e as Error).message.split("\n")[0] };
   }
@@ -285,8 +287,9 @@ async function tryConnect(connect: Connect, t: SshTarget, key: string | undefine
 export async function deleteNode(props: K3sNodeOutputs, deps: Deps = {}): Promise<RemoveResult> {
   const connect = deps.connect ?? sshConnect;
   const secrets = [props.token, props.privateKey];
-  const node = await tryConnect(connect, props.ssh, props.privateKey, `k3s ${props.role} ${props.node}`);
-  const api = props.firstServer || sameTarget(props.ssh, props.apiSsh) ? node : await tryConnect(connect, props.apiSsh, props.privateKey, `first server (for ${props.node})`);
+  const gone = deps.goneAfterMs ?? 15_000;
+  const node = await tryConnect(connect, props.ssh, props.privateKey, `k3s ${props.role} ${props.node}`, gone);
+  const api = props.firstServer || sameTarget(props.ssh, props.apiSsh) ? node : await tryConnect(connect, props.apiSsh, props.privateKey, `first server (for ${props.node})`, gone);
   try {
     return await removeNode({ node, api, log: deps.log, secrets: secrets.filter((s): s is string => !!s) }, specOf(props), props.joinId);
   } catch (e) {
