@@ -103,6 +103,29 @@ export function consoleProgress(e: ProgressEvent): void {
   console.log(formatProgress(e));
 }
 
+/** Serializes async work per key (e.g. one flash at a time per BMC) inside this process. */
+export class KeyedMutex {
+  private tails = new Map<string, Promise<void>>();
+  /** Whether work is running or queued for `key`. */
+  busy(key: string): boolean {
+    return this.tails.has(key);
+  }
+  async run<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.tails.get(key) ?? Promise.resolve();
+    let release!: () => void;
+    const mine = new Promise<void>((r) => (release = r));
+    const tail = prev.then(() => mine);
+    this.tails.set(key, tail);
+    await prev;
+    try {
+      return await fn();
+    } finally {
+      release();
+      if (this.tails.get(key) === tail) this.tails.delete(key);
+    }
+  }
+}
+
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }

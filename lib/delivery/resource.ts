@@ -22,6 +22,7 @@
  * - delete: TuringPiFlash powers the slot off and removes the uploaded image from the BMC;
  *   SwupdateDelivery leaves the node as it is (an installed update cannot be taken back).
  */
+import { containsUnknown } from "../unknown";
 import { isOpenSshPublicKey, normalizeSha256 } from "../model/checks";
 import { ProgressSink, short } from "./common";
 import { flashNode, probeNode, remoteImagePath, unflashNode, TpiFlashSpec, FlashOptions } from "./tpi";
@@ -133,7 +134,17 @@ function checkSources(v: unknown, f: CheckFailure[]): Record<string, string> | u
   return v as Record<string, string>;
 }
 
+/**
+ * Validate and fill defaults. Values still unknown at preview (Pulumi's sentinel: an image path or
+ * sha256 computed by a NodeImage not built yet) are not judged: they are checked again at `up`.
+ */
 export function checkDelivery(news: Raw): { inputs: DeliveryInputs; failures: CheckFailure[] } {
+  const r = checkKnownDelivery(news);
+  const valueAt = (p: string): unknown => p.split(".").reduce<unknown>((o, k) => (isObj(o) ? o[k] : undefined), news);
+  return { inputs: r.inputs, failures: r.failures.filter((x) => !containsUnknown(valueAt(x.property))) };
+}
+
+function checkKnownDelivery(news: Raw): { inputs: DeliveryInputs; failures: CheckFailure[] } {
   const f: CheckFailure[] = [];
   const kind = news.kind;
   const nodeName = str(news.nodeName) ?? "";

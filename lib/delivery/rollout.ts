@@ -9,6 +9,9 @@
  *   remaining agents with at most `maxAgentsInFlight` in flight — remaining agent j waits for remaining
  *   agent j - maxAgentsInFlight (lib/plan agentPredecessor), which bounds the parallelism and makes a
  *   failure stop the agents queued behind it.
+ * - Turing Pi nodes behind the same BMC are flashed one after the other (each also waits for the previous
+ *   delivery through that BMC): the BMC daemon runs one transfer at a time and a new flash request
+ *   cancels the running one (turing-machines/bmcd).
  * Pulumi stops scheduling new steps after the first failure (unless run with --continue-on-error), and
  * dependents of a failed resource are never attempted.
  *
@@ -20,6 +23,7 @@
  * Pure apart from the callbacks given to runRollout.
  */
 import { DeploymentPlan, agentPredecessor } from "../plan/plan";
+import type { NodeSpec } from "../model/types";
 import { DeliveryError } from "./common";
 
 export interface DeliveryDependency {
@@ -48,7 +52,20 @@ export function deliveryDependencies(plan: DeploymentPlan, maxAgentsInFlight: nu
     if (pred) deps.push(pred.name);
     out.push({ node: a.name, dependsOn: deps, stage: "agents" });
   });
-  return out;
+  return chainPerBmc(out, [...servers, ...agents]);
+}
+
+/** Add, for each Turing Pi node, a dependency on the previous delivery (in rollout order) through the same BMC. */
+function chainPerBmc(deps: DeliveryDependency[], nodes: NodeSpec[]): DeliveryDependency[] {
+  const bmcOf = new Map(nodes.map((n) => [n.name, n.delivery?.method === "tpi" ? n.delivery.bmc : undefined]));
+  const last = new Map<string, string>();
+  return deps.map((d) => {
+    const bmc = bmcOf.get(d.node);
+    if (bmc === undefined) return d;
+    const prev = last.get(bmc);
+    last.set(bmc, d.node);
+    return prev !== undefined && !d.dependsOn.includes(prev) ? { ...d, dependsOn: [...d.dependsOn, prev] } : d;
+  });
 }
 
 export interface RolloutResult {

@@ -17,13 +17,21 @@
  * Progress (phase, percent) goes to the given sink. Every failure is a DeliveryError naming node, slot,
  * BMC and phase, with the tail of tpi's output (and of the node's serial console when it did not boot).
  *
+ * One flash at a time per BMC: the BMC daemon has a single transfer service, and a new flash request
+ * cancels the one in progress (turing-machines/bmcd streaming_data_service.rs). Flashes through the same
+ * BMC wait for each other in this process (the rollout order also chains them, see ./rollout.ts);
+ * uploads to the BMC may overlap.
+ *
  * Pure helpers (argv builders, output parsing) are exported for tests. Commands are argv arrays; the one
  * `sh -c` used has a fixed script and takes every value as a positional parameter.
  */
 import { connectSsh, SshConnectOptions, SshHost } from "../transport/ssh";
 import { HostError, RunResult, tailLines } from "../transport/host";
 import { normalizeSha256 } from "../model/checks";
-import { DeliveryError, ProgressReporter, ProgressSink, asDeliveryError, readImageId, short, sleep } from "./common";
+import { DeliveryError, KeyedMutex, ProgressReporter, ProgressSink, asDeliveryError, readImageId, short, sleep } from "./common";
+
+/** One flash at a time per BMC endpoint, in this process. */
+export const bmcFlashLock = new KeyedMutex();
 
 export interface SshEndpointSpec {
   address: string;
@@ -239,58 +247,62 @@ export async function flashNode(spec: TpiFlashSpec, creds: Credentials, opts: Fl
     }
     progress.report("upload", 100, up.skipped ? "(already on the BMC, nothing sent)" : `(${up.bytes} bytes sent${up.resumedFrom ? `, resumed at ${up.resumedFrom}` : ""})`);
 
-    // flash
+    // flash (one at a time per BMC)
     const flashDeadlineMs = spec.flashTimeoutSeconds * 1000;
     let useSha = spec.tpiSha256 ?? true;
-    let outcome: FlashOutcome;
-    let out: { stdout: string; stderr: string };
-    progress.report("flash", 0, `slot ${spec.slot} of ${spec.bmc.name}`);
-    for (;;) {
-      const logFile = `/tmp/isar-k3s-tpi-flash-slot${spec.slot}.log`;
-      const argv = ["sh", "-c", LOGGED_RUN_SCRIPT, "sh", logFile, ...tpiFlashArgv(spec.slot, remote, useSha ? sha : undefined)];
-      let done = false;
-      const poller = (async () => {
-        const every = spec.pollIntervalMs ?? 2000;
-        while (!done) {
-          await sleep(every);
-          if (done) break;
-          try {
-            const r = await bmc.run(["tail", "-c", "400", logFile], { timeoutMs: 10_000 });
-            const p = lastPercent(r.stdout.toString("utf8"));
-            if (!done && p !== undefined) progress.report("flash", p);
-          } catch {
-            /* progress is best effort */
+    let outcome!: FlashOutcome;
+    let out!: { stdout: string; stderr: string };
+    const lockKey = `${spec.bmc.address}:${spec.bmc.port}`;
+    if (bmcFlashLock.busy(lockKey)) progress.report("flash", undefined, `waiting: another flash through ${spec.bmc.name} is in progress`);
+    await bmcFlashLock.run(lockKey, async () => {
+      progress.report("flash", 0, `slot ${spec.slot} of ${spec.bmc.name}`);
+      for (;;) {
+        const logFile = `/tmp/isar-k3s-tpi-flash-slot${spec.slot}.log`;
+        const argv = ["sh", "-c", LOGGED_RUN_SCRIPT, "sh", logFile, ...tpiFlashArgv(spec.slot, remote, useSha ? sha : undefined)];
+        let done = false;
+        const poller = (async () => {
+          const every = spec.pollIntervalMs ?? 2000;
+          while (!done) {
+            await sleep(every);
+            if (done) break;
+            try {
+              const r = await bmc.run(["tail", "-c", "400", logFile], { timeoutMs: 10_000 });
+              const p = lastPercent(r.stdout.toString("utf8"));
+              if (!done && p !== undefined) progress.report("flash", p);
+            } catch {
+              /* progress is best effort */
+            }
           }
+        })();
+        let res: RunResult;
+        try {
+          res = await bmc.run(argv, { timeoutMs: flashDeadlineMs });
+        } catch (e) {
+          done = true;
+          await poller;
+          const timedOut = e instanceof HostError && /timed out/.test(e.message);
+          throw asDeliveryError(
+            e,
+            spec.nodeName,
+            "flash",
+            where,
+            timedOut
+              ? `the flash took longer than delivery.flashTimeoutSeconds (${spec.flashTimeoutSeconds} s): raise it (flashing a module can take tens of minutes) and run \`pulumi up\` again; slot ${spec.slot} must be considered empty`
+              : `the BMC connection broke during the flash; slot ${spec.slot} must be considered empty: run \`pulumi up\` again`,
+          );
+        } finally {
+          done = true;
         }
-      })();
-      let res: RunResult;
-      try {
-        res = await bmc.run(argv, { timeoutMs: flashDeadlineMs });
-      } catch (e) {
-        done = true;
         await poller;
-        const timedOut = e instanceof HostError && /timed out/.test(e.message);
-        throw asDeliveryError(
-          e,
-          spec.nodeName,
-          "flash",
-          where,
-          timedOut
-            ? `the flash took longer than delivery.flashTimeoutSeconds (${spec.flashTimeoutSeconds} s): raise it (flashing a module can take tens of minutes) and run \`pulumi up\` again; slot ${spec.slot} must be considered empty`
-            : `the BMC connection broke during the flash; slot ${spec.slot} must be considered empty: run \`pulumi up\` again`,
-        );
-      } finally {
-        done = true;
+        out = resultText(res);
+        outcome = parseFlashOutcome({ code: res.code, ...out });
+        if (!outcome.ok && outcome.kind === "sha256-unsupported" && useSha) {
+          useSha = false; // older tpi: the transport already verified the uploaded bytes
+          continue;
+        }
+        break;
       }
-      await poller;
-      out = resultText(res);
-      outcome = parseFlashOutcome({ code: res.code, ...out });
-      if (!outcome.ok && outcome.kind === "sha256-unsupported" && useSha) {
-        useSha = false; // older tpi: the transport already verified the uploaded bytes
-        continue;
-      }
-      break;
-    }
+    });
     if (!outcome.ok) {
       throw new DeliveryError(
         spec.nodeName,

@@ -5,7 +5,7 @@
  */
 import { deploymentPlan } from "../../lib/plan/plan";
 import type { Fleet, NodeSpec } from "../../lib/model/types";
-import { ProgressEvent, ProgressReporter, DeliveryError, formatProgress } from "../../lib/delivery/common";
+import { KeyedMutex, ProgressEvent, ProgressReporter, DeliveryError, formatProgress } from "../../lib/delivery/common";
 import { lastPercent, parseFlashOutcome, parsePowerStatus, remoteImagePath, tpiFlashArgv, tpiPowerArgv } from "../../lib/delivery/tpi";
 import { parseInstallOutcome, swupdateArgv } from "../../lib/delivery/swupdate";
 import { deliveryDependencies, runRollout, RolloutError } from "../../lib/delivery/rollout";
@@ -108,6 +108,24 @@ describe("progress", () => {
   });
 });
 
+test("KeyedMutex serializes per key, runs different keys in parallel, releases after failures", async () => {
+  const m = new KeyedMutex();
+  const trace: string[] = [];
+  const job = (k: string, id: string, ms: number, fail = false) =>
+    m.run(k, async () => {
+      trace.push(`+${id}`);
+      await new Promise((r) => setTimeout(r, ms));
+      trace.push(`-${id}`);
+      if (fail) throw new Error(id);
+      return id;
+    });
+  const all = await Promise.allSettled([job("a", "a1", 30, true), job("a", "a2", 5), job("b", "b1", 10)]);
+  expect(all.map((r) => r.status)).toEqual(["rejected", "fulfilled", "fulfilled"]);
+  expect(trace.indexOf("-a1")).toBeLessThan(trace.indexOf("+a2"));
+  expect(trace.indexOf("+b1")).toBeLessThan(trace.indexOf("-a1"));
+  expect(m.busy("a")).toBe(false);
+});
+
 function fleet(roles: [string, "server" | "agent"][]): Fleet {
   return { nodes: roles.map(([name, role]) => ({ name, role }) as NodeSpec) } as Fleet;
 }
@@ -129,6 +147,27 @@ describe("rollout order", () => {
     const noCanary = deliveryDependencies(deploymentPlan(f), 3, { canary: false });
     expect(noCanary.filter((d) => d.stage === "agents").map((d) => d.dependsOn)).toEqual([["s3"], ["s3"], ["s3"], ["s3", "a1"], ["s3", "a2"]]);
     expect(() => deliveryDependencies(deploymentPlan(f), 0)).toThrow(/maxAgentsInFlight/);
+  });
+
+  test("Turing Pi nodes behind one BMC are chained (one flash at a time per BMC); others keep their parallelism", () => {
+    const tpi = (bmc: string) => ({ method: "tpi", bmc, slot: 1 });
+    const nodes = [
+      { name: "s1", role: "server", delivery: tpi("b1") },
+      { name: "a1", role: "agent", delivery: { method: "swupdate" } },
+      { name: "a2", role: "agent", delivery: tpi("b1") },
+      { name: "a3", role: "agent", delivery: tpi("b1") },
+      { name: "a4", role: "agent", delivery: tpi("b2") },
+      { name: "a5", role: "agent", delivery: { method: "swupdate" } },
+    ] as unknown as NodeSpec[];
+    const deps = deliveryDependencies(deploymentPlan({ nodes } as Fleet), 4);
+    expect(Object.fromEntries(deps.map((d) => [d.node, d.dependsOn]))).toEqual({
+      s1: [],
+      a1: ["s1"],
+      a2: ["a1", "s1"],
+      a3: ["a1", "a2"],
+      a4: ["a1"],
+      a5: ["a1"],
+    });
   });
 
   test("runRollout: order respected, never more than maxAgentsInFlight agents at once", async () => {
