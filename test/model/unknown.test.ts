@@ -18,3 +18,14 @@ test("NodeImage check accepts unknown artifact store paths at preview and valida
   const bad = checkNodeImage({ ...base, artifacts: { rootfs: { storePath: "/tmp/x", sha256: "a".repeat(64) }, kernel: { storePath: "/tmp/y", sha256: "b".repeat(64) } } });
   expect(bad.failures.map((f) => f.reason).join("\n")).toMatch(/artifact rootfs store path "\/tmp\/x" is not a \/nix\/store path/);
 });
+
+test("delivery check accepts an image path and sha256 unknown at preview, and still judges known values", () => {
+  const { checkDelivery } = require("../../lib/delivery/resource") as typeof import("../../lib/delivery/resource");
+  const base = {
+    kind: "tpi", nodeName: "srv1", slot: 1, node: { address: "127.0.0.9" },
+    bmc: { name: "bmc", address: "127.0.0.2", imageDir: "/mnt/sdcard/x" },
+  };
+  expect(checkDelivery({ ...base, image: { path: UNKNOWN, sha256: UNKNOWN, imageId: UNKNOWN } }).failures).toEqual([]);
+  const known = checkDelivery({ ...base, image: { path: "relative.img", sha256: "nope", imageId: "abc" } }).failures.map((f) => f.property);
+  expect(known).toEqual(expect.arrayContaining(["image.path", "image.sha256"]));
+});
