@@ -114,7 +114,7 @@ async function main(): Promise<void> {
       fs.writeFileSync(wic, "");
       fs.truncateSync(wic, wicBytes);
       run(["sfdisk", "-q", wic], `label: gpt\nstart=2048, size=16384, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, name=boot\nstart=18432, size=${rootSectors}, type=B921B045-1DF0-41C3-AF44-4C6F280D3FAE, name=root\n`);
-      run(["mkfs.ext4", "-q", "-F", "-E", `offset=${18432 * 512}`, "-d", root, wic, `${(rootSectors * 512) >> 10}k`]);
+      run(["mkfs.ext4", "-q", "-F", "-N", String(treeFiles * 2 + 1024), "-E", `offset=${18432 * 512}`, "-d", root, wic, `${(rootSectors * 512) >> 10}k`]);
       artifacts.wic = await add(wic);
       inputs.push(artifacts.wic.storePath);
     }
