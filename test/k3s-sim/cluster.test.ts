@@ -110,6 +110,8 @@ test("kubectl get nodes (table, wide, json) and a real-looking Node object", asy
   const names = await s1.kubectl("get", "nodes", "-l", "node-role.kubernetes.io/control-plane=true", "-o", "name");
   expect(names.stdout).toBe("node/s1\nnode/s2\n");
 
+  expect(await s1.kubectl("wait", "--for=condition=Ready", "node/a1", "node/s2", "--timeout=5s")).toMatchObject({ code: 0, stdout: "node/a1 condition met\nnode/s2 condition met\n" });
+
   const nf = await s1.kubectl("get", "node", "nope", "-o", "json");
   expect(nf.code).toBe(1);
   expect(nf.stderr.trim()).toBe('Error from server (NotFound): nodes "nope" not found');
@@ -290,6 +292,9 @@ test("agent uninstall: k3s stops, files go, the Node stays NotReady; the node pa
   expect(n.readyDetail).toMatch(/Unknown \(NodeStatusUnknown: Kubelet stopped posting node status\.\)/);
   expect(n.taints).toContainEqual({ key: "node.kubernetes.io/unreachable", effect: "NoExecute" });
   expect((await s1.kubectl("get", "nodes")).stdout).toMatch(/a1\s+NotReady/);
+  const w = await s1.kubectl("wait", "--for=condition=Ready", "node/a1", "--timeout=1s");
+  expect(w.code).toBe(1);
+  expect(w.stderr.trim()).toBe("error: timed out waiting for the condition on nodes/a1");
   expect(cl.joinLog().some((e) => e.node === "a1" && e.event === "uninstalled")).toBe(true);
 });
 

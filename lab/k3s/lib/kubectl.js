@@ -29,7 +29,7 @@ class KubectlError extends Error {
   }
 }
 
-const VALUE_FLAGS = { n: "namespace", namespace: "namespace", o: "output", output: "output", kubeconfig: "kubeconfig", timeout: "timeout", "grace-period": "grace-period", l: "selector", selector: "selector", "pod-selector": "pod-selector", context: "context", s: "server", server: "server" };
+const VALUE_FLAGS = { n: "namespace", namespace: "namespace", o: "output", output: "output", kubeconfig: "kubeconfig", timeout: "timeout", "grace-period": "grace-period", l: "selector", selector: "selector", "pod-selector": "pod-selector", context: "context", s: "server", server: "server", for: "for" };
 const BOOL_FLAGS = {
   overwrite: "overwrite",
   "ignore-not-found": "ignore-not-found",
@@ -562,7 +562,32 @@ function deleteCmd(api, pos, f, out, err) {
   return code;
 }
 
-const COMMANDS = ["get", "label", "taint", "cordon", "uncordon", "drain", "delete"];
+/** kubectl wait --for=condition=Ready[=True] node/NAME... [--timeout=30s] */
+async function waitCmd(api, pos, f, out) {
+  const m = /^condition=([A-Za-z]+)(?:=(True|False|Unknown))?$/.exec(f.for || "");
+  if (!m) throw new KubectlError(`error: k3s-sim: only --for=condition=<Type>[=<Status>] is supported`);
+  const { type, names } = target(pos, "wait");
+  if (kindOf(type) !== "node" || !names.length) throw new KubectlError("error: k3s-sim: wait supports node/NAME only");
+  const timeoutMs = f.timeout === undefined ? 30000 : parseDuration(f.timeout);
+  const want = m[2] || "True";
+  const deadline = Date.now() + timeoutMs;
+  for (const name of names) {
+    for (;;) {
+      const rec = C.readNode(api.cluster, name);
+      if (!rec) throw new KubectlError(`Error from server (NotFound): nodes "${name}" not found`);
+      const cond = (C.nodeObject(api.cluster, rec).status.conditions || []).find((c) => c.type === m[1]);
+      if (cond && cond.status === want) {
+        out(`node/${name} condition met\n`);
+        break;
+      }
+      if (Date.now() >= deadline) throw new KubectlError(`error: timed out waiting for the condition on nodes/${name}`);
+      await U.sleep(Math.min(250, Math.max(1, deadline - Date.now())));
+    }
+  }
+  return 0;
+}
+
+const COMMANDS = ["get", "label", "taint", "cordon", "uncordon", "drain", "delete", "wait"];
 
 /** Run kubectl with argv; returns the exit code. out/err are writers. */
 async function kubectl(argv, out = (s) => process.stdout.write(s), err = (s) => process.stderr.write(s)) {
@@ -598,6 +623,8 @@ async function kubectl(argv, out = (s) => process.stdout.write(s), err = (s) => 
         return await drainCmd(api, pos, f, out, err);
       case "delete":
         return deleteCmd(api, pos, f, out, err);
+      case "wait":
+        return await waitCmd(api, pos, f, out);
       default:
         return 1;
     }
