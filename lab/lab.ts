@@ -623,6 +623,22 @@ export class Lab {
     await this.powerOnHost(r);
   }
 
+  /**
+   * Install an executable on a host's PATH (/usr/local/bin, e.g. a k3s or kubectl stand-in), or with
+   * `boot: true` as a boot hook (/etc/lab/boot.d/<name>, started in the background at every boot).
+   * Takes effect at once for tools; boot hooks from the next boot.
+   */
+  async installTool(name: string, fileName: string, content: string | Buffer, opts: { boot?: boolean } = {}): Promise<string> {
+    if (!/^[A-Za-z0-9._-]+$/.test(fileName)) throw new Error(`lab: tool name ${JSON.stringify(fileName)} must be a plain file name`);
+    const r = this.host(name);
+    const viewPath = opts.boot ? `/etc/lab/boot.d/${fileName}` : `/usr/local/bin/${fileName}`;
+    const f = opts.boot && r.up ? this.hostPath(name, viewPath) : this.backingPath(name, viewPath);
+    await fs.promises.mkdir(path.dirname(f), { recursive: true });
+    await fs.promises.writeFile(f, content, { mode: 0o755 });
+    await fs.promises.chmod(f, 0o755);
+    return viewPath;
+  }
+
   /** Processes of a host (host pids): [{pid, ppid, cmd}]. */
   processes(name: string): { pid: number; ppid: number; cmd: string }[] {
     const r = this.host(name);

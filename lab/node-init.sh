@@ -14,6 +14,7 @@
 #   /usr/local/bin, /usr/local/sbin   HOSTDIR/bin, HOSTDIR/sbin: the per-host tool dir on PATH (tpi,
 #                            reboot/poweroff, and later k3s/kubectl stand-ins)
 #   everything else          this machine's files, READ-ONLY (/usr, /work, /nix, ...)
+# Boot hooks: executables in /etc/lab/boot.d run in the background once sshd is started.
 # Exit codes (read by the harness): 100 reboot requested (SIGHUP to pid 1, what `reboot` sends),
 # 101 poweroff requested (SIGUSR1), 0 stopped (SIGTERM), 102 sshd exited on its own, 103 setup failed.
 set -u
@@ -69,6 +70,14 @@ trap '[ -n "$SSHD" ] && kill -TERM "$SSHD" 2>/dev/null; exit 0' TERM INT
 /usr/sbin/sshd -D -e -f /etc/ssh/sshd_config.lab &
 SSHD=$!
 echo "node-init: $(hostname) up, sshd pid $SSHD" >&2
+# boot hooks (the lab's stand-in for init services, e.g. a k3s stand-in): every executable in
+# /etc/lab/boot.d, in name order, in the background, output to /var/log/lab-boot.log
+if [ -d /etc/lab/boot.d ]; then
+  for f in /etc/lab/boot.d/*; do
+    [ -f "$f" ] && [ -x "$f" ] || continue
+    ( cd / && "$f" ) </dev/null >>/var/log/lab-boot.log 2>&1 &
+  done
+fi
 while :; do
   wait "$SSHD"
   kill -0 "$SSHD" 2>/dev/null || { echo "node-init: sshd exited" >&2; exit 102; }

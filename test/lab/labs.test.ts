@@ -116,6 +116,28 @@ test("a lab dies with the process that runs it (no orphaned sshd)", async () => 
   expect(await portFree(st.hosts.x.address, 22)).toBe(true);
 });
 
+test("per-host tools on PATH and boot hooks (the extension point for k3s stand-ins)", async () => {
+  const lab = await startLab({ hosts: [{ name: "n", role: "node", swupdate: { devices: {} } }], bootDelayMs: 100 }, path.join(tmp, "ext"), { ownerPid: process.pid });
+  labs.push(lab);
+  await lab.installTool("n", "hello-tool", "#!/bin/sh\necho \"hello from $(hostname): $*\"\n");
+  await lab.installTool("n", "10-marker", "#!/bin/sh\ndate +%s%N > /run/booted-marker\n", { boot: true });
+  const h = await connect(lab, "n");
+  expect((await h.run(["hello-tool", "a b"])).stdout.toString()).toBe("hello from n: a b\n");
+  expect((await h.run(["test", "-e", "/run/booted-marker"])).code).toBe(1); // hooks run from the next boot
+  await h.run(["reboot"]);
+  const end = Date.now() + 10_000;
+  while (lab.status().hosts.n.up && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
+  const after = await connect(lab, "n");
+  let marker = 1;
+  for (let i = 0; i < 50 && marker !== 0; i++) {
+    marker = (await after.run(["test", "-s", "/run/booted-marker"])).code ?? 1;
+    if (marker !== 0) await new Promise((r) => setTimeout(r, 100));
+  }
+  expect(marker).toBe(0);
+  // the tool is on this host only
+  expect(fs.existsSync("/usr/local/bin/hello-tool")).toBe(false);
+});
+
 test("spec validation refuses non-loopback addresses and taken endpoints", async () => {
   expect(() => validateSpec({ hosts: [{ name: "a", role: "node", address: "10.0.0.1" }] })).toThrow(/not a 127\.0\.0\.0\/8 host address/);
   expect(() => validateSpec({ hosts: [{ name: "a", role: "node", tpi: { bmc: "nope", slot: 1 } }] })).toThrow(/not a BMC host/);
