@@ -159,8 +159,10 @@ export interface FleetUpdateNodeArgs {
 
 /** A bundle of the fleet manifest: typically a SwuBundle's outputs. */
 export interface FleetUpdateBundleArgs {
-  /** Hardware kind the bundle is for (one bundle per hardware). Required. */
+  /** Hardware kind the bundle is for. Required. */
   hardware: pulumi.Input<string>;
+  /** Node the bundle was built for (per-node images). Default: shared by every node of `hardware` (one per hardware). */
+  node?: pulumi.Input<string>;
   /** Bundle path (the manifest records its basename). Required. */
   path: pulumi.Input<string>;
   /** Lowercase hex sha256 of the bundle. Required. */

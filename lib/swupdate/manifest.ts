@@ -7,8 +7,9 @@
  * - Deterministic: object keys sorted, nodes and bundles sorted by name, 2-space JSON with a final newline;
  *   no clock is read — a timestamp appears only when the caller passes one.
  * - updateOrder: servers 1, agents 2 (all servers are updated and Ready before any agent starts).
- * - Every node's bundle is the bundle built for its hardware; a node whose hardware has no bundle, or two
- *   bundles for one hardware, is an error naming the node / hardware.
+ * - A node's bundle is the one built for that node (`node` set: per-node images carry the node's own
+ *   hostname and k3s config), else the one built for its hardware; a node with neither, two bundles for
+ *   one node, or two shared bundles for one hardware, is an error naming the node / hardware.
  * - checksums.txt is in `sha256sum` format ("<hex>  <file>") so `sha256sum -c checksums.txt` checks it.
  */
 import * as crypto from "crypto";
@@ -27,6 +28,8 @@ export interface ManifestNode {
 
 export interface ManifestBundle {
   hardware: string;
+  /** The node this bundle is built for (a per-node image); absent = shared by every node of `hardware`. */
+  node?: string;
   /** Bundle file name (relative to the manifest directory) or path; the manifest records the basename. */
   file: string;
   sha256: string;
@@ -69,8 +72,14 @@ export function canonicalJson(v: unknown): string {
 
 export function fleetManifest(input: FleetManifestInput): Record<string, unknown> {
   const byHw = new Map<string, ManifestBundle>();
+  const byNode = new Map<string, ManifestBundle>();
   for (const b of input.bundles) {
     if (!/^[0-9a-f]{64}$/.test(b.sha256)) throw new ManifestError(`bundle ${b.file}: sha256 must be 64 lowercase hex digits`);
+    if (b.node !== undefined) {
+      if (byNode.has(b.node)) throw new ManifestError(`two bundles for node ${b.node} (${byNode.get(b.node)!.file}, ${b.file})`);
+      byNode.set(b.node, b);
+      continue;
+    }
     if (byHw.has(b.hardware)) throw new ManifestError(`two bundles for hardware ${b.hardware} (${byHw.get(b.hardware)!.file}, ${b.file}): build one bundle per hardware and version`);
     byHw.set(b.hardware, b);
   }
@@ -79,8 +88,9 @@ export function fleetManifest(input: FleetManifestInput): Record<string, unknown
   for (const n of [...input.nodes].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
     if (seen.has(n.name)) throw new ManifestError(`node ${n.name} is listed twice`);
     seen.add(n.name);
-    const b = byHw.get(n.hardware);
+    const b = byNode.get(n.name) ?? byHw.get(n.hardware);
     if (!b) throw new ManifestError(`node ${n.name} (${n.hardware}) has no bundle: build a SwuBundle for hardware ${n.hardware} version ${input.version}`);
+    if (b.hardware !== n.hardware) throw new ManifestError(`node ${n.name} is ${n.hardware} but its bundle ${b.file} is for ${b.hardware}`);
     nodes[n.name] = {
       address: n.address,
       arch: n.arch,
@@ -92,9 +102,9 @@ export function fleetManifest(input: FleetManifestInput): Record<string, unknown
       updateOrder: n.role === "server" ? 1 : 2,
     };
   }
-  const bundles = [...byHw.values()]
-    .sort((a, b) => (a.hardware < b.hardware ? -1 : 1))
-    .map((b) => ({ hardware: b.hardware, file: path.basename(b.file), sha256: b.sha256, size: b.size }));
+  const bundles = [...byHw.values(), ...byNode.values()]
+    .sort((a, b) => (a.hardware + "\0" + (a.node ?? "") < b.hardware + "\0" + (b.node ?? "") ? -1 : 1))
+    .map((b) => ({ hardware: b.hardware, node: b.node, file: path.basename(b.file), sha256: b.sha256, size: b.size }));
   return { version: input.version, timestamp: input.timestamp, nodes, bundles };
 }
 

@@ -327,7 +327,7 @@ function fleetInput(i: Raw): FleetManifestInput {
     version: i.version as string,
     timestamp: i.timestamp as string | undefined,
     nodes: i.nodes as ManifestNode[],
-    bundles: (i.bundles as (ManifestBundle & { path?: string })[]).map((b) => ({ hardware: b.hardware, file: b.file ?? b.path ?? "", sha256: b.sha256, size: b.size })),
+    bundles: (i.bundles as (ManifestBundle & { path?: string })[]).map((b) => ({ hardware: b.hardware, ...(b.node ? { node: b.node } : {}), file: b.file ?? b.path ?? "", sha256: b.sha256, size: b.size })),
   };
 }
 

@@ -106,3 +106,37 @@ test("writeFleetUpdate: manifest.json + checksums.txt that sha256sum -c accepts 
   expect(bad.code).not.toBe(0);
   expect((await fs.promises.readdir(out)).sort()).toEqual(["a-1.swu", "b-1.swu", "checksums.txt", "manifest.json"]);
 });
+
+describe("per-node bundles", () => {
+  const { fleetManifest } = require("../../lib/swupdate/manifest") as typeof import("../../lib/swupdate/manifest");
+  const sha = (c: string) => c.repeat(64);
+  const nodes = [
+    { name: "j1", address: "10.0.0.1", arch: "arm64", hardware: "jetson-orin-nano", role: "agent" as const },
+    { name: "j2", address: "10.0.0.2", arch: "arm64", hardware: "jetson-orin-nano", role: "agent" as const },
+  ];
+  test("each node gets the bundle built for it, even with two nodes of one hardware", () => {
+    const m = fleetManifest({
+      version: "1",
+      nodes,
+      bundles: [
+        { hardware: "jetson-orin-nano", node: "j1", file: "/o/j1.swu", sha256: sha("a"), size: 1 },
+        { hardware: "jetson-orin-nano", node: "j2", file: "/o/j2.swu", sha256: sha("b"), size: 2 },
+      ],
+    }) as { nodes: Record<string, { bundle: string; sha256: string }> };
+    expect(m.nodes.j1).toMatchObject({ bundle: "j1.swu", sha256: sha("a") });
+    expect(m.nodes.j2).toMatchObject({ bundle: "j2.swu", sha256: sha("b") });
+  });
+  test("a node bundle for another hardware, and two bundles for one node, are refused", () => {
+    expect(() => fleetManifest({ version: "1", nodes: [nodes[0]], bundles: [{ hardware: "x86-controller", node: "j1", file: "j1.swu", sha256: sha("a"), size: 1 }] })).toThrow(/j1 is jetson-orin-nano but its bundle j1.swu is for x86-controller/);
+    expect(() =>
+      fleetManifest({
+        version: "1",
+        nodes: [nodes[0]],
+        bundles: [
+          { hardware: "jetson-orin-nano", node: "j1", file: "a.swu", sha256: sha("a"), size: 1 },
+          { hardware: "jetson-orin-nano", node: "j1", file: "b.swu", sha256: sha("b"), size: 1 },
+        ],
+      }),
+    ).toThrow(/two bundles for node j1/);
+  });
+});
