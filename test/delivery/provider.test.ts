@@ -71,3 +71,46 @@ test("resource classes: secrets wrapped, kind set, outputs registered", async ()
   expect(props.kind).toBe("swupdate");
   expect("runningImageId" in props && props.runningImageId === undefined).toBe(true);
 });
+
+test("refresh of an unreachable node records it and keeps the state: no drift, the next diff changes nothing", async () => {
+  const net = await import("net");
+  // a loopback port with nothing listening
+  const port = await new Promise<number>((resolve) => {
+    const srv = net.createServer().listen(0, "127.0.0.1", () => {
+      const p = (srv.address() as { port: number }).port;
+      srv.close(() => resolve(p));
+    });
+  });
+  const inputs = (await deliveryProvider.check!({}, {
+    kind: "tpi",
+    nodeName: "srv1",
+    slot: 1,
+    bmc: { name: "bmc", address: "127.0.0.1", port, imageDir: "/mnt/sdcard/images" },
+    node: { address: "127.0.0.1", port },
+    image: { path: "/p/disk.img", sha256: SHA, imageId: "img-1" },
+    connectTimeoutSeconds: 2,
+    sshPrivateKey: await throwawayKey(),
+  })).inputs;
+  const state = { ...inputs, runningImageId: "img-1", nodeHostKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICwCb3XL2Q+yQ7VTG4berB4u/Vts/nxGxaoo27HqPE3Z", lastCheck: "ok" };
+  const t0 = Date.now();
+  const read = await deliveryProvider.read!("srv1@bmc/slot1", state);
+  expect(Date.now() - t0).toBeLessThan(10_000);
+  expect(read.id).toBe("srv1@bmc/slot1");
+  expect(read.props.runningImageId).toBe("img-1");
+  expect(read.props.lastCheck).toMatch(/^unreachable: cannot connect to root@127\.0\.0\.1:\d+/);
+  const d = await deliveryProvider.diff!("srv1@bmc/slot1", read.props, inputs);
+  expect(d.changes).toBe(false);
+});
+
+async function throwawayKey(): Promise<string> {
+  const fs = await import("fs");
+  const os = await import("os");
+  const { execFileSync } = await import("child_process");
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), "delivery-key-"));
+  try {
+    execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", path.join(d, "k")]);
+    return fs.readFileSync(path.join(d, "k"), "utf8");
+  } finally {
+    fs.rmSync(d, { recursive: true, force: true });
+  }
+}

@@ -302,6 +302,26 @@ describe("diff and describeDeliveryChange", () => {
   });
 });
 
+test("a changed label on one agent: only that agent's delivery changes", () => {
+  // sources as the component passes them: the node's own image id and rendered-files digest
+  const agent = (name: string, files: string) =>
+    checkDelivery({
+      kind: "swupdate",
+      nodeName: name,
+      node: { address: "10.0.0.30", hostKey: KEY },
+      hardware: "x86-controller",
+      hwRevision: "1.0",
+      bundle: { path: `/b/${name}.swu`, sha256: SHA_A },
+      imageId: `id-${files}`,
+      sources: { "files digest": files },
+    }).inputs as SwupdateInputs;
+  const before = { a1: agent("a1", "f1"), a2: agent("a2", "f2"), a3: agent("a3", "f3") };
+  const after = { a1: agent("a1", "f1"), a2: agent("a2", "f2-zone-b"), a3: agent("a3", "f3") };
+  const reasons = (Object.keys(before) as (keyof typeof before)[]).map((n) => diffDelivery({ ...before[n], runningImageId: before[n].imageId }, after[n]));
+  expect(reasons.map((d) => d.changes)).toEqual([false, true, false]);
+  expect(reasons[1].reason).toBe("a2: update via SWUpdate (image changed: files digest f2 → f2-zone-b)");
+});
+
 describe("checkDelivery", () => {
   test("names each bad input and never echoes secrets", () => {
     const { failures } = checkDelivery({
