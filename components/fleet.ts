@@ -9,6 +9,7 @@ import { Fleet as FleetModel, Hardware } from "../lib/model/types";
 import { deploymentPlan, DeploymentPlan } from "../lib/plan/plan";
 import { nodeFilesDigest, renderNodeFiles } from "../lib/render/node-files";
 import { deliveryDependencies } from "../lib/delivery/rollout";
+import { projectRoot } from "../lib/project";
 import { FleetUpdate } from "../providers/swupdate";
 import { MachineArtifacts } from "./artifacts";
 import { FleetSecrets } from "./config";
@@ -19,8 +20,10 @@ export interface FleetArgs {
   fleet: FleetModel;
   /** Secrets read from stack config; each optional, default: absent. */
   secrets?: FleetSecrets;
-  /** Directory for build outputs (bundles, manifest). Default <cwd>/.cache/<stack>. */
+  /** Directory for build outputs (bundles, manifest). Default <project>/.cache/<stack>. */
   outputDir?: string;
+  /** Project directory: relative config paths are resolved against it. Default: where Pulumi.yaml is, at or above the working directory. */
+  projectDir?: string;
 }
 
 export interface FleetNodeSummary {
@@ -71,12 +74,13 @@ export class Fleet extends pulumi.ComponentResource {
     );
 
     const secrets = args.secrets ?? {};
-    const outputDir = args.outputDir ?? path.join(process.cwd(), ".cache", pulumi.getStack());
+    const projectDir = args.projectDir ?? projectRoot();
+    const outputDir = args.outputDir ?? path.join(projectDir, ".cache", pulumi.getStack());
     for (const hw of [...new Set(fleet.nodes.map((n) => n.hardware))]) {
       const users = fleet.nodes.filter((n) => n.hardware === hw);
       this.artifacts[hw] = new MachineArtifacts(
         `${name}-${hw}`,
-        { hardware: hw, pins: fleet.artifacts[hw]!, arch: users[0].arch, isar: fleet.isar, network: fleet.network.profile, roles: users.map((n) => n.role) },
+        { hardware: hw, pins: fleet.artifacts[hw]!, arch: users[0].arch, isar: fleet.isar, network: fleet.network.profile, roles: users.map((n) => n.role), projectDir },
         { parent: this },
       );
     }
@@ -96,6 +100,7 @@ export class Fleet extends pulumi.ComponentResource {
           swupdateSigningKey: secrets.swupdateSigningKey,
           swupdateAesKey: secrets.swupdateAesKey,
           outputDir,
+          projectDir,
           bmc: n.delivery.method === "tpi" ? fleet.bmcs.find((b) => b.name === (n.delivery as { bmc: string }).bmc) : undefined,
           sshPrivateKey: secrets.sshPrivateKey,
           deliverAfter: dep.dependsOn.map((d) => this.fleetNodes[d].delivery),

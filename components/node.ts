@@ -32,8 +32,10 @@ export interface FleetNodeArgs {
   swupdateSigningKey?: pulumi.Output<string>;
   /** SWUpdate AES key file text, when fleet.swupdate.encrypt. Default: none. */
   swupdateAesKey?: pulumi.Output<string>;
-  /** Directory for build outputs (.swu bundles). Default <cwd>/.cache/<stack>. */
+  /** Directory for build outputs (.swu bundles). Default <projectDir>/.cache/<stack>. */
   outputDir?: string;
+  /** Project directory (holds nix/). Default: the working directory. */
+  projectDir?: string;
   /** The BMC of a Turing Pi node. Required for tpi delivery. */
   bmc?: BmcSpec;
   /** Private key for SSH to the node and its BMC (secret). Default: the SSH agent. */
@@ -52,7 +54,8 @@ export class FleetNode extends pulumi.ComponentResource {
   constructor(name: string, args: FleetNodeArgs, opts?: pulumi.ComponentResourceOptions) {
     super("isar-k3s:fleet:Node", name, {}, opts);
     const { node, fleet, artifacts: a } = args;
-    const outputDir = args.outputDir ?? path.join(process.cwd(), ".cache", pulumi.getStack());
+    const projectDir = args.projectDir ?? process.cwd();
+    const outputDir = args.outputDir ?? path.join(projectDir, ".cache", pulumi.getStack());
     this.imageInputs = { ...a.pinnedSha256, files: args.filesDigest };
 
     this.image = new NodeImage(
@@ -75,6 +78,8 @@ export class FleetNode extends pulumi.ComponentResource {
         nixpkgs: fleet.images.nixpkgs,
         offline: fleet.images.offline,
         timeoutSeconds: fleet.images.timeoutSeconds,
+        projectDir,
+        cacheDir: path.join(projectDir, ".cache", "images", pulumi.getStack()),
       },
       { parent: this },
     );

@@ -8,7 +8,8 @@
  * - SWUpdate's shellscript handler calls the script with "preinst" and later "postinst": only
  *   "postinst" acts, other arguments exit 0.
  * - The unit is detected on the node (whichever of k3s / k3s-agent is enabled) unless a role is given,
- *   so one bundle per hardware serves servers and agents.
+ *   so one bundle per hardware serves servers and agents. With neither enabled the node has not joined
+ *   yet (its first delivery comes before the k3s join): nothing to restart, exit 0 with a note.
  * - Readiness is read from the API server with the node's own kubelet credentials
  *   (/var/lib/rancher/k3s/agent/kubelet.kubeconfig, allowed to read its own Node object on servers and
  *   agents alike), for this node's name only — unlike the seed's `kubectl get nodes | grep Ready`, which
@@ -50,8 +51,8 @@ export function renderPostUpdateScript(opts: PostUpdateScriptOptions = {}): stri
             "elif systemctl is-enabled --quiet k3s-agent 2>/dev/null; then",
             "  unit=k3s-agent",
             "else",
-            '  echo "post-update: neither k3s nor k3s-agent is enabled on this node; nothing to restart" >&2',
-            "  exit 1",
+            '  echo "post-update: neither k3s nor k3s-agent is enabled: not joined yet, nothing to restart" >&2',
+            "  exit 0",
             "fi",
           ].join("\n");
   const nodeSelect =

@@ -82,10 +82,10 @@ describe.each(shells)("%s", (_name, shell) => {
     expect(r.calls.filter((c) => c.startsWith("k3s "))).toHaveLength(3); // t = 0, 1, 2
   });
 
-  test("neither unit enabled: exit 1 without restarting anything", async () => {
+  test("neither unit enabled (first delivery, before the join): exit 0 without restarting anything", async () => {
     const r = await runScript(shell, {}, { enabled: [], readyAfter: 0 });
-    expect(r.code).toBe(1);
-    expect(r.stderrTail).toMatch(/neither k3s nor k3s-agent is enabled/);
+    expect(r.code).toBe(0);
+    expect(r.stderrTail).toMatch(/neither k3s nor k3s-agent is enabled: not joined yet/);
     expect(r.calls.some((c) => c.startsWith("systemctl restart"))).toBe(false);
   });
 
