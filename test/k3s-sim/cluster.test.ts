@@ -9,7 +9,7 @@ import { spawn } from "child_process";
 import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
-import { parse } from "yaml";
+import { parse, stringify } from "yaml";
 import { rewriteKubeconfig } from "../../lib/render/kubeconfig";
 import { parseNodeJson } from "../../lib/k3s/node";
 import { allFiles, run, serverConfig, SimCluster, SimNode, tempBase } from "./helpers";
@@ -148,6 +148,26 @@ test("server token, kubeconfig and node password files follow k3s's formats and 
     expect(fs.statSync(pw).mode & 0o777).toBe(0o600);
     expect(fs.readFileSync(pw, "utf8").trim()).toMatch(/^[0-9a-f]{32}$/);
   }
+});
+
+test("a rewritten kubeconfig (first server's address) works from anywhere; a wrong address or a foreign key does not", async () => {
+  const kcText = fs.readFileSync(s1.path("etc/rancher/k3s/k3s.yaml"), "utf8");
+  // a node-local path (kubectl runs "on" a1, inside its root)
+  fs.mkdirSync(a1.path("root"), { recursive: true });
+  const file = a1.path("root/lab.kubeconfig");
+  fs.writeFileSync(file, rewriteKubeconfig(kcText, { server: "https://127.0.20.1:6443", name: "lab" }), { mode: 0o600 });
+  const ok = await a1.kubectl("--kubeconfig", "/root/lab.kubeconfig", "get", "node", "s2", "-o", "name");
+  expect(ok).toMatchObject({ code: 0, stdout: "node/s2\n" });
+  const viaEnv = await run([path.join(a1.bin, "kubectl"), "get", "nodes", "-o", "name"], { KUBECONFIG: "/root/lab.kubeconfig" });
+  expect(viaEnv.stdout.split("\n").filter(Boolean)).toHaveLength(4);
+  fs.writeFileSync(file, rewriteKubeconfig(kcText, { server: "https://127.0.20.11:6443", name: "lab" }), { mode: 0o600 });
+  const agentAddr = await a1.kubectl("--kubeconfig", "/root/lab.kubeconfig", "get", "nodes");
+  expect(agentAddr.stderr.trim()).toBe("The connection to the server 127.0.20.11:6443 was refused - did you specify the right host or port?");
+  const doc = parse(kcText);
+  doc.users[0].user["client-key-data"] = Buffer.from(crypto.generateKeyPairSync("ec", { namedCurve: "prime256v1" }).privateKey.export({ format: "pem", type: "pkcs8" })).toString("base64");
+  fs.writeFileSync(file, rewriteKubeconfig(stringify(doc), { server: "https://127.0.20.2:6443", name: "lab" }), { mode: 0o600 });
+  const foreign = await a1.kubectl("--kubeconfig", "/root/lab.kubeconfig", "get", "nodes");
+  expect(foreign.stderr.trim()).toBe("error: You must be logged in to the server (Unauthorized)");
 });
 
 test("kubectl on an agent fails like the real thing; the kubelet kubeconfig reads its own Node only", async () => {

@@ -129,7 +129,10 @@ describe("HA joins", () => {
   test("two servers joining at once: one fails with too many learner members, the retry succeeds", async () => {
     const cfg = (ip: string) => ({ server: "https://127.0.31.1:6443", ...serverConfig(ip) });
     const s2 = c.node("s2", { config: cfg("127.0.31.2"), token: TOKEN });
-    const s3 = c.node("s3", { config: cfg("127.0.31.3"), token: TOKEN });
+    // s3 joins with the full K10 token from the first server's server/token (CA hash checked)
+    const full = fs.readFileSync(path.join(c.base, "s1/var/lib/rancher/k3s/server/token"), "utf8").trim();
+    expect(full).toMatch(/^K10[0-9a-f]{64}::server:/);
+    const s3 = c.node("s3", { config: cfg("127.0.31.3"), token: full });
     const [r2, r3] = await Promise.all([s2.install("server"), s3.install("server")]);
     const codes = [r2.code, r3.code].sort();
     expect(codes).toEqual([0, 1]);
