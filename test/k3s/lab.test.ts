@@ -25,7 +25,7 @@ import type { Fleet, NodeSpec } from "../../lib/model/types";
 import { deploymentPlan, DeploymentPlan, teardownOrder } from "../../lib/plan/plan";
 import { nodeLabels, renderK3sConfig } from "../../lib/render/k3s-config";
 import { installArgv, RootShell, writeNodeFiles } from "../../lib/k3s/join";
-import { createKubeconfig, createNode, deleteNode, Deps, diffNode, K3sNodeInputs, K3sNodeOutputs, sshConnect, updateNodeResource } from "../../lib/k3s/resource";
+import { createKubeconfig, createNode, deleteNode, Deps, diffNode, K3sNodeInputs, K3sNodeOutputs, readNode, sshConnect, updateNodeResource } from "../../lib/k3s/resource";
 import { connectSsh } from "../../lib/transport/ssh";
 import { makeNodeImage, TestImage } from "../delivery/labutil";
 import { K3sLab, startK3sLab } from "./labk3s";
@@ -255,6 +255,51 @@ test("label and taint changes are applied with kubectl, without a rejoin", async
   expect(joinLog().slice(before).filter((e) => e.node === "a2")).toEqual([]);
 });
 
+test("refresh sees label drift and a vanished Node; a config change beyond labels restarts k3s", async () => {
+  // drift: someone relabels the node by hand → refresh reports it → the next update puts it back
+  const s = await shell("s1");
+  try {
+    await s.check(["k3s", "kubectl", "label", "node", "a2", "--overwrite", "example.com/zone=by-hand"]);
+  } finally {
+    await s.host.close();
+  }
+  const seen = (await readNode(outs.a2, deps))!;
+  expect(seen.labels["example.com/zone"]).toBe("by-hand");
+  const want = { ...outs.a2 } as K3sNodeInputs;
+  expect(diffNode(seen as never, { ...want, labels: outs.a2.labels } as never)).toMatchObject({ changes: true, replaces: [] });
+  outs.a2 = await updateNodeResource(seen, { ...want, labels: outs.a2.labels }, deps);
+  expect((await nodeObj("a2"))!.metadata.labels["example.com/zone"]).toBe("line-3");
+
+  // a config change that k3s must read at start: rewritten and restarted, Ready again, same Node
+  const pid = await k3sPid("a2", "k3s-agent");
+  const uid = (await nodeObj("a2"))!.metadata.uid;
+  const n2 = { ...node("a2"), address: node("a2").address };
+  const cfg = renderK3sConfig({ ...fleet, k3s: { ...fleet.k3s, kubeletArgs: [...fleet.k3s.kubeletArgs, "image-gc-high-threshold=90"] } }, plan, n2);
+  outs.a2 = await updateNodeResource(outs.a2, { ...outs.a2, config: cfg }, deps);
+  expect(await k3sPid("a2", "k3s-agent")).not.toBe(pid);
+  const after = (await nodeObj("a2"))!;
+  expect(isReady(after)).toBe(true);
+  expect(after.metadata.uid).toBe(uid);
+  const a2 = await shell("a2");
+  try {
+    expect((await a2.check(["cat", "/etc/rancher/k3s/config.yaml"])).stdout.toString()).toContain("image-gc-high-threshold=90");
+    expect((await a2.check(["stat", "-c", "%a", "/etc/rancher/k3s/token"])).stdout.toString().trim()).toBe("600");
+  } finally {
+    await a2.host.close();
+  }
+
+  // the Node vanished from the cluster: refresh drops the resource, so the next up rejoins it
+  const s2 = await shell("s1");
+  try {
+    await s2.check(["k3s", "kubectl", "delete", "node", "a2"]);
+  } finally {
+    await s2.host.close();
+  }
+  expect(await readNode(outs.a2, deps)).toBeUndefined();
+  outs.a2 = await createNode(inputs(node("a2"), { labels: outs.a2.labels, taints: outs.a2.taints, config: cfg }), deps);
+  expect(isReady(await nodeObj("a2"))).toBe(true);
+});
+
 test("a re-flashed agent is rejected until its stale Node goes; our join deletes it and the node rejoins under its name", async () => {
   const oldUid = (await nodeObj("a1"))!.metadata.uid;
   await flashA1(); // wipes a1's state (/etc/rancher/node/password, k3s files) and gives it a new host key
@@ -298,13 +343,14 @@ test("removing an agent drains, deletes and uninstalls it; the others are untouc
   const others = ["s1", "s2", "s3", "a1"];
   const before = Object.fromEntries(await Promise.all(others.map(async (n) => [n, (await nodeObj(n))!.metadata.uid] as const)));
   const pids = { s1: await k3sPid("s1", "k3s"), a1: await k3sPid("a1", "k3s-agent") };
+  const argvBefore = fs.readFileSync(path.join(cluster, "argv.log"), "utf8").split("\n").filter(Boolean).length;
   const r = await deleteNode(outs.a2, deps);
   expect(r).toEqual({ drained: true, nodeDeleted: true, uninstalled: true, warnings: [] });
   const gone = await kubectlJson(["get", "node", "a2"]);
   expect(gone.code).toBe(1);
   expect(gone.stderr).toMatch(/NotFound/);
   expect(firstEvent("a2", "uninstalled")).toBeDefined();
-  const argv = fs.readFileSync(path.join(cluster, "argv.log"), "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l) as { argv: string[]; prog: string });
+  const argv = fs.readFileSync(path.join(cluster, "argv.log"), "utf8").split("\n").filter(Boolean).slice(argvBefore).map((l) => JSON.parse(l) as { argv: string[]; prog: string });
   const cmds = argv.map((a) => a.argv.join(" "));
   const iCordon = cmds.findIndex((c) => c === "kubectl cordon a2");
   const iDrain = cmds.findIndex((c) => c.startsWith("kubectl drain a2 "));
