@@ -178,3 +178,16 @@ describe("FleetUpdate lifecycle", () => {
     expect((await p.read!(c.id, u.outs!)).id).toBe("");
   });
 });
+
+test("a changed post-update script generator is an input change (digest set by check)", () => {
+  const { checkSwuBundle: checkBundle } = require("../../lib/swupdate/resource") as typeof import("../../lib/swupdate/resource");
+  const base = {
+    hardware: "jetson-orin-nano", hwRevisions: ["1.0"], version: "1", signingKey: "k", certificate: "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----",
+    images: [{ path: "/tmp/r.ext4", sha256: "a".repeat(64), kind: "rootfs", device: "/dev/mmcblk0p1" }], outputDir: "/tmp/o",
+  };
+  const a = checkBundle(base).inputs as { postUpdateDigest?: string };
+  const b = checkBundle({ ...base, postUpdateTimeoutSeconds: 301 }).inputs as { postUpdateDigest?: string };
+  expect(a.postUpdateDigest).toMatch(/^[0-9a-f]{64}$/);
+  expect(b.postUpdateDigest).not.toBe(a.postUpdateDigest);
+  expect((checkBundle({ ...base, postUpdate: false }).inputs as { postUpdateDigest?: string }).postUpdateDigest).toBeUndefined();
+});
