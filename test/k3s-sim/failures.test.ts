@@ -314,6 +314,7 @@ describe("readers", () => {
     expect(K.jsonpath("{.metadata.labels.kubernetes\\.io/hostname}", node)).toBe("n1");
     expect(K.jsonpath("{.metadata.labels['kubernetes.io/hostname']}", node)).toBe("n1");
     expect(K.jsonpath("{.spec.unschedulable}", node)).toBe("");
+    expect(K.jsonpath('{.metadata.name}{"\\n"}{.metadata.name}{"\\t"}', node)).toBe("n1\nn1\t");
     expect(K.jsonpath("{.items[*].metadata.name}", { items: [node, { metadata: { name: "n2" } }] })).toBe("n1 n2");
   });
 });

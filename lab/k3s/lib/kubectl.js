@@ -203,10 +203,15 @@ function jsonpath(template, data) {
     const expr = template.slice(open + 1, close).trim();
     i = close + 1;
     if (/^range\b|^end$/.test(expr)) throw new KubectlError("error: k3s-sim: jsonpath range/end is not supported");
+    const lit = /^"((?:[^"\\]|\\.)*)"$/.exec(expr);
+    if (lit) {
+      out += lit[1].replace(/\\n/g, "\n").replace(/\\t/g, "\t").replace(/\\(.)/g, "$1");
+      continue;
+    }
     const vals = evalPath(expr, data);
     out += vals.map((v) => (v !== null && typeof v === "object" ? JSON.stringify(v) : String(v))).join(" ");
   }
-  return out.replace(/\\n/g, "\n");
+  return out;
 }
 
 function evalPath(expr, data) {
