@@ -275,8 +275,9 @@ export class SshHost implements Host {
       this.sftp = undefined;
       this.drops++;
     }
-    c.end();
+    // destroy the socket outright: a graceful end() would wait for a peer that may be hung
     c.destroy();
+    (c as unknown as { _sock?: { destroy(): void } })._sock?.destroy();
   }
 
   async run(argv: string[], opts: RunOptions = {}): Promise<RunResult> {

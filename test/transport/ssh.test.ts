@@ -274,6 +274,57 @@ describe("upload", () => {
     expect(crypto.createHash("sha256").update(onNode).digest("hex")).toBe(sha);
   });
 
+  test("a hung connection (session sshd stopped) is detected; the upload resumes on a new connection", async () => {
+    const h = await connect("a", { retryInitialDelayMs: 50, keepaliveIntervalMs: 60_000 });
+    const dst = "/var/tmp/hung/payload.bin";
+    let stopped: number[] = [];
+    try {
+      const r = await h.upload(file, dst, {
+        stallTimeoutMs: 1500,
+        onProgress: (sent) => {
+          if (stopped.length === 0 && sent > 20 << 20) {
+            stopped = lab.sshSessionPids("a");
+            for (const pid of stopped) process.kill(pid, "SIGSTOP");
+          }
+        },
+      });
+      expect(stopped.length).toBeGreaterThan(0);
+      expect(r.resumedFrom).toBeGreaterThan(0);
+      expect(await h.sha256(dst)).toBe(sha);
+    } finally {
+      for (const pid of stopped) {
+        try {
+          process.kill(pid, "SIGKILL");
+        } catch {
+          /* gone */
+        }
+      }
+    }
+  });
+
+  test("keepalives detect a dead peer during a long command", async () => {
+    const h = await connect("a", { keepaliveIntervalMs: 300 });
+    const running = h.run(["sleep", "60"]).catch((e) => e);
+    await new Promise((r) => setTimeout(r, 500));
+    const pids = lab.sshSessionPids("a");
+    for (const pid of pids) process.kill(pid, "SIGSTOP");
+    try {
+      const t0 = Date.now();
+      const err = await running;
+      expect(err).toBeInstanceOf(HostError);
+      expect(err.message).toMatch(/connection lost/);
+      expect(Date.now() - t0).toBeLessThan(5000);
+    } finally {
+      for (const pid of pids) {
+        try {
+          process.kill(pid, "SIGKILL");
+        } catch {
+          /* gone */
+        }
+      }
+    }
+  });
+
   test("the final file appears atomically: a reader never sees a partial final file", async () => {
     const h = await connect("a");
     const watcher = await connect("a");
