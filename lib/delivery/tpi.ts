@@ -25,6 +25,7 @@
  * Pure helpers (argv builders, output parsing) are exported for tests. Commands are argv arrays; the one
  * `sh -c` used has a fixed script and takes every value as a positional parameter.
  */
+import * as fs from "fs";
 import { connectSsh, SshConnectOptions, SshHost } from "../transport/ssh";
 import { HostError, RunResult, tailLines } from "../transport/host";
 import { normalizeSha256 } from "../model/checks";
@@ -175,6 +176,30 @@ export function parsePowerStatus(stdout: string): Record<number, boolean> {
   return out;
 }
 
+/** Prints "avail <KiB>", "final <bytes>", "partial <bytes>" for the image directory ($1) and image path ($2). */
+export const SPACE_SCRIPT =
+  'mkdir -p "$1" || exit 1; ' +
+  'echo "avail $(df -Pk "$1" | tail -n 1 | awk \'{print $4}\')"; ' +
+  'if [ -f "$2" ]; then echo "final $(wc -c < "$2")"; else echo "final -1"; fi; ' +
+  'if [ -f "$2.partial" ]; then echo "partial $(wc -c < "$2.partial")"; else echo "partial 0"; fi';
+
+/** Parse SPACE_SCRIPT's output. */
+export function parseSpaceReport(out: string): { availableBytes: number; finalSize: number; partialSize: number } | undefined {
+  const get = (k: string) => {
+    const m = new RegExp(`^${k} (-?\\d+)\\s*$`, "m").exec(out);
+    return m ? Number(m[1]) : undefined;
+  };
+  const avail = get("avail");
+  const final = get("final");
+  const partial = get("partial");
+  if (avail === undefined || final === undefined || partial === undefined) return undefined;
+  return { availableBytes: avail * 1024, finalSize: final, partialSize: partial };
+}
+
+function mib(n: number): string {
+  return `${(n / (1 << 20)).toFixed(1)} MiB`;
+}
+
 /** Runs a command writing its stdout to a log file (polled for progress), then prints the log and exits with the command's status. */
 export const LOGGED_RUN_SCRIPT = 'log=$1; shift; "$@" >"$log"; rc=$?; cat "$log"; rm -f "$log"; exit $rc';
 
@@ -233,6 +258,29 @@ export async function flashNode(spec: TpiFlashSpec, creds: Credentials, opts: Fl
   const bmc = await connectBmc(spec, creds, connect);
   const where = bmcWhere(spec, bmc.label);
   try {
+    // room on the BMC (an unmounted SD card leaves the BMC's small root file system)
+    try {
+      const size = (await fs.promises.stat(spec.image.path)).size;
+      const r = await bmc.run(["sh", "-c", SPACE_SCRIPT, "sh", remote.replace(/\/[^/]*$/, ""), remote], { timeoutMs: 60_000 });
+      const space = parseSpaceReport(r.stdout.toString("utf8"));
+      if (r.code === 0 && space) {
+        const needed = space.finalSize === size ? 0 : size - space.partialSize;
+        if (space.availableBytes < needed) {
+          throw new DeliveryError(
+            spec.nodeName,
+            "upload",
+            where,
+            `${spec.bmc.imageDir} on the BMC has ${mib(space.availableBytes)} free, the image needs ${mib(needed)} more`,
+            "",
+            `mount the SD card at ${spec.bmc.imageDir.startsWith("/mnt/sdcard") ? "/mnt/sdcard" : "the image directory"} or remove old images there (ls -l ${spec.bmc.imageDir}), then run \`pulumi up\` again`,
+          );
+        }
+      }
+    } catch (e) {
+      if (e instanceof DeliveryError) throw e;
+      throw asDeliveryError(e, spec.nodeName, "upload", where, `check that the local image ${spec.image.path} exists (NodeImage disk.img)`);
+    }
+
     // upload
     progress.report("upload", 0, `→ ${spec.bmc.name}:${remote}`);
     let up;

@@ -1,11 +1,12 @@
 /**
  * Turing Pi faults against the simulated lab: tpi flash failing with exit 0 is detected (and the lab's
  * tpi really exits 0 there); BMC unreachable and a node that never boots give clear errors naming node,
- * phase, BMC and slot; a re-run after each fault is cleared converges.
+ * phase, BMC and slot; a BMC without room for the image is refused before the upload; a re-run after
+ * each fault is cleared converges.
  */
 import * as fs from "fs";
 import { flashNode, parseFlashOutcome, tpiFlashArgv } from "../../lib/delivery/tpi";
-import { sha256File } from "./labutil";
+import { makeNodeImage, sha256File } from "./labutil";
 import { IMAGE_DIR, TpiLab, failure } from "./tpilab";
 
 jest.setTimeout(120_000);
@@ -35,6 +36,17 @@ describe("faults", () => {
     const r = await flashNode(t.spec("n2", t.imgA), t.creds);
     expect(r.uploadSkipped).toBe(true); // the BMC kept the verified copy
     expect(r.runningImageId).toBe(t.imgA.imageId);
+  });
+
+  test("not enough room on the BMC: refused before any byte is sent, saying how much is missing", async () => {
+    const big = await makeNodeImage(t.dir, { name: "big", hostname: "rk1-srv1", authorizedKey: t.lab.deployKey.publicKey, sizeMiB: 80 });
+    const s = t.spec("n1", big);
+    // the BMC's /dev/shm is a 64 MiB tmpfs: a stand-in for an unmounted SD card
+    const err = await failure(flashNode({ ...s, bmc: { ...s.bmc, imageDir: "/dev/shm/images" } }, t.creds));
+    expect(err.message).toMatch(/^n1: upload failed on BMC bmc slot 1 \(root@[0-9.]+:22\): \/dev\/shm\/images on the BMC has [0-9.]+ MiB free, the image needs 80\.0 MiB more/);
+    expect(err.message).toMatch(/How to fix: mount the SD card .* or remove old images there/);
+    expect((await t.on("bmc", ["ls", "-A", "/dev/shm/images"])).stdout).toBe("");
+    expect(t.flashes(1)).toBe(0);
   });
 
   test("BMC unreachable: a clear error naming the BMC; nothing changes on the slot; a re-run converges", async () => {

@@ -6,7 +6,11 @@
 import { deploymentPlan } from "../../lib/plan/plan";
 import type { Fleet, NodeSpec } from "../../lib/model/types";
 import { KeyedMutex, ProgressEvent, ProgressReporter, DeliveryError, formatProgress } from "../../lib/delivery/common";
-import { lastPercent, parseFlashOutcome, parsePowerStatus, remoteImagePath, tpiFlashArgv, tpiPowerArgv } from "../../lib/delivery/tpi";
+import { SPACE_SCRIPT, lastPercent, parseFlashOutcome, parsePowerStatus, parseSpaceReport, remoteImagePath, tpiFlashArgv, tpiPowerArgv } from "../../lib/delivery/tpi";
+import { execFileSync } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
 import { parseInstallOutcome, swupdateArgv } from "../../lib/delivery/swupdate";
 import { deliveryDependencies, runRollout, RolloutError } from "../../lib/delivery/rollout";
 import { checkDelivery, describeDeliveryChange, diffDelivery, DeliveryInputs, DeliveryOutputs, TpiInputs, SwupdateInputs } from "../../lib/delivery/resource";
@@ -35,6 +39,29 @@ describe("tpi argv", () => {
     expect(() => remoteImagePath({ nodeName: "Srv_1", bmc, image: { path: "/x", sha256: SHA_A, imageId: "a" } })).toThrow(/RFC 1123/);
     expect(() => remoteImagePath({ nodeName: "srv1", bmc: { ...bmc, imageDir: "images" }, image: { path: "/x", sha256: SHA_A, imageId: "a" } })).toThrow(/absolute/);
   });
+});
+
+test("BMC space report: the script under sh (and busybox sh) and its parser", () => {
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), "delivery-space-"));
+  try {
+    const img = path.join(d, "images", "x.img");
+    for (const shell of [["sh"], ["busybox", "sh"]]) {
+      fs.rmSync(path.join(d, "images"), { recursive: true, force: true });
+      const run = () => parseSpaceReport(execFileSync(shell[0], [...shell.slice(1), "-c", SPACE_SCRIPT, "sh", path.join(d, "images"), img], { encoding: "utf8" }));
+      const empty = run()!;
+      expect(fs.existsSync(path.join(d, "images"))).toBe(true);
+      expect(empty.finalSize).toBe(-1);
+      expect(empty.partialSize).toBe(0);
+      expect(empty.availableBytes).toBeGreaterThan(1 << 20);
+      fs.writeFileSync(img + ".partial", Buffer.alloc(1234));
+      fs.writeFileSync(img, Buffer.alloc(99));
+      expect(run()).toMatchObject({ finalSize: 99, partialSize: 1234 });
+    }
+  } finally {
+    fs.rmSync(d, { recursive: true, force: true });
+  }
+  expect(parseSpaceReport("avail 10\nfinal -1\npartial 0\n")).toEqual({ availableBytes: 10240, finalSize: -1, partialSize: 0 });
+  expect(parseSpaceReport("df: /x: No such file\n")).toBeUndefined();
 });
 
 describe("tpi flash outcome", () => {
