@@ -9,7 +9,8 @@
  *   "postinst" acts, other arguments exit 0.
  * - The unit is detected on the node (whichever of k3s / k3s-agent is enabled) unless a role is given,
  *   so one bundle per hardware serves servers and agents. With neither enabled the node has not joined
- *   yet (its first delivery comes before the k3s join): nothing to restart, exit 0 with a note.
+ *   yet (its first delivery comes before the k3s join): nothing to restart, exit 0 with a note on stdout
+ *   (SWUpdate logs a script's stderr as [ERROR]).
  * - Readiness is read from the API server with the node's own kubelet credentials
  *   (/var/lib/rancher/k3s/agent/kubelet.kubeconfig, allowed to read its own Node object on servers and
  *   agents alike), for this node's name only — unlike the seed's `kubectl get nodes | grep Ready`, which
@@ -51,7 +52,8 @@ export function renderPostUpdateScript(opts: PostUpdateScriptOptions = {}): stri
             "elif systemctl is-enabled --quiet k3s-agent 2>/dev/null; then",
             "  unit=k3s-agent",
             "else",
-            '  echo "post-update: neither k3s nor k3s-agent is enabled: not joined yet, nothing to restart" >&2',
+            // stdout: SWUpdate logs a script's stderr as [ERROR], and this is no error.
+            '  echo "post-update: neither k3s nor k3s-agent is enabled: not joined yet, nothing to restart"',
             "  exit 0",
             "fi",
           ].join("\n");

@@ -85,7 +85,8 @@ describe.each(shells)("%s", (_name, shell) => {
   test("neither unit enabled (first delivery, before the join): exit 0 without restarting anything", async () => {
     const r = await runScript(shell, {}, { enabled: [], readyAfter: 0 });
     expect(r.code).toBe(0);
-    expect(r.stderrTail).toMatch(/neither k3s nor k3s-agent is enabled: not joined yet/);
+    expect(r.stdout.toString()).toMatch(/neither k3s nor k3s-agent is enabled: not joined yet/);
+    expect(r.stderrTail).toBe("");
     expect(r.calls.some((c) => c.startsWith("systemctl restart"))).toBe(false);
   });
 
