@@ -26,6 +26,11 @@ import { K3sAgent, K3sKubeconfig, K3sServer, K3sSshTargetArgs } from "../provide
 export interface K3sClusterNodeArgs {
   /** SSH endpoint. Default: the node's address and `ssh` settings from the fleet (port, user, pinned hostKey). */
   ssh?: K3sSshTargetArgs;
+  /**
+   * The node's host key as learned by its delivery (e.g. `TuringPiFlash.nodeHostKey`, for nodes whose key
+   * is not pinned in config). Overrides the endpoint's hostKey. Default: the endpoint's hostKey.
+   */
+  hostKey?: pulumi.Input<string>;
   /** The resource that delivered the node's image (flash / SWUpdate); the join waits for it. Default: none. */
   delivered?: pulumi.Resource;
   /**
@@ -63,8 +68,8 @@ export interface K3sClusterArgs {
 export class K3sCluster extends pulumi.ComponentResource {
   /** Admin kubeconfig for the cluster (server = first server's address:6443, names = fleet.clusterName). Secret. */
   public readonly kubeconfig: pulumi.Output<string>;
-  /** Kubernetes provider for the cluster. */
-  public readonly provider: k8s.Provider;
+  /** Kubernetes provider for the cluster; present when the fleet has workloads to deploy. */
+  public readonly provider?: k8s.Provider;
   /** The k3s resource of each node, by node name. */
   public readonly nodes: Record<string, K3sServer | K3sAgent>;
   /** Join order: server node names in join order, then agents (joined in parallel). */
@@ -78,7 +83,11 @@ export class K3sCluster extends pulumi.ComponentResource {
     const plan = args.plan ?? deploymentPlan(fleet);
     const per = args.nodes ?? {};
     const config = (n: NodeSpec) => args.configs?.[n.name] ?? renderK3sConfig(fleet, plan, n);
-    const sshOf = (n: NodeSpec): K3sSshTargetArgs => per[n.name]?.ssh ?? { host: n.address, port: n.ssh.port, user: n.ssh.user, hostKey: n.ssh.hostKey };
+    const sshOf = (n: NodeSpec): K3sSshTargetArgs => {
+      const ep = per[n.name]?.ssh ?? { host: n.address, port: n.ssh.port, user: n.ssh.user, hostKey: n.ssh.hostKey };
+      const learned = per[n.name]?.hostKey;
+      return learned === undefined ? ep : { ...ep, hostKey: learned };
+    };
     const apiSsh = sshOf(plan.firstServer);
     const privateKey = args.sshPrivateKey === undefined ? undefined : pulumi.secret(args.sshPrivateKey);
 
@@ -125,11 +134,12 @@ export class K3sCluster extends pulumi.ComponentResource {
       { parent: this, dependsOn: all },
     );
     this.kubeconfig = pulumi.secret(kc.kubeconfig);
-    this.provider = new k8s.Provider(`${name}-k8s`, { kubeconfig: this.kubeconfig }, { parent: this });
-
     this.workloads = { namespaces: {}, manifests: {}, helmReleases: {} };
-    if (args.workloads ?? true) {
-      const w = fleet.workloads;
+    const w = fleet.workloads;
+    const anyWorkload = w.namespaces.length + w.manifests.length + w.helmCharts.length > 0;
+    // No workloads, no Kubernetes provider: it needs the kubernetes plugin and a reachable API server.
+    if ((args.workloads ?? true) && anyWorkload) {
+      this.provider = new k8s.Provider(`${name}-k8s`, { kubeconfig: this.kubeconfig }, { parent: this });
       const k8sOpts = { parent: this, provider: this.provider };
       for (const ns of w.namespaces) {
         this.workloads.namespaces[ns] = new k8s.core.v1.Namespace(`${name}-ns-${ns}`, { metadata: { name: ns } }, k8sOpts);

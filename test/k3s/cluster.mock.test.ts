@@ -179,7 +179,7 @@ test("workloads: false registers no Kubernetes workloads; default SSH endpoints 
   registered.length = 0;
   const { K3sCluster } = await import("../../components/cluster");
   const f = fleet();
-  const c = new K3sCluster("bare", { fleet: f, workloads: false });
+  const c = new K3sCluster("bare", { fleet: f, workloads: false, nodes: { srv1: { hostKey: pulumi.output("ssh-ed25519 LEARNED") } } });
   await value(c.kubeconfig);
   await new Promise((r) => setTimeout(r, 100));
   expect(registered.filter((r) => r.type.startsWith("kubernetes:"))).toEqual([]);
@@ -187,4 +187,8 @@ test("workloads: false registers no Kubernetes workloads; default SSH endpoints 
   expect(srv3.inputs.ssh).toEqual({ host: "10.0.0.10", port: 22, user: "root", hostKey: f.nodes.find((n) => n.name === "srv3")!.ssh.hostKey });
   expect(srv3.inputs.generation).toBe("");
   expect(srv3.inputs.privateKey).toBeUndefined();
+  // a host key learned by the delivery overrides the (absent) pin, for the node and as the API endpoint
+  const srv1 = registered.find((r) => r.name === "bare-srv1")!;
+  expect(srv1.inputs.ssh).toMatchObject({ host: "10.0.0.11", hostKey: "ssh-ed25519 LEARNED" });
+  expect(srv3.inputs.apiSsh).toMatchObject({ host: "10.0.0.11", hostKey: "ssh-ed25519 LEARNED" });
 });
