@@ -4,7 +4,7 @@
  * `installBundle` does, in order (each phase bounded by its own timeout):
  *   connect   SSH to the node with its pinned host key (never accepts an unknown key: we did not flash it);
  *             when the node already reports the target image id, nothing is done (idempotent re-run);
- *   upload    the .swu to <remoteDir>/<file> (skip / resume / verify / atomic rename by the transport),
+ *   upload    refused up front when <remoteDir> has no room for it; then the .swu to <remoteDir>/<file> (skip / resume / verify / atomic rename by the transport),
  *             the signing certificate (public) next to it when given as text, the AES key (a secret)
  *             through stdin into a 0600 file that is removed in `finally`;
  *   install   `swupdate -v -k <cert> -H <hardware>:<rev> [-e <selection>] [-K <aes>] -i <file>`.
@@ -22,7 +22,8 @@
 import { connectSsh, SshConnectOptions, SshHost } from "../transport/ssh";
 import { HostError, RunResult, tailLines } from "../transport/host";
 import { normalizeSha256 } from "../model/checks";
-import { Credentials, SshEndpointSpec } from "./tpi";
+import * as fs from "fs";
+import { Credentials, SPACE_SCRIPT, SshEndpointSpec, parseSpaceReport } from "./tpi";
 import { DeliveryError, ProgressReporter, ProgressSink, asDeliveryError, bootMarker, readImageId, short, sleep } from "./common";
 
 export interface SwupdateSpec {
@@ -160,6 +161,22 @@ export async function installBundle(spec: SwupdateSpec, secrets: SwupdateSecrets
     if (current === spec.imageId) {
       progress.report("skip", undefined, `already runs image ${short(current)}`);
       return { runningImageId: current, alreadyCurrent: true, uploadSkipped: true, logTail: "" };
+    }
+
+    // room for the bundle on the node
+    try {
+      const size = (await fs.promises.stat(spec.bundle.path)).size;
+      const r = await node.run(["sh", "-c", SPACE_SCRIPT, "sh", dir, remoteBundle], { timeoutMs: 60_000 });
+      const space = parseSpaceReport(r.stdout.toString("utf8"));
+      if (r.code === 0 && space) {
+        const needed = space.finalSize === size ? 0 : size - space.partialSize;
+        if (space.availableBytes < needed) {
+          throw new DeliveryError(spec.nodeName, "upload", w, `${dir} on the node has ${(space.availableBytes / (1 << 20)).toFixed(1)} MiB free, the bundle needs ${(needed / (1 << 20)).toFixed(1)} MiB more; nothing was changed on the node`, "", `free space in ${dir} on ${spec.nodeName} or point remoteDir at a larger file system, then run \`pulumi up\` again`);
+        }
+      }
+    } catch (e) {
+      if (e instanceof DeliveryError) throw e;
+      throw asDeliveryError(e, spec.nodeName, "upload", w, `check that the bundle ${spec.bundle.path} exists (SwuBundle path)`);
     }
 
     // upload

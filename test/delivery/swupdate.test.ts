@@ -6,6 +6,7 @@
  *   reboot, the node reports the new image id; an A/B selection writes the other partition;
  * - a bundle signed by another key is refused: the node keeps its old image, the other partition is not
  *   written, no reboot happens, and the provider's update throws (Pulumi keeps the old state);
+ * - no room for the bundle on the node: refused before the upload;
  * - provider: unchanged → no change; refresh reads the running image id;
  * - rollout: an injected failure on the first agent leaves the other agents untouched.
  */
@@ -40,8 +41,8 @@ interface Bundle {
 }
 const bundles: Record<string, Bundle> = {};
 
-async function makeBundle(name: string, hostname: string, by: Signer, selection = true): Promise<Bundle> {
-  const image = await makeNodeImage(dir, { name, hostname, authorizedKey: lab.deployKey.publicKey, hwRevision: `${HW} 1.0`, layout: "bare", sizeMiB: 8 });
+async function makeBundle(name: string, hostname: string, by: Signer, selection = true, sizeMiB = 8): Promise<Bundle> {
+  const image = await makeNodeImage(dir, { name, hostname, authorizedKey: lab.deployKey.publicKey, hwRevision: `${HW} 1.0`, layout: "bare", sizeMiB });
   const r = await buildBundle({
     hardware: HW,
     hwRevisions: ["1.0"],
@@ -158,6 +159,16 @@ describe("one node", () => {
     expect(await withNode("j1", (h) => readImageId(h))).toBe(bundles.v1.image.imageId);
     expect(await withNode("j1", (h) => bootMarker(h))).toBe(marker);
     expect(await devicePrefix("j1", "mmcblk0p2", 1 << 20)).toBe(p2);
+  });
+
+  test("no room for the bundle on the node: refused before the upload, nothing changed", async () => {
+    const big = await makeBundle("big", "jetson-1", signer, true, 70);
+    const marker = await withNode("j1", (h) => bootMarker(h));
+    const err = await failure(installBundle(spec("j1", big, { remoteDir: "/dev/shm/isar-k3s" }), creds()));
+    expect(err.message).toMatch(/^j1: upload failed on root@[0-9.]+:22: \/dev\/shm\/isar-k3s on the node has [0-9.]+ MiB free, the bundle needs [0-9.]+ MiB more; nothing was changed on the node/);
+    expect(await withNode("j1", async (h) => (await h.run(["ls", "-A", "/dev/shm/isar-k3s"])).stdout.toString())).toBe("");
+    expect(await withNode("j1", (h) => readImageId(h))).toBe(bundles.v1.image.imageId);
+    expect(await withNode("j1", (h) => bootMarker(h))).toBe(marker);
   });
 
   test("through the provider: a refused update throws (state stays old); a good one installs to the other slot; unchanged is no change", async () => {

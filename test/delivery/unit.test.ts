@@ -5,7 +5,7 @@
  */
 import { deploymentPlan } from "../../lib/plan/plan";
 import type { Fleet, NodeSpec } from "../../lib/model/types";
-import { KeyedMutex, ProgressEvent, ProgressReporter, DeliveryError, formatProgress } from "../../lib/delivery/common";
+import { KeyedMutex, ProgressEvent, ProgressReporter, DeliveryError, formatDuration, formatProgress } from "../../lib/delivery/common";
 import { SPACE_SCRIPT, lastPercent, parseFlashOutcome, parsePowerStatus, parseSpaceReport, remoteImagePath, tpiFlashArgv, tpiPowerArgv } from "../../lib/delivery/tpi";
 import { execFileSync } from "child_process";
 import * as fs from "fs";
@@ -123,7 +123,9 @@ describe("progress", () => {
     expect(got.filter((e) => e.phase === "upload").map((e) => Math.floor(e.percent!))).toEqual([0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100]);
     expect(got.filter((e) => e.phase === "flash").map((e) => e.percent)).toEqual([0, 100]);
     expect(got.filter((e) => e.phase === "boot")).toHaveLength(1);
-    expect(formatProgress(got[got.length - 1])).toBe("[srv1] boot");
+    expect(formatProgress(got[got.length - 1])).toMatch(/^\[srv1\] boot \(\+\d+(ms|\.\ds)\)$/);
+    expect(got.every((e, i) => i === 0 || e.elapsedMs! >= got[i - 1].elapsedMs!)).toBe(true);
+    expect([850, 12_345, 125_000, 3_725_000].map(formatDuration)).toEqual(["850ms", "12.3s", "2m05s", "1h02m"]);
     expect(formatProgress({ node: "srv1", phase: "flash", percent: 42.7, detail: "slot 1" })).toBe("[srv1] flash 42% slot 1");
   });
   test("DeliveryError names node, phase, place, hint and keeps the last 40 lines", () => {
