@@ -65,7 +65,7 @@ export function specFromStack(stack: string, projectDir: string, keysDir?: strin
     if (fs.existsSync(f)) hostKeyFiles[h] = f;
   }
   const deploy = path.join(kd, "deploy_ed25519");
-  return labSpecFromFleet(fleet, { hostKeyFiles, ...(fs.existsSync(deploy) ? { deployKeyFile: deploy } : {}) });
+  return labSpecFromFleet(fleet, { hostKeyFiles, k3s: {}, ...(fs.existsSync(deploy) ? { deployKeyFile: deploy } : {}) });
 }
 
 function ctl(dir: string, route: string, body?: unknown, timeoutMs = 30_000): Promise<unknown> {

@@ -115,6 +115,8 @@ const BOOT_FILES = [
   "/etc/ssh/ssh_host_rsa_key.pub",
   "/root/.ssh/authorized_keys",
 ];
+/** Where each node of a k3s-enabled lab sees the shared cluster datastore. */
+const K3S_CLUSTER_MOUNT = "/srv/k3s-cluster";
 const BOOT_DIRS = ["/etc/rancher", "/etc/isar-k3s", "/etc/swupdate"];
 
 function sleep(ms: number): Promise<void> {
@@ -288,6 +290,13 @@ export class Lab {
     await fs.promises.writeFile(path.join(sbin, "poweroff"), poweroffSh, { mode: 0o755 });
     await fs.promises.writeFile(path.join(sbin, "halt"), poweroffSh, { mode: 0o755 });
     await fs.promises.writeFile(path.join(sbin, "shutdown"), shutdownSh, { mode: 0o755 });
+    if (r.spec.role !== "bmc" && this.spec.k3s) {
+      // k3s stand-in wrappers in the node's /usr/local/bin (kept across a re-flash, like the real k3s binary in the image)
+      const env = [`K3S_SIM_CLUSTER=${K3S_CLUSTER_MOUNT}`, `K3S_SIM_JOIN_SECONDS=${this.spec.k3s.joinSeconds ?? 1}`];
+      await new Promise<void>((resolve, reject) =>
+        execFile(process.execPath, [path.join(this.root, "lab", "k3s", "k3s"), "k3s-sim", "install-into", path.join(r.dir, "bin"), ...env], (e) => (e ? reject(e) : resolve())),
+      );
+    }
     if (r.spec.role === "bmc") {
       const url = `http://${r.info.address}:${this.spec.bmcdPort ?? 80}`;
       const node = fs.realpathSync(process.execPath);
@@ -473,6 +482,7 @@ export class Lab {
       await Promise.race([exited, limit(3000)]);
       throw new Error(`lab: host ${r.spec.name} (${r.info.address}:${r.info.port}) did not come up: ${(e as Error).message}\n${tail}`);
     }
+    if (this.spec.k3s && r.spec.role !== "bmc") await this.bootK3s(r);
     r.up = true;
     const hostname = fs.existsSync(this.hostPath(r.spec.name, "/etc/hostname")) ? fs.readFileSync(this.hostPath(r.spec.name, "/etc/hostname"), "utf8").trim() : r.spec.name;
     r.uart += `\r\n[    0.000000] Booting Linux on physical CPU 0x0\r\n[    2.104000] EXT4-fs (mmcblk0p1): mounted filesystem\r\n\r\nDebian GNU/Linux ${hostname} ttyS0\r\n\r\n${hostname} login: `;
@@ -621,6 +631,23 @@ export class Lab {
     await this.killHost(r);
     await sleep(this.spec.bootDelayMs ?? 300);
     await this.powerOnHost(r);
+  }
+
+  /**
+   * The node's boot, k3s part: the lab's shared cluster datastore bind-mounted read-write at
+   * /srv/k3s-cluster in the node's mount namespace, then its enabled k3s units started inside the node's
+   * namespaces (they die with the node on power off).
+   */
+  private async bootK3s(r: HostRuntime): Promise<void> {
+    const shared = path.join(path.resolve(this.dir), "k3s-cluster");
+    await fs.promises.mkdir(shared, { recursive: true, mode: 0o700 });
+    const mount = 'mkdir -p "$2" && { mountpoint -q "$2" || { mount --bind "$1" "$2" && mount -o remount,bind,rw "$2"; }; }';
+    const run = (argv: string[]) =>
+      new Promise<void>((resolve, reject) =>
+        execFile("nsenter", ["-t", String(r.initPid), "-m", "-u", "-p", "--", ...argv], { timeout: 30_000 }, (e, _o, err) => (e ? reject(new Error(`${argv.join(" ")}: ${err || e.message}`)) : resolve())),
+      );
+    await run(["sh", "-c", mount, "sh", shared, K3S_CLUSTER_MOUNT]);
+    await run(["/usr/local/bin/k3s-sim", "boot"]);
   }
 
   /**

@@ -52,6 +52,12 @@ export interface LabSpec {
   bmcdPort?: number;
   /** Password tpi's --password must match when given (default "turing", user root). */
   bmcPassword?: string;
+  /**
+   * Give every node the k3s stand-in (lab/k3s): its commands on the node's PATH, one cluster datastore
+   * shared by all nodes of the lab (<lab dir>/k3s-cluster, seen at /srv/k3s-cluster on each node), and
+   * the node's enabled k3s units started at every boot, as systemd would. Default: off.
+   */
+  k3s?: { joinSeconds?: number };
 }
 
 export function isLoopbackV4(a: string): boolean {

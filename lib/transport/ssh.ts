@@ -113,6 +113,9 @@ export class SshAuthError extends Error {
   }
 }
 
+/** First stderr line of every remote command: its pid (see `run`). */
+const PID_MARK = "isar-k3s-remote-pid:";
+
 const RETRYABLE = /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|EPIPE|EAI_AGAIN|Timed out while waiting for handshake|Connection lost before handshake|socket hang up|Not connected|No response from server/i;
 
 function sleep(ms: number): Promise<void> {
@@ -286,7 +289,10 @@ export class SshHost implements Host {
       for (const k of Object.keys(opts.env)) if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k)) throw new Error(`environment variable name ${JSON.stringify(k)} is not valid`);
       full = ["env", ...Object.entries(opts.env).map(([k, v]) => `${k}=${v}`), ...argv];
     }
-    const command = shellQuoteArgv(full);
+    // The wrapper reports the remote pid first on stderr (stripped again below), so that a timeout can
+    // kill the remote process group: sshd refuses "signal" requests on root logins (no post-auth
+    // privilege separation for root), and root is the usual login on BMCs and fresh nodes.
+    const command = shellQuoteArgv(["sh", "-c", `echo "${PID_MARK}$$" >&2; exec "$@"`, "sh", ...full]);
     const c = await this.getClient();
     const timeoutMs = opts.timeoutMs ?? this.opts.operationTimeoutMs ?? 600_000;
     const out = new TailBuffer(opts.maxStdoutBytes ?? 16 << 20);
@@ -298,15 +304,21 @@ export class SshHost implements Host {
       let gotExit = false;
       let done = false;
       let ch: ClientChannel | undefined;
+      let remotePid = 0;
       const result = (): RunResult => ({ code, signal, stdout: out.get(), stderr: err.get(), stdoutTruncated: out.truncated });
       const onClientClose = () => finish(new HostError(`${this.label}: connection lost while running \`${what}\`; last output:\n${tailLines(err.get())}`, this.label, result()));
       const timer = setTimeout(() => {
+        // SIGKILL the remote process group (sshd does killpg on a "signal" request). ssh2's
+        // Channel.signal() refuses once our side sent EOF (stdin done), so send the request directly.
         try {
-          ch?.signal("KILL");
+          const proto = (c as unknown as { _protocol?: { signal(id: number, sig: string): void } })._protocol;
+          const out = (ch as unknown as { outgoing?: { id: number; state: string } } | undefined)?.outgoing;
+          if (proto && out && (out.state === "open" || out.state === "eof")) proto.signal(out.id, "KILL");
         } catch {
           /* channel already gone */
         }
         ch?.close();
+        if (remotePid) void this.killRemoteGroup(remotePid);
         finish(new HostError(`${this.label}: \`${what}\` timed out after ${timeoutMs} ms and was stopped; last output:\n${tailLines(err.get()) || tailLines(out.get())}`, this.label, result()));
       }, timeoutMs);
       const finish = (e?: Error) => {
@@ -322,7 +334,19 @@ export class SshHost implements Host {
         if (e) return finish(new HostError(`${this.label}: cannot start \`${what}\`: ${e.message}`, this.label));
         ch = channel;
         channel.on("data", (b: Buffer) => out.push(b));
-        channel.stderr.on("data", (b: Buffer) => err.push(b));
+        let head: Buffer | undefined = Buffer.alloc(0);
+        channel.stderr.on("data", (b: Buffer) => {
+          if (head === undefined) return err.push(b);
+          head = Buffer.concat([head, b]);
+          const nl = head.indexOf(10);
+          if (nl < 0 && head.length < 64) return;
+          const first = head.subarray(0, nl < 0 ? head.length : nl).toString();
+          if (first.startsWith(PID_MARK)) {
+            remotePid = Number(first.slice(PID_MARK.length));
+            err.push(head.subarray(nl + 1));
+          } else err.push(head);
+          head = undefined;
+        });
         channel.on("exit", (c0: number | null, sig?: string) => {
           gotExit = true;
           code = c0 ?? null;
@@ -342,6 +366,30 @@ export class SshHost implements Host {
         }
       });
     });
+  }
+
+  /** SIGKILL the process group of a remote process (best effort, bounded). */
+  private async killRemoteGroup(pid: number): Promise<void> {
+    // the whole group only when the command leads it (sshd gives each session its own); else the command alone
+    const script = 'g=$(sed "s/.*) //" "/proc/$1/stat" 2>/dev/null | cut -d" " -f3); if [ "$g" = "$1" ]; then kill -KILL "-$g"; else kill -KILL "$1"; fi';
+    try {
+      const c = await this.getClient();
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, 5000);
+        c.exec(shellQuoteArgv(["sh", "-c", script, "sh", String(pid)]), (e, ch) => {
+          if (e) return resolve();
+          ch.on("close", () => {
+            clearTimeout(t);
+            resolve();
+          });
+          ch.on("data", () => undefined);
+          ch.stderr.on("data", () => undefined);
+          ch.end();
+        });
+      });
+    } catch {
+      /* the connection is gone: nothing more to do */
+    }
   }
 
   /** run, and throw HostError with the output tail unless it exits 0. */

@@ -188,6 +188,13 @@ describe("run", () => {
     expect(err.message).toContain("started");
     expect(Date.now() - t0).toBeLessThan(5000);
     expect((await h.run(["true"])).code).toBe(0); // the connection is still usable
+    // the remote command was stopped, not left running
+    let left = lab.processes("a").filter((p) => p.cmd === "sleep 30");
+    for (let i = 0; i < 20 && left.length; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      left = lab.processes("a").filter((p) => p.cmd === "sleep 30");
+    }
+    expect(left).toEqual([]);
   });
 
   test("readFile and sha256", async () => {
