@@ -13,3 +13,5 @@ export const nodes = cluster.nodes;
 export const images = cluster.images;
 export const updateManifest = cluster.updateManifestPath;
 export const delivered = cluster.delivered;
+/** Admin kubeconfig (secret): `pulumi stack output kubeconfig --show-secrets > kubeconfig`. */
+export const kubeconfig = cluster.kubeconfig;

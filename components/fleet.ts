@@ -11,7 +11,9 @@ import { nodeFilesDigest, renderNodeFiles } from "../lib/render/node-files";
 import { deliveryDependencies } from "../lib/delivery/rollout";
 import { projectRoot } from "../lib/project";
 import { FleetUpdate } from "../providers/swupdate";
+import { ClusterToken } from "../providers/token";
 import { MachineArtifacts } from "./artifacts";
+import { K3sCluster } from "./cluster";
 import { FleetSecrets } from "./config";
 import { FleetNode } from "./node";
 
@@ -50,6 +52,10 @@ export class Fleet extends pulumi.ComponentResource {
   public readonly updateManifest?: FleetUpdate;
   /** Node name → composed image store path. */
   public readonly images: pulumi.Output<Record<string, string>>;
+  /** The k3s cluster on the delivered nodes. */
+  public readonly cluster: K3sCluster;
+  /** Admin kubeconfig of the cluster (secret). */
+  public readonly kubeconfig: pulumi.Output<string>;
   /** Node name → image id the node reported after its delivery. */
   public readonly delivered: pulumi.Output<Record<string, string>>;
   /** Path of the fleet update manifest.json, when any node uses SWUpdate. */
@@ -125,12 +131,35 @@ export class Fleet extends pulumi.ComponentResource {
       );
     }
 
+    // k3s join on the delivered nodes: each node's join waits for its delivery; a re-flash (new running
+    // image) replaces its join so it rejoins under its name. Turing Pi nodes are reached with the host key
+    // their flash recorded.
+    this.cluster = new K3sCluster(
+      `${name}-k3s`,
+      {
+        fleet,
+        plan,
+        sshPrivateKey: secrets.sshPrivateKey,
+        token: fleet.k3s.tokenSource === "builtin" ? new ClusterToken(`${name}-k3s-token`, { length: 48 }, { parent: this }).result : undefined,
+        projectDir,
+        nodes: Object.fromEntries(
+          fleet.nodes.map((n) => {
+            const d = this.fleetNodes[n.name].delivery;
+            const hostKey = n.delivery.method === "tpi" && !n.ssh.hostKey ? (d as { nodeHostKey: pulumi.Output<string> }).nodeHostKey : n.ssh.hostKey;
+            return [n.name, { ssh: { host: n.address, port: n.ssh.port, user: n.ssh.user, hostKey }, delivered: d, generation: d.runningImageId }];
+          }),
+        ),
+      },
+      { parent: this },
+    );
+    this.kubeconfig = this.cluster.kubeconfig;
+
     this.images = pulumi.all(Object.entries(this.fleetNodes).map(([n, fnode]) => fnode.image.storePath.apply((p) => [n, p] as const))).apply((es) => Object.fromEntries(es));
     this.delivered = pulumi
       .all(Object.entries(this.fleetNodes).map(([n, fnode]) => fnode.delivery.runningImageId.apply((id) => [n, id] as const)))
       .apply((es) => Object.fromEntries(es));
     this.updateManifestPath = this.updateManifest ? this.updateManifest.manifestPath : pulumi.output(undefined);
 
-    this.registerOutputs({ phases: this.phases, nodes: this.nodes, images: this.images, delivered: this.delivered, updateManifestPath: this.updateManifestPath });
+    this.registerOutputs({ phases: this.phases, nodes: this.nodes, images: this.images, delivered: this.delivered, kubeconfig: this.kubeconfig, updateManifestPath: this.updateManifestPath });
   }
 }

@@ -508,7 +508,7 @@ export function parseFleet(raw: RawFleetConfig): Fleet {
   const ko = r.obj(raw.k3s, "k3s", false);
   r.unknownKeys(ko, "k3s", [
     "version", "clusterCidr", "serviceCidr", "clusterDns", "disable", "kubeletArgs", "tlsSan", "secretsEncryption",
-    "protectKernelDefaults", "joinTimeoutSeconds", "drainTimeoutSeconds",
+    "protectKernelDefaults", "joinTimeoutSeconds", "drainTimeoutSeconds", "tokenSource",
   ]);
   const cidr = (key: string, dflt: string) => {
     const v = r.str(ko, key, "k3s", dflt);
@@ -533,6 +533,7 @@ export function parseFleet(raw: RawFleetConfig): Fleet {
     protectKernelDefaults: r.bool(ko, "protectKernelDefaults", "k3s", true),
     joinTimeoutSeconds: r.num(ko, "joinTimeoutSeconds", "k3s", 600, 10, 86400),
     drainTimeoutSeconds: r.num(ko, "drainTimeoutSeconds", "k3s", 300, 10, 86400),
+    tokenSource: r.oneOf(ko, "tokenSource", "k3s", ["random", "builtin"] as const, "random"),
   };
   if (!/^v[0-9]+\.[0-9]+\.[0-9]+\+k3s[0-9]+$/.test(k3s.version)) r.fail("k3s.version", `${JSON.stringify(k3s.version)} is not a k3s version such as "v1.31.4+k3s1"`);
   if (!isIPv4(k3s.clusterDns)) r.fail("k3s.clusterDns", `${JSON.stringify(k3s.clusterDns)} is not an IPv4 address`);

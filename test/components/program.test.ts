@@ -65,6 +65,7 @@ test("a valid config builds the Fleet and exports phases and per-node summaries"
   // the manifest depends on every bundle, each bundle on its image, each image on its artifacts
   await value(program.updateManifest as pulumi.Output<string | undefined>);
   await value(program.delivered as pulumi.Output<Record<string, string>>);
+  await value(program.kubeconfig as pulumi.Output<string>);
   const images = await value(program.images as pulumi.Output<Record<string, string>>);
   expect(Object.keys(images).sort()).toEqual(["jetson1", "srv1", "srv2", "srv3"]);
   expect(registered.find((r) => r.type === "isar-k3s:fleet:Fleet")?.name).toBe("test");
@@ -84,6 +85,13 @@ test("a valid config builds the Fleet and exports phases and per-node summaries"
   );
   expect(registered.filter((r) => r.type.endsWith(":SwuBundle")).map((r) => r.name).sort()).toEqual(["test-jetson1-bundle", "test-srv3-bundle"]);
   expect(registered.filter((r) => r.type.endsWith(":FleetUpdate"))).toHaveLength(1);
+  // the k3s join: a token, one join resource per node, the kubeconfig; no Kubernetes provider without workloads
+  expect(registered.filter((r) => r.type === "random:index/randomPassword:RandomPassword")).toHaveLength(1);
+  expect(registered.filter((r) => /K3s(Server|Agent)$/.test(r.type)).map((r) => r.name).sort()).toEqual(
+    ["test-k3s-jetson1", "test-k3s-srv1", "test-k3s-srv2", "test-k3s-srv3"],
+  );
+  expect(registered.filter((r) => r.type.endsWith("K3sKubeconfig"))).toHaveLength(1);
+  expect(registered.filter((r) => r.type.startsWith("pulumi:providers:kubernetes"))).toHaveLength(0);
   // every node is delivered the way its config says
   expect(registered.filter((r) => r.type.endsWith(":TuringPiFlash") || r.type.endsWith("dynamic:Resource")).map((r) => r.name).sort()).toEqual(
     ["test-jetson1-swupdate", "test-srv1-flash", "test-srv2-flash", "test-srv3-swupdate"],
