@@ -7,6 +7,7 @@
  *   key in plaintext;
  * - a second `up` with one agent relabelled and the other removed from the config: an in-place update
  *   (kubectl, no rejoin) and a removal (drain, delete, uninstall);
+ * - a third `up` with a new image id for the remaining agent replaces its join (delete first, then create);
  * - `pulumi destroy` removes the rest in dependency order: agents, then servers last-joined first.
  * The program uses K3sServer / K3sAgent / K3sKubeconfig directly (chained as components/cluster.ts chains
  * them), since the random and kubernetes provider plugins cannot be built here; the component's wiring
@@ -77,11 +78,11 @@ exports.kubeconfig = kc.kubeconfig;
 exports.joined = all.map((r) => r.hostname);
 `;
 
-function writeSpec(over: { agents?: string[]; labels?: Record<string, Record<string, string>> } = {}): void {
+function writeSpec(over: { agents?: string[]; labels?: Record<string, Record<string, string>>; generation?: Record<string, string> } = {}): void {
   const ep = (n: string) => ({ host: lab.hosts[n].address, port: lab.hosts[n].port, user: lab.hosts[n].user, hostKey: lab.hosts[n].hostKey });
   const nodeSpec = (name: string) => {
     const n = fleet.nodes.find((x) => x.name === name)!;
-    return { name, hostname: n.hostname, ssh: ep(name), config: renderK3sConfig(fleet, plan, n), labels: over.labels?.[name] ?? nodeLabels(n), taints: n.taints, generation: "image-1" };
+    return { name, hostname: n.hostname, ssh: ep(name), config: renderK3sConfig(fleet, plan, n), labels: over.labels?.[name] ?? nodeLabels(n), taints: n.taints, generation: over.generation?.[name] ?? "image-1" };
   };
   const spec = {
     api: ep("s1"),
@@ -234,6 +235,20 @@ maybe("k3s resources under the Pulumi engine", () => {
     expect(since.filter((e) => e.node !== "a1").map((e) => `${e.node}:${e.event}`)).toEqual([]);
     const argv = fs.readFileSync(path.join(k3sLab.clusterDir, "argv.log"), "utf8");
     expect(argv).toMatch(/"drain","a1"/);
+  });
+
+  test("third up: a new image for an agent replaces its join, deleting first (same machine), and it rejoins under its name", async () => {
+    const uid = JSON.parse((await kubectl(["get", "node", "a2", "-o", "json"])).stdout).metadata.uid as string;
+    const t = Date.now();
+    const labels = { a2: { ...nodeLabels(fleet.nodes.find((n) => n.name === "a2")!), "example.com/zone": "moved" } };
+    writeSpec({ agents: ["a2"], labels, generation: { a2: "image-2" } });
+    const out = (await pulumi(["up", "--yes", "--skip-preview"])).stdout;
+    expect(out).toMatch(/a2\s+replaced/);
+    expect(at("a2", "uninstalled", t)).toBeLessThanOrEqual(at("a2", "start", t));
+    const a2 = JSON.parse((await kubectl(["get", "node", "a2", "-o", "json"])).stdout);
+    expect(a2.metadata.uid).not.toBe(uid);
+    expect(a2.status.conditions.find((c: { type: string }) => c.type === "Ready").status).toBe("True");
+    expect(a2.metadata.labels["example.com/zone"]).toBe("moved");
   });
 
   test("destroy: agents first, then servers last-joined first", async () => {
