@@ -8,6 +8,7 @@
  *   written, no reboot happens, and the provider's update throws (Pulumi keeps the old state);
  * - no room for the bundle on the node: refused before the upload;
  * - provider: unchanged → no change; refresh reads the running image id;
+ * - a node that boots another image than expected after the update is an error;
  * - rollout: an injected failure on the first agent leaves the other agents untouched.
  */
 import * as crypto from "crypto";
@@ -178,7 +179,7 @@ describe("one node", () => {
     const d = await deliveryProvider.diff!("j1@swupdate", olds, evil);
     expect(d.changes).toBe(true);
     expect(d.replaces).toEqual([]);
-    await expect(deliveryProvider.update!("j1@swupdate", olds, evil)).rejects.toThrow(/j1: install failed/);
+    await expect(deliveryProvider.update!("j1@swupdate", olds, evil)).rejects.toThrow(/^j1: install failed on .*: swupdate refused the bundle: Authentication of all signatures failed/);
     expect(await withNode("j1", (h) => readImageId(h))).toBe(bundles.v1.image.imageId);
 
     const good = (await deliveryProvider.check!(olds, { ...base, selection: "stable,alt", bundle: { path: bundles.v2.path, sha256: bundles.v2.sha256 }, imageId: bundles.v2.image.imageId, sources: { "bundle sha256": bundles.v2.sha256 } })).inputs;
@@ -195,6 +196,11 @@ describe("one node", () => {
     // a create for a node already running the image installs nothing (idempotent re-run after lost state)
     const again = await installBundle(spec("j1", bundles.v2, { selection: "stable,alt" }), creds());
     expect(again.alreadyCurrent).toBe(true);
+  });
+
+  test("an install after which the node boots another image than expected is an error (bootloader fallback)", async () => {
+    const err = await failure(installBundle(spec("j1", bundles.v1, { imageId: "expected-but-not-booted" }), creds()));
+    expect(err.message).toMatch(/^j1: verify failed on root@[0-9.]+:22: after the update and reboot the node reports image id [0-9a-f]{32}, not expected-but-not-booted: it booted its old image/);
   });
 });
 
