@@ -138,7 +138,7 @@ let
     inherit name arch role hardware manifest dtbList headroomPercent sourceDateEpoch wicRootPartition;
     contents = map (e: e.content) entries;
     artifacts = map (a: if a == null then null else toString a) [ rootfs kernel initramfs wic ];
-    expressions = map (f: builtins.hashFile "sha256" f) [ ./image.nix ./builder/compose-image.sh ./builder/ext4-fix-times.awk ./builder/tar-xattrs.py ];
+    expressions = map (f: builtins.hashFile "sha256" f) [ ./image.nix ./builder/compose-image.sh ./builder/ext4-fix-times.awk ./builder/tar-xattrs.py ./builder/mke2fs.conf ];
     tools = map toString tools;
     shell = toString pkgs.runtimeShell;
   })));
@@ -168,6 +168,7 @@ pkgs.runCommand "node-image-${name}"
   shell = pkgs.runtimeShell;
   fixTimesAwk = ./builder/ext4-fix-times.awk;
   tarXattrsPy = ./builder/tar-xattrs.py;
+  mke2fsConf = ./builder/mke2fs.conf;
   passAsFile = [ "manifest" "metadataBody" "dtbList" ];
 }
 ''

@@ -169,7 +169,7 @@ export function expressionDigest(projectDir: string = findProjectDir()): string 
     for (const e of fs.readdirSync(d, { withFileTypes: true })) {
       const p = path.join(d, e.name);
       if (e.isDirectory()) walk(p);
-      else if (e.isFile() && /\.(nix|sh|awk)$/.test(e.name)) files.push(p);
+      else if (e.isFile() && /\.(nix|sh|awk|py|conf)$/.test(e.name)) files.push(p);
     }
   };
   walk(root);

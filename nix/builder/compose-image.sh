@@ -31,6 +31,7 @@ work=$(pwd)/compose-work
 mkdir -p "$work"
 epoch=${SOURCE_DATE_EPOCH:-1}
 export E2FSPROGS_FAKE_TIME="$epoch"
+export MKE2FS_CONFIG="$mke2fsConf"
 mkdir -p "$out/boot"
 
 # ---- the full manifest: the node's entries plus the image id ---------------------------------------

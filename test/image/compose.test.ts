@@ -99,6 +99,9 @@ describe("composeNodeImage (real nix build)", () => {
     const used = blocks - free;
     expect(free).toBeGreaterThanOrEqual(Math.floor(used * 0.25)); // >= ~30 % headroom over what is used
     expect(blocks * 4096).toBeLessThan(64 << 20); // and not absurdly large for a ~2 MiB rootfs
+    // features from nix/builder/mke2fs.conf, not the host's /etc/mke2fs.conf
+    expect(info).toMatch(/Filesystem features: +has_journal ext_attr resize_inode dir_index filetype extent 64bit flex_bg sparse_super large_file huge_file dir_nlink extra_isize metadata_csum\n/);
+    expect(info).toMatch(/Filesystem UUID: +[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-8[0-9a-f]{3}-[0-9a-f]{12}\n/);
   });
 
   test("boot/, metadata.json and the file list", () => {
