@@ -259,10 +259,14 @@ export class Lab {
       this.bmcs.set(h.name, st);
       await this.startBmcd(st, this.rt.get(h.name)!);
     }
-    // start BMCs and always-on nodes (in parallel); slot nodes stay off until tpi powers them on
-    await Promise.all([...this.rt.values()].filter((r) => !r.spec.tpi).map(async (r) => {
+    // start BMCs and always-on nodes (in parallel); slot nodes stay off until tpi powers them on, except
+    // those that were powered when the lab last stopped (a lab restart is not a power cut of the boards)
+    const poweredFile = path.join(dir, "powered-slots.json");
+    const wasPowered: string[] = fs.existsSync(poweredFile) && !opts.fresh ? JSON.parse(fs.readFileSync(poweredFile, "utf8")) : [];
+    await Promise.all([...this.rt.values()].filter((r) => !r.spec.tpi || wasPowered.includes(r.spec.name)).map(async (r) => {
       r.powered = true;
-      await this.bootHost(r);
+      if (r.spec.tpi) await this.powerOnHost(r);
+      else await this.bootHost(r);
     }));
     if (opts.ownerPid) {
       const t = setInterval(() => {
@@ -793,6 +797,12 @@ export class Lab {
     if (this.stopped) return;
     this.stopped = true;
     for (const t of this.timers) clearTimeout(t);
+    try {
+      const powered = [...this.rt.values()].filter((r) => r.spec.tpi && r.powered).map((r) => r.spec.name);
+      fs.writeFileSync(path.join(this.dir, "powered-slots.json"), JSON.stringify(powered));
+    } catch {
+      /* dir removed */
+    }
     await Promise.all([...this.rt.values()].map((r) => this.killHost(r)));
     for (const b of this.bmcs.values()) {
       b.server?.closeAllConnections?.();

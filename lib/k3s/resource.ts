@@ -118,6 +118,7 @@ export interface CheckFailure {
 
 function checkTarget(t: unknown, prop: string, out: CheckFailure[]): void {
   const o = t as SshTarget | undefined;
+  if (isUnknown(t)) return; // at preview, e.g. the host key a re-flash will record: checked again at up
   if (!o || typeof o !== "object") return void out.push({ property: prop, reason: "SSH endpoint {host, port, user, hostKey} is required" });
   if (known(o.host) && (typeof o.host !== "string" || !o.host)) out.push({ property: `${prop}.host`, reason: "required" });
   if (known(o.port) && !(Number.isInteger(o.port) && o.port > 0 && o.port < 65536)) out.push({ property: `${prop}.port`, reason: "must be a TCP port" });
