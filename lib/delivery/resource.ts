@@ -300,7 +300,9 @@ export function diffDelivery(oldsIn: Partial<DeliveryOutputs> | undefined, news:
   const detailed: DeliveryDiff["detailedDiff"] = {};
   const changed: string[] = [];
   for (const k of new Set([...Object.keys(olds), ...Object.keys(news)])) {
-    if (["runningImageId", "nodeHostKey", "hostKeyChanged", "lastCheck"].includes(k)) continue;
+    // state-only keys, and the runtime's own (`__provider`: the serialized provider, which changes with
+    // every program upgrade and must not make every delivery look changed)
+    if (["runningImageId", "nodeHostKey", "hostKeyChanged", "lastCheck"].includes(k) || k.startsWith("__")) continue;
     if (!same((olds as Raw)[k], (news as unknown as Raw)[k])) changed.push(k);
   }
   const replaces: string[] = [];

@@ -288,6 +288,11 @@ describe("diff and describeDeliveryChange", () => {
     expect(d.replaces).toEqual([]);
     expect(d.reason).toBe("srv1: left alone (image 0f3c9a on slot 1 of bmc)");
   });
+  test("the runtime's __provider key (changes with every program upgrade) is not a change", () => {
+    const olds = { ...tpiInputs(), runningImageId: "0f3c9a", __provider: "exports.handler = v1" } as DeliveryOutputs;
+    const news = { ...tpiInputs(), __provider: "exports.handler = v2" } as TpiInputs;
+    expect(diffDelivery(olds, news).changes).toBe(false);
+  });
   test("changed image: replace (delete before replace), naming the source that changed", () => {
     const olds: DeliveryOutputs = { ...tpiInputs(), runningImageId: "0f3c9a", nodeHostKey: KEY };
     const news = tpiInputs({ image: { path: "/nix/store/y-srv1/disk.img", sha256: SHA_B, imageId: "77aa" }, sources: { "rootfs sha256": SHA_B, "files digest": "f00d" } });
