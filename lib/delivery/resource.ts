@@ -22,9 +22,14 @@
  * - delete: TuringPiFlash powers the slot off and removes the uploaded image from the BMC;
  *   SwupdateDelivery leaves the node as it is (an installed update cannot be taken back).
  */
-import { containsUnknown } from "../unknown";
 import { isOpenSshPublicKey, normalizeSha256 } from "../model/checks";
-import { ProgressSink, short } from "./common";
+import { UNKNOWN, containsUnknown } from "../unknown";
+import { ProgressSink, short as shortHash } from "./common";
+
+/** Short form for messages; a value only known at `up` (preview) says so. */
+function short(v: string | undefined): string {
+  return v === UNKNOWN ? "(known after the image is built)" : shortHash(v);
+}
 import { flashNode, probeNode, remoteImagePath, unflashNode, TpiFlashSpec, FlashOptions } from "./tpi";
 import { installBundle, probeSwupdateNode, SwupdateSpec, InstallOptions } from "./swupdate";
 
@@ -135,13 +140,24 @@ function checkSources(v: unknown, f: CheckFailure[]): Record<string, string> | u
 }
 
 /**
- * Validate and fill defaults. Values still unknown at preview (Pulumi's sentinel: an image path or
- * sha256 computed by a NodeImage not built yet) are not judged: they are checked again at `up`.
+ * Failures about values still unknown at preview (Pulumi's sentinel: an image path, sha256 or id computed
+ * by a NodeImage not built yet, or a whole object of them) are dropped: they are checked again at `up`.
  */
+function knownFailures(news: Raw, f: CheckFailure[]): CheckFailure[] {
+  return f.filter((x) => {
+    let v: unknown = news;
+    for (const part of x.property.split(".")) {
+      if (v === UNKNOWN) return false;
+      v = isObj(v) ? v[part] : undefined;
+    }
+    return !containsUnknown(v);
+  });
+}
+
+/** Validate and fill defaults; values unknown at preview are not judged (see knownFailures). */
 export function checkDelivery(news: Raw): { inputs: DeliveryInputs; failures: CheckFailure[] } {
   const r = checkKnownDelivery(news);
-  const valueAt = (p: string): unknown => p.split(".").reduce<unknown>((o, k) => (isObj(o) ? o[k] : undefined), news);
-  return { inputs: r.inputs, failures: r.failures.filter((x) => !containsUnknown(valueAt(x.property))) };
+  return { inputs: r.inputs, failures: knownFailures(news, r.failures) };
 }
 
 function checkKnownDelivery(news: Raw): { inputs: DeliveryInputs; failures: CheckFailure[] } {
@@ -167,7 +183,7 @@ function checkKnownDelivery(news: Raw): { inputs: DeliveryInputs; failures: Chec
     if (!imageDir.startsWith("/")) f.push({ property: "bmc.imageDir", reason: `${JSON.stringify(b.imageDir)} must be an absolute directory on the BMC, e.g. /mnt/sdcard/images` });
     const slot = Number(news.slot);
     if (![1, 2, 3, 4].includes(slot)) f.push({ property: "slot", reason: `${JSON.stringify(news.slot)} is not a Turing Pi 2 slot (1–4)` });
-    const im = isObj(news.image) ? news.image : {};
+    const im = isObj(news.image) ? news.image : news.image === UNKNOWN ? { path: UNKNOWN, sha256: UNKNOWN, imageId: UNKNOWN } : {};
     const imagePath = str(im.path) ?? "";
     if (!imagePath.startsWith("/")) f.push({ property: "image.path", reason: "must be the absolute path of the node's disk image (NodeImage storePath + /disk.img)" });
     const sha = normalizeSha256(String(im.sha256 ?? ""));
@@ -196,7 +212,7 @@ function checkKnownDelivery(news: Raw): { inputs: DeliveryInputs; failures: Chec
     if (!/^[A-Za-z0-9._+-]+$/.test(hwRevision)) f.push({ property: "hwRevision", reason: "is required: the node's board revision (nodes[].hwRevision)" });
     const selection = str(news.selection);
     if (selection !== undefined && !/^[A-Za-z0-9_-]+,[A-Za-z0-9_-]+$/.test(selection)) f.push({ property: "selection", reason: `${JSON.stringify(selection)} must look like "stable,main"` });
-    const bu = isObj(news.bundle) ? news.bundle : {};
+    const bu = isObj(news.bundle) ? news.bundle : news.bundle === UNKNOWN ? { path: UNKNOWN, sha256: UNKNOWN } : {};
     const bpath = str(bu.path) ?? "";
     if (!bpath.startsWith("/")) f.push({ property: "bundle.path", reason: "must be the absolute path of the .swu (SwuBundle path)" });
     const bsha = normalizeSha256(String(bu.sha256 ?? ""));
@@ -267,10 +283,13 @@ function artifactSha(i: Partial<DeliveryInputs>): string | undefined {
 /** Why the image differs, from `sources` (falls back to the image id / artifact sha256). */
 function imageChangeWhy(olds: Partial<DeliveryInputs>, news: DeliveryInputs): string {
   const parts: string[] = [];
-  const os = olds.sources ?? {};
-  const ns = news.sources ?? {};
-  for (const k of [...new Set([...Object.keys(os), ...Object.keys(ns)])].sort()) {
-    if (os[k] !== ns[k]) parts.push(`${k} ${short(os[k])} → ${short(ns[k])}`);
+  // sources are compared only when both sides have them (at preview they may still be unknown)
+  if (olds.sources && news.sources) {
+    const os = olds.sources;
+    const ns = news.sources;
+    for (const k of [...new Set([...Object.keys(os), ...Object.keys(ns)])].sort()) {
+      if (os[k] !== ns[k]) parts.push(`${k} ${short(os[k])} → ${short(ns[k])}`);
+    }
   }
   if (parts.length === 0) {
     const what = news.kind === "tpi" ? "disk image sha256" : "bundle sha256";
@@ -308,7 +327,8 @@ export function diffDelivery(oldsIn: Partial<DeliveryOutputs> | undefined, news:
   const replaces: string[] = [];
   const reasons: string[] = [];
   let touches = false;
-  const imageChanged = !same(expectedImageId(olds), expectedImageId(news)) || !same(artifactSha(olds), artifactSha(news));
+  const imageChanged =
+    expectedImageId(news) === UNKNOWN || artifactSha(news) === UNKNOWN || !same(expectedImageId(olds), expectedImageId(news)) || !same(artifactSha(olds), artifactSha(news));
   const drift = olds.runningImageId !== undefined && olds.runningImageId !== expectedImageId(news) && !imageChanged;
   if (olds.kind !== news.kind) {
     replaces.push("kind");

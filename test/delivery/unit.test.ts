@@ -356,6 +356,31 @@ test("a changed label on one agent: only that agent's delivery changes", () => {
   expect(reasons[1].reason).toBe("a2: update via SWUpdate (image changed: files digest f2 → f2-zone-b)");
 });
 
+describe("preview: values only known after up", () => {
+  const U = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
+  test("check does not fail on them; diff says the node will be reflashed / updated", () => {
+    const raw = { kind: "tpi", nodeName: "srv1", slot: 1, bmc: { name: "bmc", address: "10.0.0.2", imageDir: "/mnt/sdcard/images" }, node: { address: "10.0.0.11" } };
+    const a = checkDelivery({ ...raw, image: { path: U, sha256: U, imageId: U }, sources: { "rootfs sha256": U, "files digest": "f00d" } });
+    expect(a.failures).toEqual([]);
+    const b = checkDelivery({ ...raw, image: U, sources: U });
+    expect(b.failures).toEqual([]);
+    const olds: DeliveryOutputs = { ...tpiInputs(), runningImageId: "0f3c9a" };
+    const d = diffDelivery(olds, a.inputs);
+    expect(d.replaces).toEqual(["image"]);
+    expect(d.reason).toBe("srv1: reflash slot 1 of bmc (image changed: rootfs sha256 a1b2a1b2a1b2… → (known after the image is built))");
+    // sources unknown as a whole: the image id / sha256 say it
+    expect(diffDelivery(olds, b.inputs).reason).toBe("srv1: reflash slot 1 of bmc (image changed: disk image sha256 a1b2a1b2a1b2… → (known after the image is built); image id 0f3c9a → (known after the image is built))");
+    expect(describeDeliveryChange(undefined, b.inputs)).toBe("srv1: flash slot 1 of bmc (new delivery, image (known after the image is built))");
+    const sw = checkDelivery({ kind: "swupdate", nodeName: "jetson1", node: { address: "10.0.0.20", hostKey: KEY }, hardware: "h", hwRevision: "1", bundle: U, imageId: U });
+    expect(sw.failures).toEqual([]);
+    const sd = diffDelivery({ ...swInputs(), runningImageId: "1111" }, sw.inputs);
+    expect(sd.touchesNode).toBe(true);
+    expect(sd.replaces).toEqual([]);
+    // a real problem next to an unknown is still reported
+    expect(checkDelivery({ ...raw, slot: 9, image: U }).failures.map((f) => f.property)).toEqual(["slot"]);
+  });
+});
+
 describe("checkDelivery", () => {
   test("names each bad input and never echoes secrets", () => {
     const { failures } = checkDelivery({
