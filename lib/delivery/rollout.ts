@@ -71,6 +71,8 @@ function chainPerBmc(deps: DeliveryDependency[], nodes: NodeSpec[]): DeliveryDep
 export interface RolloutResult {
   succeeded: string[];
   failed?: { node: string; error: Error };
+  /** Failures of deliveries that were already running when the first one failed. */
+  alsoFailed: { node: string; error: Error }[];
   /** Nodes that were never started (dependents of the failure, and all not yet reached). */
   notAttempted: string[];
   /** Order in which deliveries started. */
@@ -85,7 +87,10 @@ export class RolloutError extends Error {
     const phase = f.error instanceof DeliveryError ? ` in phase ${f.error.phase}` : "";
     super(
       `rollout stopped: ${f.node} failed${phase}. Delivered: ${result.succeeded.join(", ") || "none"}. ` +
-        `Not attempted (left as they were): ${result.notAttempted.join(", ") || "none"}.\n${f.error.message}`,
+        `Not attempted (left as they were): ${result.notAttempted.join(", ") || "none"}.` +
+        (result.alsoFailed.length ? ` Also failed while running: ${result.alsoFailed.map((x) => x.node).join(", ")}.` : "") +
+        `\n${f.error.message}` +
+        result.alsoFailed.map((x) => `\n\n${x.error.message}`).join(""),
     );
     this.name = "RolloutError";
   }
@@ -96,7 +101,7 @@ export async function runRollout(deps: DeliveryDependency[], deliver: (node: str
   const names = deps.map((d) => d.node);
   for (const d of deps) for (const p of d.dependsOn) if (!names.includes(p)) throw new Error(`rollout: ${d.node} depends on unknown node ${p}`);
   const state = new Map<string, "pending" | "running" | "ok" | "failed">(names.map((n) => [n, "pending"]));
-  const res: RolloutResult = { succeeded: [], notAttempted: [], started: [], maxConcurrent: 0 };
+  const res: RolloutResult = { succeeded: [], alsoFailed: [], notAttempted: [], started: [], maxConcurrent: 0 };
   let running = 0;
   await new Promise<void>((resolve) => {
     const pump = () => {
@@ -117,7 +122,9 @@ export async function runRollout(deps: DeliveryDependency[], deliver: (node: str
             },
             (e: unknown) => {
               state.set(d.node, "failed");
-              res.failed ??= { node: d.node, error: e instanceof Error ? e : new Error(String(e)) };
+              const f = { node: d.node, error: e instanceof Error ? e : new Error(String(e)) };
+              if (res.failed) res.alsoFailed.push(f);
+              else res.failed = f;
               running--;
               pump();
             },

@@ -396,6 +396,20 @@ export async function flashNode(spec: TpiFlashSpec, creds: Credentials, opts: Fl
         operationTimeoutMs: 60_000,
       });
     } catch (e) {
+      const name = (e as Error).name;
+      if (name === "HostKeyMismatchError" || name === "UnknownHostKeyError" || name === "SshAuthError") {
+        // the node is up, but is not the one we expect to talk to, or does not take our key
+        throw new DeliveryError(
+          spec.nodeName,
+          "boot",
+          `${spec.node.user}@${spec.node.address}:${spec.node.port} (${spec.bmc.name} slot ${spec.slot})`,
+          `the node answers SSH but the connection was refused: ${(e as Error).message}`,
+          "",
+          name === "SshAuthError"
+            ? "the image must carry the deploy public key (authorizedKeys) for the node's SSH user"
+            : `nodes[${spec.nodeName}].ssh.hostKey pins a key the flashed image does not have: remove the pin (the key is learned right after the flash) or bake that key into the image`,
+        );
+      }
       const uart = await uartTail(bmc, spec.slot);
       throw new DeliveryError(
         spec.nodeName,

@@ -1,7 +1,7 @@
 /**
  * Turing Pi faults against the simulated lab: tpi flash failing with exit 0 is detected (and the lab's
  * tpi really exits 0 there); BMC unreachable and a node that never boots give clear errors naming node,
- * phase, BMC and slot; a BMC without room for the image is refused before the upload; a re-run after
+ * phase, BMC and slot; a pinned node key the image lacks is named as such; a BMC without room for the image is refused before the upload; a re-run after
  * each fault is cleared converges.
  */
 import * as fs from "fs";
@@ -47,6 +47,14 @@ describe("faults", () => {
     expect(err.message).toMatch(/How to fix: mount the SD card .* or remove old images there/);
     expect((await t.on("bmc", ["ls", "-A", "/dev/shm/images"])).stdout).toBe("");
     expect(t.flashes(1)).toBe(0);
+  });
+
+  test("a pinned node key the flashed image does not have: the node is up but refused, and the error says so", async () => {
+    const s = t.spec("n2", t.imgB);
+    const wrongKey = t.lab.hosts.bmc.hostKey!; // a valid key, but not the node's
+    const err = await failure(flashNode({ ...s, node: { ...s.node, hostKey: wrongKey } }, t.creds));
+    expect(err.message).toMatch(/^n2: boot failed on root@[0-9.]+:22 \(bmc slot 2\): the node answers SSH but the connection was refused: host key mismatch/);
+    expect(err.message).toMatch(/How to fix: nodes\[n2\]\.ssh\.hostKey pins a key the flashed image does not have/);
   });
 
   test("BMC unreachable: a clear error naming the BMC; nothing changes on the slot; a re-run converges", async () => {

@@ -231,6 +231,23 @@ describe("rollout order", () => {
     expect((err as Error).message).toMatch(/Signature verification failed/);
   });
 
+  test("runRollout: deliveries already running when the first fails finish, and their failures are reported too", async () => {
+    const deps = deliveryDependencies(deploymentPlan(f), 3);
+    const err = (await runRollout(deps, async (n) => {
+      if (n === "a2") throw new Error("a2 broke");
+      if (n === "a3") {
+        await new Promise((r) => setTimeout(r, 30));
+        throw new Error("a3 broke too");
+      }
+      if (n === "a4") await new Promise((r) => setTimeout(r, 60));
+    }).catch((e) => e)) as RolloutError;
+    expect(err.result.failed!.node).toBe("a2");
+    expect(err.result.alsoFailed.map((x) => x.node)).toEqual(["a3"]);
+    expect(err.result.succeeded).toContain("a4");
+    expect(err.result.notAttempted).toEqual(["a5"]);
+    expect(err.message).toMatch(/Also failed while running: a3\.\na2 broke\n\na3 broke too$/);
+  });
+
   test("runRollout: a failing server stops everything behind it", async () => {
     const deps = deliveryDependencies(deploymentPlan(f), 3);
     const touched: string[] = [];
