@@ -79,22 +79,10 @@ export async function makeSigner(dir: string, cn: string): Promise<Signer> {
   return s;
 }
 
-/**
- * startLab, retried: the lab writes lab.json from parallel host starts and can lose that race
- * ("ENOENT … rename lab.json.tmp"), a lab bug reported to its owner; a retry in a fresh dir avoids it.
- */
+/** startLab for a suite: fresh state, stopped with this process. (It retried around a lab.json race the lab has since fixed; the name stays for the suites that use it.) */
 export async function startLabRetry(spec: import("../../lab/spec").LabSpec, dir: string): Promise<import("../../lab/lab").Lab> {
   const { startLab } = await import("../../lab/lab");
-  let last: unknown;
-  for (let i = 0; i < 5; i++) {
-    try {
-      return await startLab(spec, `${dir}-${i}`, { ownerPid: process.pid, fresh: true });
-    } catch (e) {
-      last = e;
-      if (!/lab\.json/.test((e as Error).message)) throw e;
-    }
-  }
-  throw last;
+  return startLab(spec, dir, { ownerPid: process.pid, fresh: true });
 }
 
 /**
