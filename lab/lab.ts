@@ -445,7 +445,7 @@ export class Lab {
     r.intentionalStop = false;
     const child = spawn(
       "setpriv",
-      ["--pdeathsig", "KILL", "--", "unshare", "--mount", "--uts", "--pid", "--fork", "--mount-proc", "--propagation", "private", "--kill-child", "--", "bash", path.join(this.root, "lab", "node-init.sh"), r.dir],
+      ["--pdeathsig", "KILL", "--", "unshare", "--mount", "--uts", "--pid", "--fork", "--mount-proc", "--propagation", "private", "--kill-child", "--", "bash", path.join(this.root, "lab", "node-init.sh"), r.dir, this.root],
       { stdio: ["ignore", logFd, logFd] },
     );
     fs.closeSync(logFd);

@@ -1,6 +1,6 @@
 #!/bin/bash
 # node-init.sh: process 1 of one simulated lab host. Started by the lab harness as
-#   unshare --mount --uts --pid --fork --mount-proc --propagation private --kill-child -- bash node-init.sh HOSTDIR
+#   unshare --mount --uts --pid --fork --mount-proc --propagation private --kill-child -- bash node-init.sh HOSTDIR [PROJECT]
 # so it runs in its own mount, UTS and PID namespaces (network and users are shared with this machine:
 # the host is told apart by its own loopback address).
 #
@@ -55,7 +55,17 @@ mount --bind "$H/bin" /usr/local/bin || fail "bind /usr/local/bin failed"
 mount --bind "$H/sbin" /usr/local/sbin || fail "bind /usr/local/sbin failed"
 mount --rbind "$H/dev" /dev || fail "bind /dev failed"
 mkdir -p "$H/fs/tmp"; chmod 1777 "$H/fs/tmp"
-mount --bind "$H/fs/tmp" /tmp || fail "bind /tmp failed"   # last: HOSTDIR may live under /tmp
+# The project (lab/tpi, the k3s stand-in, Node 22 in node_modules) must stay visible, read-only, at its
+# path even when it lives under /tmp (a CI clone): bind it into the host's private /tmp first.
+P="${2:-}"
+case "$P" in
+  /tmp/?*)
+    rel="${P#/tmp/}"
+    mkdir -p "$H/fs/tmp/$rel"
+    { mount --bind "$P" "$H/fs/tmp/$rel" && mount -o remount,bind,ro "$H/fs/tmp/$rel"; } || fail "cannot bind the project $P"
+    ;;
+esac
+mount --rbind "$H/fs/tmp" /tmp || fail "bind /tmp failed"   # last: HOSTDIR may live under /tmp
 
 # everything not listed above is this machine's, read-only here
 mount -o remount,bind,ro / || fail "cannot make / read-only"
