@@ -22,7 +22,7 @@
 set -euo pipefail
 
 # Bump when the way things are built changes; it is part of the stamp.
-RECIPE=1
+RECIPE=2
 # Newest github.com/pulumi/pulumi/pkg/v3 whose zip the Go module proxy serves
 # here (checked 2026-11: v3.260.0 and later answer 403 "not available").
 PULUMI_CLI_FALLBACK_VERSION=v3.259.0
@@ -318,6 +318,14 @@ func main() {
 	fs.String("binary", "", "prebuilt program (unsupported)")
 	fs.String("nodeargs", "", "extra node arguments (use the runtime option instead)")
 	fs.String("packagemanager", "", "package manager (unused)")
+	// With --logflow the engine passes its glog flags on to plugins: accept and ignore them.
+	fs.Int("v", 0, "log verbosity (accepted, ignored)")
+	fs.Bool("logtostderr", false, "log to stderr (accepted, ignored)")
+	fs.Bool("alsologtostderr", false, "also log to stderr (accepted, ignored)")
+	fs.Bool("logflow", false, "flow log settings to plugins (accepted, ignored)")
+	fs.String("log_dir", "", "log directory (accepted, ignored)")
+	fs.String("vmodule", "", "per-module verbosity (accepted, ignored)")
+	fs.String("stderrthreshold", "", "stderr threshold (accepted, ignored)")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		os.Exit(2)
 	}
