@@ -14,6 +14,7 @@
  * - SSH host keys must be pinned (config or the delivery's learned key): nothing is trusted on first use here.
  * - Errors never carry the token (K3sError scrubs it) nor the kubeconfig.
  */
+import { UNKNOWN } from "../unknown";
 import * as crypto from "crypto";
 import type { Taint } from "../model/types";
 import type { Host } from "../transport/host";
@@ -21,7 +22,8 @@ import { connectSsh } from "../transport/ssh";
 import { fetchKubeconfig, getNode, K3sError, NodeJoinSpec, joinNode, readMarker, redact, removeNode, RemoveResult, RootShell, rootPrefix, updateNode, checkJoinSpec } from "./join";
 
 /** The value Pulumi hands a dynamic provider for an input that is not known yet (preview). */
-export const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
+/** Pulumi's preview "unknown" marker (one definition: lib/unknown.ts). */
+export { UNKNOWN };
 
 export interface SshTarget {
   host: string;

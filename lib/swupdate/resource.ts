@@ -22,6 +22,7 @@
  * except outputDir → replace. read: missing manifest → blank id; changed → `outputValid: false` (diff then
  * rewrites). delete removes both files.
  */
+import { UNKNOWN } from "../unknown";
 import { renderPostUpdateScript } from "./postupdate";
 import * as crypto from "crypto";
 import * as fs from "fs";
@@ -83,7 +84,8 @@ export interface SwuBundleState extends SwuBundleInputs {
 type Raw = Record<string, unknown>;
 
 /** What @pulumi/pulumi passes for values not known yet (preview). */
-export const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
+/** Pulumi's preview "unknown" marker (one definition: lib/unknown.ts). */
+export { UNKNOWN };
 
 /** True when `v` holds a not-yet-known value anywhere: check then defers validation to the real run. */
 export function hasUnknown(v: unknown): boolean {
