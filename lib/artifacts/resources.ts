@@ -15,6 +15,7 @@
  *   other stacks or GC roots may use it). Deleting an IsarBuild leaves the build directory (it holds the
  *   sstate cache and downloads; remove it by hand or with `kas-container clean`).
  */
+import type { CheckFailure, DiffDecision } from "../provider-types";
 import * as fs from "fs";
 import { ARCHES, ARTIFACT_KINDS, NETWORK_PROFILES } from "../model/types";
 import type { Arch, ArtifactKind, IsarBuildSettings, NetworkProfile } from "../model/types";
@@ -23,16 +24,7 @@ import { ArtifactOutputs, importArtifact, inspectArtifact, resolvePinPath } from
 import { KAS_IMAGE_OVERLAYS, KasImageOverlay } from "./isar-names";
 import { DEFAULT_BUILD_TIMEOUT_SECONDS, findDeployOutputs, runKasBuild } from "./kas";
 
-export interface CheckFailure {
-  property: string;
-  reason: string;
-}
-
-export interface DiffDecision {
-  changes: boolean;
-  replaces: string[];
-  deleteBeforeReplace: boolean;
-}
+export type { CheckFailure, DiffDecision } from "../provider-types";
 
 /** Inputs of an IsarArtifact as stored by the provider (see providers/isar.ts for their documentation). */
 export interface ArtifactInputs {

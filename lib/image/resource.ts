@@ -13,6 +13,7 @@
  * - read: checks the store path still exists (`storePathValid`); outputs otherwise as stored.
  * - delete: removes the GC root; the store path itself goes with the next garbage collection.
  */
+import type { CheckFailure, DiffDecision } from "../provider-types";
 import { containsUnknown } from "../unknown";
 import * as fs from "fs";
 import {
@@ -62,17 +63,7 @@ export interface NodeImageState extends NodeImageInputs {
   storePathValid: boolean;
 }
 
-export interface CheckFailure {
-  property: string;
-  reason: string;
-}
-
-export interface DiffDecision {
-  changes: boolean;
-  replaces: string[];
-  deleteBeforeReplace: boolean;
-  stables?: string[];
-}
+export type { CheckFailure, DiffDecision } from "../provider-types";
 
 /** Inputs that decide the image bytes (part of the digest). */
 export const IMAGE_KEYS = ["nodeName", "hardware", "arch", "role", "artifacts", "files", "wicRootPartition", "headroomPercent", "pkgsSource", "nixpkgs", "expressionHash"] as const;
