@@ -7,4 +7,6 @@ module.exports = {
   transform: { "^.+\\.ts$": ["ts-jest", { diagnostics: { warnOnly: false }, isolatedModules: false }] },
   testTimeout: 60000,
   maxWorkers: 2,
+  // Failures with circular error objects (child_process errors) would reach jest as a JSON error.
+  setupFilesAfterEnv: ["<rootDir>/test/setup/plain-errors.ts"],
 };

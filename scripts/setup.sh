@@ -9,7 +9,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(nix-bin swupdate kas openssh-server openssh-client cpio busybox-static e2fsprogs fdisk iproute2 util-linux xz-utils zstd openssl procps psmisc)
+# Every tool the program, the lab and the tests run (checked in a clean Debian root by .ci/run).
+# nix-setup-systemd: Debian's way to create the nixbld group and build users and /etc/nix/nix.conf
+# (sandbox = false); without it `nix build` fails with "the group 'nixbld' ... does not exist".
+APT_PACKAGES=(
+  ca-certificates curl unzip git openssl python3 time fakeroot
+  nix-bin nix-setup-systemd swupdate kas
+  openssh-server openssh-client
+  cpio busybox-static e2fsprogs fdisk gdisk iproute2 util-linux xz-utils zstd procps psmisc
+)
 
 step() { printf '[setup] %-40s' "$1"; }
 took() { printf ' %ss\n' "$(( $(date +%s) - $1 ))"; }
@@ -27,7 +35,23 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 took "$t"
 
+source scripts/lib/bootstrap.sh
+
+# Nix as Debian sets it up (nix-setup-systemd): build users, and no sandbox, since the images are
+# composed from the host's tools (nix/README.md). Checked, not assumed: a machine configured otherwise
+# gets told what to change.
+t=$(date +%s); step "Nix build users and nix.conf"
+getent group nixbld >/dev/null || { echo; echo "setup: no 'nixbld' group: install nix-setup-systemd (it creates the Nix build users)" >&2; exit 1; }
+if ! nix --extra-experimental-features nix-command show-config 2>/dev/null | grep -qx 'sandbox = false'; then
+  echo; echo "setup: Nix sandboxing is on; the image builds use host tools and need 'sandbox = false' in /etc/nix/nix.conf (nix-setup-systemd writes it)" >&2; exit 1
+fi
+took "$t"
+
+# The simulated lab's committed keys: git checks them out 0644, which ssh refuses for private keys.
+chmod 0600 dev/keys/*_ed25519 dev/keys/*.key
+
 t=$(date +%s); step "npm dependencies"
+ensure_npm
 stamp=node_modules/.isar-k3s-lock.sha256
 want=$(sha256sum package-lock.json | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
@@ -41,6 +65,7 @@ NODE22="$PWD/node_modules/.bin"
 
 if [ "${ISAR_K3S_SKIP_TOOLCHAIN:-0}" != 1 ]; then
   t=$(date +%s); step "Pulumi toolchain (Go-built, cached)"
+  ensure_go
   bash scripts/pulumi-toolchain.sh --print-bin-dir > .pulumi-bin-dir 2> .pulumi-toolchain.log || { echo; tail -n 40 .pulumi-toolchain.log; exit 1; }
   took "$t"
 fi
