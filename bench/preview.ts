@@ -1,8 +1,9 @@
 /**
- * Benchmark: `pulumi preview` wall time for the dev stack and for a generated 50-node fleet (preview
- * only, nothing is created), to watch how cost grows with fleet size.
+ * Benchmark: `pulumi preview` wall time for the dev stack and for generated fleets of 10, 50 and 200
+ * nodes (preview only, nothing is created), to watch how cost grows with fleet size.
  *
  * Run: bash scripts/setup.sh && npx tsc -p . && (source scripts/pulumi-env.sh; node bin/bench/preview.js [N...])
+ * (default sizes: 10 50 200)
  * Each fleet gets a throwaway stack (bench-<n>) in the local backend, removed afterwards. Prints one
  * line per fleet: nodes, resources in the plan, wall time, and time per node.
  */
@@ -22,6 +23,12 @@ export function generatedFleet(n: number): Record<string, unknown> {
   const dev = devConfig() as { config: Record<string, unknown>; encryptionsalt?: string };
   const c = { ...dev.config };
   const bmcTemplate = (c["isar-k3s:bmcs"] as Record<string, unknown>[])[0];
+  // SWUpdate nodes are reached while running, so validation wants their host key pinned: the dev
+  // lab's SWUpdate node's pin stands in for each (preview connects to nothing).
+  const swupdatePin = (c["isar-k3s:nodes"] as { delivery: { method: string }; ssh?: { hostKey?: string } }[]).find(
+    (x) => x.delivery.method === "swupdate" && x.ssh?.hostKey,
+  )?.ssh;
+  if (!swupdatePin) throw new Error("Pulumi.dev.yaml has no SWUpdate node with ssh.hostKey to copy into the generated fleet");
   const nodes: Record<string, unknown>[] = [];
   const bmcs: Record<string, unknown>[] = [];
   for (let i = 0; i < n; i++) {
@@ -34,7 +41,7 @@ export function generatedFleet(n: number): Record<string, unknown> {
       if (!bmcs.some((b) => b.name === bmc)) bmcs.push({ ...bmcTemplate, name: bmc, address: `127.79.0.${2 + bmcs.length}` });
       nodes.push({ name: `n${i}`, role, hardware: i % 4 === 0 ? "turing-rk1" : "turing-cm4", address, delivery: { method: "tpi", bmc, slot: (slotIndex % 4) + 1 } });
     } else {
-      nodes.push({ name: `n${i}`, role, hardware: "jetson-orin-nano", address, delivery: { method: "swupdate" }, labels: { "example.com/line": `line-${i % 5}` } });
+      nodes.push({ name: `n${i}`, role, hardware: "jetson-orin-nano", address, delivery: { method: "swupdate" }, ssh: { ...swupdatePin }, labels: { "example.com/line": `line-${i % 5}` } });
     }
   }
   c["isar-k3s:nodes"] = nodes;
@@ -62,7 +69,7 @@ function previewOnce(stack: string, config: Record<string, unknown>): { ms: numb
 function main(): void {
   const sizes = process.argv.slice(2).map(Number).filter((x) => x > 0);
   const fleets: [string, number, Record<string, unknown>][] = [["dev", (devConfig().config as { "isar-k3s:nodes": unknown[] })["isar-k3s:nodes"].length, devConfig()]];
-  for (const n of sizes.length ? sizes : [50]) fleets.push([`generated`, n, generatedFleet(n)]);
+  for (const n of sizes.length ? sizes : [10, 50, 200]) fleets.push([`generated`, n, generatedFleet(n)]);
   console.log("fleet       nodes  resources  preview_s  ms_per_node");
   for (const [label, n, config] of fleets) {
     const r = previewOnce(`bench-${label}-${n}`, config);

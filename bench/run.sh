@@ -12,7 +12,7 @@ for b in "${@:-hash swu upload images preview}"; do
       swu) node bin/bench/swu-bundle.js ;;
       upload) node bin/bench/upload.js ;;
       images) node bin/bench/images.js ;;
-      preview) node bin/bench/preview.js 50 ;;
+      preview) node bin/bench/preview.js 10 50 200 ;;
       *) echo "unknown benchmark $one" >&2; exit 2 ;;
     esac
   done

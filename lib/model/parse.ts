@@ -313,9 +313,10 @@ function readNode(r: Reader, v: unknown, path: string): NodeSpec | undefined {
   if (!o) return undefined;
   r.unknownKeys(o, path, NODE_KEYS);
   const name = r.str(o, "name", path);
-  if (name) checkLabelName(r, name, `${path}.name`, "node name");
+  // A given value is checked even when empty: "" would otherwise reach /etc/hostname and k3s's node-name.
+  if (typeof o.name === "string") checkLabelName(r, name, `${path}.name`, "node name");
   const hostname = r.str(o, "hostname", path, name);
-  if (hostname && o.hostname !== undefined) checkLabelName(r, hostname, `${path}.hostname`, "hostname");
+  if (typeof o.hostname === "string") checkLabelName(r, hostname, `${path}.hostname`, "hostname");
   const role = r.oneOf(o, "role", path, ROLES);
   const hardware = r.oneOf(o, "hardware", path, HARDWARE);
   const arch = r.oneOf(o, "arch", path, ARCHES, HARDWARE_ARCH[hardware]);
@@ -334,6 +335,10 @@ function readNode(r: Reader, v: unknown, path: string): NodeSpec | undefined {
   }
   const ssh = readSsh(r, o.ssh, `${path}.ssh`, "root");
   const delivery = readDelivery(r, o.delivery, `${path}.delivery`, hardware);
+  if (delivery.method === "swupdate" && ssh.hostKey === undefined) {
+    // A tpi node's key is learned from the image it was flashed with; a running SWUpdate node's must be pinned.
+    r.fail(`${path}.ssh.hostKey`, "is required for a node updated with SWUpdate: pin its SSH host public key (from the board's console or its image, checked out of band; `ssh-keyscan` only over a trusted network)");
+  }
   const labels = readLabels(r, o.labels, `${path}.labels`);
   const taints: Taint[] = [];
   r.arr(o.taints, `${path}.taints`).forEach((t, i) => {
@@ -348,7 +353,7 @@ function readBmc(r: Reader, v: unknown, path: string): BmcSpec | undefined {
   if (!o) return undefined;
   r.unknownKeys(o, path, ["name", "address", "ssh", "imageDir"]);
   const name = r.str(o, "name", path);
-  if (name) checkLabelName(r, name, `${path}.name`, "BMC name");
+  if (typeof o.name === "string") checkLabelName(r, name, `${path}.name`, "BMC name");
   const address = r.str(o, "address", path);
   if (address && !isIPv4(address)) r.fail(`${path}.address`, `${JSON.stringify(address)} is not an IPv4 address (four numbers 0–255 joined by dots)`);
   const ssh = readSsh(r, o.ssh, `${path}.ssh`, "root");
@@ -629,7 +634,7 @@ export function parseFleet(raw: RawFleetConfig): Fleet {
     if (!ho) return;
     r.unknownKeys(ho, p, ["name", "chart", "repo", "version", "namespace", "values"]);
     const name = r.str(ho, "name", p);
-    if (name) checkLabelName(r, name, `${p}.name`, "release name");
+    if (typeof ho.name === "string") checkLabelName(r, name, `${p}.name`, "release name");
     const namespace = r.str(ho, "namespace", p, "default");
     checkLabelName(r, namespace, `${p}.namespace`, "namespace");
     helmCharts.push({

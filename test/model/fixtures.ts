@@ -14,7 +14,7 @@ export function validRaw(): any {
       { name: "srv3", role: "server", hardware: "x86-controller", address: "10.0.0.10", delivery: { method: "swupdate" }, ssh: { hostKey: HOST_KEY } },
       {
         name: "jetson1", role: "agent", hardware: "jetson-orin-nano", address: "10.0.0.20", delivery: { method: "swupdate", selection: "stable,main" },
-        labels: { "example.com/zone": "line-1" }, taints: ["nvidia.com/gpu=true:NoSchedule"],
+        ssh: { hostKey: HOST_KEY }, labels: { "example.com/zone": "line-1" }, taints: ["nvidia.com/gpu=true:NoSchedule"],
       },
     ],
     artifacts: {

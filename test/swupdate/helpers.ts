@@ -70,7 +70,7 @@ export async function swupdateCheck(
   certPath: string,
   board: string,
   rev: string,
-  extra: { select?: string; aesKeyFile?: string; verbose?: boolean } = {},
+  extra: { select?: string; aesKeyFile?: string; verbose?: boolean; boardTmp?: boolean } = {},
 ): Promise<SwupdateCheck> {
   const codes: (number | null)[] = [];
   let log = "";
@@ -82,7 +82,12 @@ export async function swupdateCheck(
       if (extra.aesKeyFile) argv.push("-K", extra.aesKeyFile);
       if (extra.verbose) argv.push("-v");
       argv.push("-i", bundle);
-      const r = await run(argv, { env: { ...process.env, TMPDIR: tmp }, timeoutMs: 120_000 });
+      // boardTmp: TMPDIR=/tmp as on a board (its length bounds member names), on a private tmpfs
+      // (so the bundle and certificate must not be under /tmp).
+      const cmd = extra.boardTmp
+        ? ["unshare", "--mount", "--propagation", "private", "sh", "-c", 'mount -t tmpfs tmpfs /tmp && exec "$@"', "sh", ...argv]
+        : argv;
+      const r = await run(cmd, { env: { ...process.env, TMPDIR: extra.boardTmp ? "/tmp" : tmp }, timeoutMs: 120_000 });
       codes.push(r.code);
       log = r.stdout.toString("utf8") + r.stderrTail;
       if (r.code === 0) return { accepted: true, codes, log };
