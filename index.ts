@@ -15,3 +15,5 @@ export const updateManifest = cluster.updateManifestPath;
 export const delivered = cluster.delivered;
 /** Admin kubeconfig (secret): `pulumi stack output kubeconfig --show-secrets > kubeconfig`. */
 export const kubeconfig = cluster.kubeconfig;
+/** known_hosts lines for the nodes: `pulumi stack output knownHosts > known_hosts`, then `ssh -o UserKnownHostsFile=known_hosts`. */
+export const knownHosts = cluster.knownHosts;

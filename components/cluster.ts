@@ -20,6 +20,7 @@ import * as path from "path";
 import { Fleet, NodeSpec } from "../lib/model/types";
 import { deploymentPlan, DeploymentPlan } from "../lib/plan/plan";
 import { nodeLabels, renderK3sConfig } from "../lib/render/k3s-config";
+import { renderKnownHosts } from "../lib/render/known-hosts";
 import { K3sAgent, K3sKubeconfig, K3sServer, K3sSshTargetArgs } from "../providers/k3s";
 
 /** How to reach one node, and what its join waits for. */
@@ -72,6 +73,8 @@ export class K3sCluster extends pulumi.ComponentResource {
   public readonly provider?: k8s.Provider;
   /** The k3s resource of each node, by node name. */
   public readonly nodes: Record<string, K3sServer | K3sAgent>;
+  /** OpenSSH known_hosts lines of the nodes (pinned or learned host keys), for `ssh -o UserKnownHostsFile=`. */
+  public readonly knownHosts: pulumi.Output<string>;
   /** Join order: server node names in join order, then agents (joined in parallel). */
   public readonly joinOrder: { servers: string[]; agents: string[] };
   /** Workload resources (namespaces, manifests, Helm releases), by kind and name. */
@@ -125,6 +128,9 @@ export class K3sCluster extends pulumi.ComponentResource {
     for (const a of plan.agents) {
       this.nodes[a.name] = new K3sAgent(`${name}-${a.name}`, { ...common(a), cluster: first.joinId }, { parent: this, dependsOn: [previous, ...deliveredOf(a)] });
     }
+    this.knownHosts = pulumi
+      .all(fleet.nodes.map((n) => pulumi.output(sshOf(n))))
+      .apply((eps) => renderKnownHosts(eps.map((e) => ({ host: e.host, port: e.port, hostKey: e.hostKey }))));
     this.joinOrder = { servers: [plan.firstServer, ...plan.joiningServers].map((n) => n.name), agents: plan.agents.map((n) => n.name) };
 
     const all = Object.values(this.nodes);
@@ -167,6 +173,6 @@ export class K3sCluster extends pulumi.ComponentResource {
       }
     }
 
-    this.registerOutputs({ kubeconfig: this.kubeconfig, joinOrder: this.joinOrder });
+    this.registerOutputs({ kubeconfig: this.kubeconfig, knownHosts: this.knownHosts, joinOrder: this.joinOrder });
   }
 }

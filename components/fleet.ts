@@ -56,6 +56,8 @@ export class Fleet extends pulumi.ComponentResource {
   public readonly cluster: K3sCluster;
   /** Admin kubeconfig of the cluster (secret). */
   public readonly kubeconfig: pulumi.Output<string>;
+  /** OpenSSH known_hosts lines for the nodes (pinned or learned at flash). */
+  public readonly knownHosts: pulumi.Output<string>;
   /** Node name → image id the node reported after its delivery. */
   public readonly delivered: pulumi.Output<Record<string, string>>;
   /** Path of the fleet update manifest.json, when any node uses SWUpdate. */
@@ -153,6 +155,7 @@ export class Fleet extends pulumi.ComponentResource {
       { parent: this },
     );
     this.kubeconfig = this.cluster.kubeconfig;
+    this.knownHosts = this.cluster.knownHosts;
 
     this.images = pulumi.all(Object.entries(this.fleetNodes).map(([n, fnode]) => fnode.image.storePath.apply((p) => [n, p] as const))).apply((es) => Object.fromEntries(es));
     this.delivered = pulumi
@@ -160,6 +163,6 @@ export class Fleet extends pulumi.ComponentResource {
       .apply((es) => Object.fromEntries(es));
     this.updateManifestPath = this.updateManifest ? this.updateManifest.manifestPath : pulumi.output(undefined);
 
-    this.registerOutputs({ phases: this.phases, nodes: this.nodes, images: this.images, delivered: this.delivered, kubeconfig: this.kubeconfig, updateManifestPath: this.updateManifestPath });
+    this.registerOutputs({ phases: this.phases, nodes: this.nodes, images: this.images, delivered: this.delivered, kubeconfig: this.kubeconfig, knownHosts: this.knownHosts, updateManifestPath: this.updateManifestPath });
   }
 }

@@ -29,13 +29,27 @@ if [ "${1:-up}" = destroy ]; then
 fi
 pulumi up --stack dev --yes --non-interactive
 
-cat <<'MSG'
+# The hint uses this stack's own addresses and host keys: the API server from the kubeconfig output, the
+# first server's SSH login from the stack config, its host key from the knownHosts output (pinned in
+# config, or learned when the node was flashed), checked strictly.
+umask 077
+pulumi stack output kubeconfig --show-secrets --stack dev > .lab/dev/kubeconfig
+pulumi stack output knownHosts --stack dev > .lab/dev/known_hosts
+server=$(sed -n 's/^ *server: *//p' .lab/dev/kubeconfig | head -n 1)
+api_host=$(printf '%s' "$server" | sed -E 's#^https://([^:/]+).*#\1#')
+ssh_login=$(node -e '
+  const y = require("yaml").parse(require("fs").readFileSync("Pulumi.dev.yaml", "utf8"));
+  const n = (y.config["isar-k3s:nodes"] || []).find((x) => x.address === process.argv[1]) || {};
+  const s = n.ssh || {};
+  process.stdout.write(`${s.user || "root"} ${s.port || 22}`);
+' "$api_host")
+read -r ssh_user ssh_port <<<"$ssh_login"
+cat <<MSG
 
-[dev] done. The cluster's kubeconfig is a secret stack output:
+[dev] done. The cluster's admin kubeconfig (a secret stack output) is in .lab/dev/kubeconfig (mode 0600);
+its API server is $server. The nodes' SSH host keys are in .lab/dev/known_hosts.
   source scripts/pulumi-env.sh
-  pulumi stack output kubeconfig --show-secrets --stack dev > .lab/dev/kubeconfig && chmod 600 .lab/dev/kubeconfig
-It points at the first server (https://127.77.0.11:6443, context "dev"). The simulated lab has no real
-API server: use the k3s stand-in on the first server to look at the cluster:
-  ssh -i dev/keys/deploy_ed25519 -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no root@127.77.0.11 k3s kubectl get nodes
+  pulumi stack output kubeconfig --show-secrets --stack dev > .lab/dev/kubeconfig   # refresh it
+  ssh -i dev/keys/deploy_ed25519 -p $ssh_port -o UserKnownHostsFile=.lab/dev/known_hosts -o StrictHostKeyChecking=yes $ssh_user@$api_host k3s kubectl get nodes
 Lab status: node bin/lab/cli.js status --dir .lab/dev
 MSG
