@@ -214,9 +214,12 @@ export class Lab {
     const dir = this.dir;
     if (opts.fresh) await fs.promises.rm(dir, { recursive: true, force: true });
     await fs.promises.mkdir(dir, { recursive: true });
-    const overlaid = ["/etc", "/var", "/opt", "/srv", "/root", "/home", "/mnt", "/boot", "/usr"];
+    // Hosts overlay these (copy-on-write or read-only): a lab dir below them would be written under its
+    // own overlay. Private directories (/root, /home, /tmp, ...) are fine: node-init.sh holds the host
+    // dir open.
+    const overlaid = ["/etc", "/var", "/opt", "/srv", "/usr"];
     const abs = path.resolve(dir);
-    for (const o of overlaid) if (abs === o || abs.startsWith(o + "/")) throw new Error(`lab dir ${abs} is under ${o}, which the lab hosts overlay: use a directory under /tmp or the project (e.g. .lab/dev)`);
+    for (const o of overlaid) if (abs === o || abs.startsWith(o + "/")) throw new Error(`lab dir ${abs} is under ${o}, which the lab hosts overlay: use a directory in the project (e.g. .lab/dev), your home or /tmp`);
     this.log(`starting lab in ${abs}`);
 
     // deploy key

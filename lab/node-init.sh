@@ -18,9 +18,13 @@
 # Exit codes (read by the harness): 100 reboot requested (SIGHUP to pid 1, what `reboot` sends),
 # 101 poweroff requested (SIGUSR1), 0 stopped (SIGTERM), 102 sshd exited on its own, 103 setup failed.
 set -u
-H="$1"
 fail() { echo "node-init: $*" >&2; exit 103; }
-[ -d "$H" ] || fail "host dir $H missing"
+[ -d "$1" ] || fail "host dir $1 missing"
+# The host dir and the project may live under a directory this host replaces with its own (/root,
+# /home, /tmp, ...: a clone in root's home, a CI clone under /tmp). Hold both open and reach them
+# through the descriptors (every command started here inherits fds 8 and 9), never by path.
+exec 9<"$1" || fail "cannot open host dir $1"
+H=/proc/self/fd/9
 
 mount --make-rprivate / || fail "cannot make mounts private"
 
@@ -43,10 +47,27 @@ mount -t tmpfs -o mode=1777,size=64m lab-shm "$H/dev/shm" || fail "shm tmpfs fai
 ln -sfn /proc/self/fd "$H/dev/fd"
 ln -sfn /proc/self/fd/0 "$H/dev/stdin"; ln -sfn /proc/self/fd/1 "$H/dev/stdout"; ln -sfn /proc/self/fd/2 "$H/dev/stderr"
 
+# The project (the k3s stand-in, Node 22 in node_modules, ...) must stay visible, read-only, at its own
+# path, also when that path is under one of the host's private directories: bind it into the private
+# directory first, which is then bound recursively.
+P="${2:-}"
+proj_in=""
+for d in root home mnt boot tmp run; do
+  case "$P" in
+    "/$d"/?*)
+      exec 8<"$P" || fail "cannot open the project $P"
+      rel="${P#/"$d"/}"
+      mkdir -p "$H/fs/$d/$rel"
+      { mount --bind /proc/self/fd/8 "$H/fs/$d/$rel" && mount -o remount,bind,ro "$H/fs/$d/$rel"; } || fail "cannot bind the project $P"
+      proj_in=$d
+      ;;
+  esac
+done
+
 # private directories (tmp and run are emptied at each boot by the harness)
 for d in root home mnt boot run; do
   mkdir -p "$H/fs/$d"
-  mount --bind "$H/fs/$d" "/$d" || fail "bind /$d failed"
+  mount --rbind "$H/fs/$d" "/$d" || fail "bind /$d failed"
 done
 chmod 0700 /root
 mount --bind /usr /usr && mount -o remount,bind,ro /usr || fail "cannot make /usr read-only"
@@ -55,20 +76,12 @@ mount --bind "$H/bin" /usr/local/bin || fail "bind /usr/local/bin failed"
 mount --bind "$H/sbin" /usr/local/sbin || fail "bind /usr/local/sbin failed"
 mount --rbind "$H/dev" /dev || fail "bind /dev failed"
 mkdir -p "$H/fs/tmp"; chmod 1777 "$H/fs/tmp"
-# The project (lab/tpi, the k3s stand-in, Node 22 in node_modules) must stay visible, read-only, at its
-# path even when it lives under /tmp (a CI clone): bind it into the host's private /tmp first.
-P="${2:-}"
-case "$P" in
-  /tmp/?*)
-    rel="${P#/tmp/}"
-    mkdir -p "$H/fs/tmp/$rel"
-    { mount --bind "$P" "$H/fs/tmp/$rel" && mount -o remount,bind,ro "$H/fs/tmp/$rel"; } || fail "cannot bind the project $P"
-    ;;
-esac
-mount --rbind "$H/fs/tmp" /tmp || fail "bind /tmp failed"   # last: HOSTDIR may live under /tmp
+mount --rbind "$H/fs/tmp" /tmp || fail "bind /tmp failed"
+[ -z "$proj_in" ] || exec 8<&-
 
 # everything not listed above is this machine's, read-only here
 mount -o remount,bind,ro / || fail "cannot make / read-only"
+exec 9<&-   # every mount is made: nothing started below needs the host dir
 
 [ -s /etc/hostname ] && hostname "$(head -n1 /etc/hostname)"
 mkdir -p /run/sshd && chmod 0755 /run/sshd

@@ -89,6 +89,30 @@ test("two labs side by side: own addresses, keys and files; stopping one leaves 
   expect((await b.run(["cat", "/etc/hostname"])).stdout.toString()).toBe("n\n");
 });
 
+test("a lab dir under the home directory (a clone in root's home): hosts start, keep their own /root, reboot", async () => {
+  // Hosts replace /root with their own; node-init.sh reaches its host dir through an open descriptor.
+  const home = fs.mkdtempSync(path.join(os.homedir(), ".isar-k3s-labs-test-"));
+  try {
+    const lab = await startLab({ hosts: [{ name: "n", role: "node" as const, swupdate: { devices: {} } }] }, path.join(home, "lab"), { ownerPid: process.pid });
+    labs.push(lab);
+    const h = await connect(lab, "n");
+    expect((await h.run(["test", "-e", home])).code).toBe(1); // the machine's /root is not the host's
+    await h.run(["sh", "-c", "echo mine > /root/own"]);
+    expect(fs.readFileSync(path.join(home, "lab", "hosts", "n", "fs", "root", "own"), "utf8")).toBe("mine\n");
+    expect((await h.run(["test", "-x", path.join(ROOT, "lab", "node-init.sh")])).code).toBe(0); // project still visible
+    await h.run(["reboot"]);
+    let back = 1;
+    for (let i = 0; i < 100 && back !== 0; i++) {
+      await new Promise((r) => setTimeout(r, 200));
+      back = await connect(lab, "n").then((c) => c.run(["cat", "/root/own"]).then((r) => r.code ?? 1)).catch(() => 1);
+    }
+    expect(back).toBe(0);
+    await lab.stop();
+  } finally {
+    fs.rmSync(home, { recursive: true, force: true });
+  }
+});
+
 test("a lab dies with the process that runs it (no orphaned sshd)", async () => {
   const dir = path.join(tmp, "orphan");
   const script = `require(${JSON.stringify(path.join(ROOT, "lab/ts-require.js"))});
