@@ -20,12 +20,13 @@ import * as path from "path";
 import { Fleet, NodeSpec } from "../lib/model/types";
 import { deploymentPlan, DeploymentPlan } from "../lib/plan/plan";
 import { nodeLabels, renderK3sConfig } from "../lib/render/k3s-config";
-import { K3sAgent, K3sKubeconfig, K3sServer, K3sSshTargetArgs } from "../providers/k3s";
+import { K3sAgent, K3sKubeconfig, K3sServer } from "../providers/k3s";
+import type { SshEndpointArgs } from "../providers/endpoint";
 
 /** How to reach one node, and what its join waits for. */
 export interface K3sClusterNodeArgs {
   /** SSH endpoint. Default: the node's address and `ssh` settings from the fleet (port, user, pinned hostKey). */
-  ssh?: K3sSshTargetArgs;
+  ssh?: SshEndpointArgs;
   /**
    * The node's host key as learned by its delivery (e.g. `TuringPiFlash.nodeHostKey`, for nodes whose key
    * is not pinned in config). Overrides the endpoint's hostKey. Default: the endpoint's hostKey.
@@ -83,8 +84,8 @@ export class K3sCluster extends pulumi.ComponentResource {
     const plan = args.plan ?? deploymentPlan(fleet);
     const per = args.nodes ?? {};
     const config = (n: NodeSpec) => args.configs?.[n.name] ?? renderK3sConfig(fleet, plan, n);
-    const sshOf = (n: NodeSpec): K3sSshTargetArgs => {
-      const ep = per[n.name]?.ssh ?? { host: n.address, port: n.ssh.port, user: n.ssh.user, hostKey: n.ssh.hostKey };
+    const sshOf = (n: NodeSpec): SshEndpointArgs => {
+      const ep = per[n.name]?.ssh ?? { address: n.address, port: n.ssh.port, user: n.ssh.user, hostKey: n.ssh.hostKey };
       const learned = per[n.name]?.hostKey;
       return learned === undefined ? ep : { ...ep, hostKey: learned };
     };

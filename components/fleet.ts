@@ -146,7 +146,7 @@ export class Fleet extends pulumi.ComponentResource {
           fleet.nodes.map((n) => {
             const d = this.fleetNodes[n.name].delivery;
             const hostKey = n.delivery.method === "tpi" && !n.ssh.hostKey ? (d as { nodeHostKey: pulumi.Output<string> }).nodeHostKey : n.ssh.hostKey;
-            return [n.name, { ssh: { host: n.address, port: n.ssh.port, user: n.ssh.user, hostKey }, delivered: d, generation: d.runningImageId }];
+            return [n.name, { ssh: { address: n.address, port: n.ssh.port, user: n.ssh.user, hostKey }, delivered: d, generation: d.runningImageId }];
           }),
         ),
       },

@@ -20,6 +20,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import * as path from "path";
+import type { SshEndpointArgs } from "./endpoint";
 
 /** Project root under jest, bin/ when compiled; captured by value when the provider is serialized. */
 const ROOT = path.resolve(__dirname, "..");
@@ -58,24 +59,14 @@ export const deliveryProvider: pulumi.dynamic.ResourceProvider = {
   },
 };
 
-/** An SSH endpoint. */
-export interface EndpointArgs {
-  address: pulumi.Input<string>;
-  /** Default 22. */
-  port?: pulumi.Input<number>;
-  /** Default "root". */
-  user?: pulumi.Input<string>;
-  /** Pinned host key (OpenSSH public key line). TuringPiFlash: optional (the key seen right after our flash is recorded). SwupdateDelivery: required. */
-  hostKey?: pulumi.Input<string>;
-}
-
 interface CommonArgs {
   /** The node's name in the fleet. Required; a change replaces. */
   nodeName: pulumi.Input<string>;
-  node: pulumi.Input<EndpointArgs>;
+  /** The node's SSH endpoint. TuringPiFlash: its hostKey is optional (the key seen right after our flash is recorded). SwupdateDelivery: required. */
+  node: pulumi.Input<SshEndpointArgs>;
   /** What the image is made of, shown when it changes: e.g. { "rootfs sha256": …, "files digest": … }. Default none. */
   sources?: pulumi.Input<Record<string, pulumi.Input<string>>>;
-  /** Seconds to wait for SSH after power-on / reboot (delivery.bootTimeoutSeconds). Default 600. */
+  /** Seconds to wait for SSH after power-on / reboot (delivery.bootTimeoutSeconds). Default 900 (lib/model/defaults.ts). */
   bootTimeoutSeconds?: pulumi.Input<number>;
   /** Seconds to keep retrying an SSH connection to the BMC / a running node. Default 60. */
   connectTimeoutSeconds?: pulumi.Input<number>;
@@ -88,7 +79,7 @@ export interface TuringPiFlashArgs extends CommonArgs {
   hostname?: pulumi.Input<string>;
   /** Slot 1–4. A change replaces. */
   slot: pulumi.Input<number>;
-  bmc: pulumi.Input<EndpointArgs & { name: pulumi.Input<string>; imageDir: pulumi.Input<string> }>;
+  bmc: pulumi.Input<SshEndpointArgs & { name: pulumi.Input<string>; imageDir: pulumi.Input<string> }>;
   /** The node image: disk.img path, its sha256, and the image id it carries. A change reflashes (replace). */
   image: pulumi.Input<{ path: pulumi.Input<string>; sha256: pulumi.Input<string>; imageId: pulumi.Input<string> }>;
   /** Seconds allowed for `tpi flash` (delivery.flashTimeoutSeconds). Default 3600. */

@@ -17,6 +17,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as path from "path";
 import type { Taint } from "../lib/model/types";
+import { endpointOutput, SshEndpointArgs } from "./endpoint";
 
 /** Project root under jest, bin/ when compiled; captured by value when the provider is serialized. */
 const ROOT = path.resolve(__dirname, "..");
@@ -62,28 +63,16 @@ export const k3sProvider: pulumi.dynamic.ResourceProvider = {
   },
 };
 
-/** An SSH endpoint the provider connects to. */
-export interface K3sSshTargetArgs {
-  /** Address or name. Required. */
-  host: pulumi.Input<string>;
-  /** TCP port. Default 22. */
-  port?: pulumi.Input<number>;
-  /** Login user; non-root users need passwordless sudo. Default "root". */
-  user?: pulumi.Input<string>;
-  /** Pinned host key (OpenSSH public key line). Required at apply time: from the stack config or the delivery's learned key. */
-  hostKey?: pulumi.Input<string | undefined>;
-}
-
 /** Arguments of {@link K3sServer} and {@link K3sAgent}. */
 export interface K3sNodeArgs {
   /** Fleet node name, used in messages. Required. */
   node: pulumi.Input<string>;
   /** k3s node name (Node object name, the node's hostname). Required; a change replaces. */
   hostname: pulumi.Input<string>;
-  /** SSH endpoint of this node. Required. */
-  ssh: pulumi.Input<K3sSshTargetArgs>;
+  /** SSH endpoint of this node (non-root users need passwordless sudo; the host key is required at apply time: from the stack config or the delivery's learned key). Required. */
+  ssh: pulumi.Input<SshEndpointArgs>;
   /** SSH endpoint of the first server, where kubectl runs. Required (for the first server: its own endpoint). */
-  apiSsh: pulumi.Input<K3sSshTargetArgs>;
+  apiSsh: pulumi.Input<SshEndpointArgs>;
   /** SSH private key, a Pulumi secret. Default: none (the ssh-agent at SSH_AUTH_SOCK). */
   privateKey?: pulumi.Input<string>;
   /** Cluster token, a Pulumi secret (e.g. RandomPassword.result). Required; a change replaces. */
@@ -106,9 +95,6 @@ export interface K3sNodeArgs {
   cluster?: pulumi.Input<string>;
 }
 
-function target(t: pulumi.Input<K3sSshTargetArgs>): pulumi.Output<{ host: string; port: number; user: string; hostKey?: string }> {
-  return pulumi.output(t).apply((o) => ({ host: o.host, port: o.port ?? 22, user: o.user ?? "root", ...(o.hostKey ? { hostKey: o.hostKey } : {}) }));
-}
 
 function nodeProps(args: K3sNodeArgs, resourceType: string, role: string, firstServer: boolean): Record<string, unknown> {
   return {
@@ -117,8 +103,8 @@ function nodeProps(args: K3sNodeArgs, resourceType: string, role: string, firstS
     firstServer,
     node: args.node,
     hostname: args.hostname,
-    ssh: target(args.ssh),
-    apiSsh: target(args.apiSsh),
+    ssh: endpointOutput(args.ssh),
+    apiSsh: endpointOutput(args.apiSsh),
     privateKey: args.privateKey === undefined ? undefined : pulumi.secret(args.privateKey),
     token: pulumi.secret(args.token),
     config: args.config,
@@ -161,7 +147,7 @@ export class K3sAgent extends pulumi.dynamic.Resource {
 /** Arguments of {@link K3sKubeconfig}. */
 export interface K3sKubeconfigArgs {
   /** SSH endpoint of the first server. Required. */
-  apiSsh: pulumi.Input<K3sSshTargetArgs>;
+  apiSsh: pulumi.Input<SshEndpointArgs>;
   /** SSH private key, a Pulumi secret. Default: the ssh-agent. */
   privateKey?: pulumi.Input<string>;
   /** API server URL written into the kubeconfig, e.g. https://10.0.0.11:6443. Required. */
@@ -183,7 +169,7 @@ export class K3sKubeconfig extends pulumi.dynamic.Resource {
       name,
       {
         resourceType: "K3sKubeconfig",
-        apiSsh: target(args.apiSsh),
+        apiSsh: endpointOutput(args.apiSsh),
         privateKey: args.privateKey === undefined ? undefined : pulumi.secret(args.privateKey),
         server: args.server,
         clusterName: args.clusterName,

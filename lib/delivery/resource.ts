@@ -22,7 +22,9 @@
  * - delete: TuringPiFlash powers the slot off and removes the uploaded image from the BMC;
  *   SwupdateDelivery leaves the node as it is (an installed update cannot be taken back).
  */
-import { isOpenSshPublicKey, normalizeSha256 } from "../model/checks";
+import { normalizeSha256 } from "../model/checks";
+import { DELIVERY_DEFAULTS } from "../model/defaults";
+import { readEndpoint, SshEndpoint } from "../transport/endpoint";
 import { UNKNOWN, containsUnknown } from "../unknown";
 import { ProgressSink, short as shortHash } from "./common";
 
@@ -35,16 +37,9 @@ import { installBundle, probeSwupdateNode, SwupdateSpec, InstallOptions } from "
 
 type Raw = Record<string, unknown>;
 
-export interface Endpoint {
-  address: string;
-  port: number;
-  user: string;
-  hostKey?: string;
-}
-
 interface Common {
   nodeName: string;
-  node: Endpoint;
+  node: SshEndpoint;
   /** What the image is made of, for "why" messages: e.g. { "rootfs sha256": "…", "files digest": "…" }. */
   sources?: Record<string, string>;
   bootTimeoutSeconds: number;
@@ -57,7 +52,7 @@ export interface TpiInputs extends Common {
   kind: "tpi";
   hostname?: string;
   slot: number;
-  bmc: Endpoint & { name: string; imageDir: string };
+  bmc: SshEndpoint & { name: string; imageDir: string };
   image: { path: string; sha256: string; imageId: string };
   flashTimeoutSeconds: number;
   tpiSha256: boolean;
@@ -96,10 +91,8 @@ export interface DeliveryState {
 
 export type DeliveryOutputs = DeliveryInputs & DeliveryState;
 
-export interface CheckFailure {
-  property: string;
-  reason: string;
-}
+import type { CheckFailure } from "../provider-types";
+export type { CheckFailure };
 
 function isObj(v: unknown): v is Raw {
   return typeof v === "object" && v !== null && !Array.isArray(v);
@@ -107,20 +100,6 @@ function isObj(v: unknown): v is Raw {
 
 function str(v: unknown): string | undefined {
   return typeof v === "string" && v !== "" ? v : undefined;
-}
-
-function checkEndpoint(v: unknown, p: string, f: CheckFailure[], needKey: boolean): Endpoint {
-  const o = isObj(v) ? v : {};
-  if (!isObj(v)) f.push({ property: p, reason: "must be an object { address, port, user, hostKey? }" });
-  const address = str(o.address) ?? "";
-  if (!address) f.push({ property: `${p}.address`, reason: "is required (IPv4 address or host name)" });
-  const port = o.port === undefined ? 22 : Number(o.port);
-  if (!Number.isInteger(port) || port < 1 || port > 65535) f.push({ property: `${p}.port`, reason: `${JSON.stringify(o.port)} is not a TCP port` });
-  const user = str(o.user) ?? "root";
-  const hostKey = str(o.hostKey);
-  if (hostKey !== undefined && !isOpenSshPublicKey(hostKey)) f.push({ property: `${p}.hostKey`, reason: 'is not an OpenSSH public key line ("ssh-ed25519 AAAA...")' });
-  if (needKey && hostKey === undefined) f.push({ property: `${p}.hostKey`, reason: "is required: pin the host's public key (ssh-keyscan, checked out of band)" });
-  return { address, port, user, ...(hostKey ? { hostKey: hostKey.trim() } : {}) };
 }
 
 function num(v: unknown, def: number, p: string, f: CheckFailure[], min = 1): number {
@@ -169,14 +148,14 @@ function checkKnownDelivery(news: Raw): { inputs: DeliveryInputs; failures: Chec
   const common = {
     nodeName,
     sources: checkSources(news.sources, f),
-    bootTimeoutSeconds: num(news.bootTimeoutSeconds, 600, "bootTimeoutSeconds", f),
-    connectTimeoutSeconds: num(news.connectTimeoutSeconds, 60, "connectTimeoutSeconds", f),
+    bootTimeoutSeconds: num(news.bootTimeoutSeconds, DELIVERY_DEFAULTS.bootTimeoutSeconds, "bootTimeoutSeconds", f),
+    connectTimeoutSeconds: num(news.connectTimeoutSeconds, DELIVERY_DEFAULTS.connectTimeoutSeconds, "connectTimeoutSeconds", f),
     ...(sshPrivateKey ? { sshPrivateKey } : {}),
   };
   if (kind === "tpi") {
-    const node = checkEndpoint(news.node, "node", f, false);
+    const node = readEndpoint(news.node, "node", false, f);
     const b = isObj(news.bmc) ? news.bmc : {};
-    const bmcEp = checkEndpoint(news.bmc, "bmc", f, false);
+    const bmcEp = readEndpoint(news.bmc, "bmc", false, f);
     const bmcName = str(b.name) ?? "";
     if (!bmcName) f.push({ property: "bmc.name", reason: "is required (the BMC's name in bmcs)" });
     const imageDir = str(b.imageDir) ?? "";
@@ -199,13 +178,13 @@ function checkKnownDelivery(news: Raw): { inputs: DeliveryInputs; failures: Chec
       bmc: { ...bmcEp, name: bmcName, imageDir },
       node,
       image: { path: imagePath, sha256: sha ?? String(im.sha256 ?? ""), imageId },
-      flashTimeoutSeconds: num(news.flashTimeoutSeconds, 3600, "flashTimeoutSeconds", f),
-      tpiSha256: news.tpiSha256 === undefined ? true : news.tpiSha256 === true,
+      flashTimeoutSeconds: num(news.flashTimeoutSeconds, DELIVERY_DEFAULTS.flashTimeoutSeconds, "flashTimeoutSeconds", f),
+      tpiSha256: news.tpiSha256 === undefined ? DELIVERY_DEFAULTS.tpiSha256 : news.tpiSha256 === true,
     };
     return { inputs, failures: f };
   }
   if (kind === "swupdate") {
-    const node = checkEndpoint(news.node, "node", f, true);
+    const node = readEndpoint(news.node, "node", true, f);
     const hardware = str(news.hardware) ?? "";
     if (!/^[A-Za-z0-9._+-]+$/.test(hardware)) f.push({ property: "hardware", reason: "is required: the bundle's board name (the node's hardware)" });
     const hwRevision = str(news.hwRevision) ?? "";
@@ -242,7 +221,7 @@ function checkKnownDelivery(news: Raw): { inputs: DeliveryInputs; failures: Chec
       ...opt("certPath", str(news.certPath)),
       ...opt("certPurpose", certPurpose as SwupdateInputs["certPurpose"]),
       ...opt("remoteDir", str(news.remoteDir)),
-      installTimeoutSeconds: num(news.installTimeoutSeconds, 1800, "installTimeoutSeconds", f),
+      installTimeoutSeconds: num(news.installTimeoutSeconds, DELIVERY_DEFAULTS.installTimeoutSeconds, "installTimeoutSeconds", f),
       ...opt("rebootArgv", rebootArgv as string[] | undefined),
       ...opt("aesKey", aesKey),
     };

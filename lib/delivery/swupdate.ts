@@ -21,14 +21,15 @@
  */
 import { connectSsh, SshConnectOptions, SshHost } from "../transport/ssh";
 import { HostError, RunResult, tailLines } from "../transport/host";
-import { normalizeSha256 } from "../model/checks";
+import { normalizeSha256 } from "../transport/syntax";
+import { SshEndpoint, sshConnectOptions } from "../transport/endpoint";
 import * as fs from "fs";
-import { Credentials, SPACE_SCRIPT, SshEndpointSpec, parseSpaceReport } from "./tpi";
+import { Credentials, SPACE_SCRIPT, parseSpaceReport } from "./tpi";
 import { DeliveryError, ProgressReporter, ProgressSink, asDeliveryError, bootMarker, readImageId, short, sleep } from "./common";
 
 export interface SwupdateSpec {
   nodeName: string;
-  node: SshEndpointSpec;
+  node: SshEndpoint;
   /** Board name (the bundle's hardware) and revision, for `-H <hardware>:<rev>`. */
   hardware: string;
   hwRevision: string;
@@ -110,19 +111,15 @@ async function connectNode(spec: SwupdateSpec, creds: Credentials, connect: (o: 
     throw new DeliveryError(spec.nodeName, "connect", where(spec), "no host key is pinned for this node, and SWUpdate nodes are not flashed by this program, so an unknown key cannot be trusted", "", `set nodes[${spec.nodeName}].ssh.hostKey to the node's public host key (check it on the console: ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub)`);
   }
   try {
-    return await connect({
-      host: spec.node.address,
-      port: spec.node.port,
-      user: spec.node.user,
-      hostKey: spec.node.hostKey,
-      hostKeyConfigPath: `nodes[${spec.nodeName}].ssh.hostKey`,
-      privateKey: creds.privateKey,
-      agent: creds.agent,
-      retryForMs,
-      retryInitialDelayMs: 300,
-      connectTimeoutMs: 10_000,
-      operationTimeoutMs: 120_000,
-    });
+    return await connect(
+      sshConnectOptions(spec.node, creds, {
+        hostKeyConfigPath: `nodes[${spec.nodeName}].ssh.hostKey`,
+        retryForMs,
+        retryInitialDelayMs: 300,
+        connectTimeoutMs: 10_000,
+        operationTimeoutMs: 120_000,
+      }),
+    );
   } catch (e) {
     throw asDeliveryError(e, spec.nodeName, phase, where(spec), phase === "connect" ? `check that ${spec.nodeName} is up at ${spec.node.address}:${spec.node.port}; nothing was changed on it` : "");
   }
@@ -281,7 +278,7 @@ export async function probeSwupdateNode(spec: Pick<SwupdateSpec, "nodeName" | "n
   if (!spec.node.hostKey) return { reachable: false, error: "no pinned host key" };
   let h: SshHost | undefined;
   try {
-    h = await connect({ host: spec.node.address, port: spec.node.port, user: spec.node.user, hostKey: spec.node.hostKey, privateKey: creds.privateKey, agent: creds.agent, retryForMs: (spec.connectTimeoutSeconds ?? 20) * 1000, connectTimeoutMs: 10_000 });
+    h = await connect(sshConnectOptions(spec.node, creds, { retryForMs: (spec.connectTimeoutSeconds ?? 20) * 1000, connectTimeoutMs: 10_000 }));
     return { reachable: true, runningImageId: await readImageId(h) };
   } catch (e) {
     if ((e as Error).name === "HostKeyMismatchError") return { reachable: true, hostKeyChanged: true, error: (e as Error).message };

@@ -28,21 +28,14 @@
 import * as fs from "fs";
 import { connectSsh, SshConnectOptions, SshHost } from "../transport/ssh";
 import { HostError, RunResult, tailLines } from "../transport/host";
-import { normalizeSha256 } from "../model/checks";
+import { normalizeSha256 } from "../transport/syntax";
+import { SshCredentials, SshEndpoint, sshConnectOptions } from "../transport/endpoint";
 import { DeliveryError, KeyedMutex, ProgressReporter, ProgressSink, asDeliveryError, readImageId, short, sleep } from "./common";
 
 /** One flash at a time per BMC endpoint, in this process. */
 export const bmcFlashLock = new KeyedMutex();
 
-export interface SshEndpointSpec {
-  address: string;
-  port: number;
-  user: string;
-  /** Pinned host key (OpenSSH public key line). */
-  hostKey?: string;
-}
-
-export interface BmcEndpointSpec extends SshEndpointSpec {
+export interface BmcEndpointSpec extends SshEndpoint {
   name: string;
   /** Directory on the BMC for uploaded images (e.g. /mnt/sdcard/images). */
   imageDir: string;
@@ -54,7 +47,7 @@ export interface TpiFlashSpec {
   hostname?: string;
   slot: number;
   bmc: BmcEndpointSpec;
-  node: SshEndpointSpec;
+  node: SshEndpoint;
   image: {
     /** Local disk image (NodeImage's disk.img). */
     path: string;
@@ -73,12 +66,8 @@ export interface TpiFlashSpec {
   pollIntervalMs?: number;
 }
 
-export interface Credentials {
-  /** Private key text (a secret, kept in memory). */
-  privateKey?: string;
-  /** ssh-agent socket. */
-  agent?: string;
-}
+/** How the deploy key is given (one declaration: lib/transport/endpoint.ts). */
+export type Credentials = SshCredentials;
 
 export interface FlashResult {
   /** The node's host key after our flash (to record and pin from now on). */
@@ -213,18 +202,14 @@ function resultText(r: Partial<RunResult>): { stdout: string; stderr: string } {
 
 export async function connectBmc(spec: TpiFlashSpec, creds: Credentials, connect = connectSsh): Promise<SshHost> {
   try {
-    return await connect({
-      host: spec.bmc.address,
-      port: spec.bmc.port,
-      user: spec.bmc.user,
-      hostKey: spec.bmc.hostKey,
-      hostKeyConfigPath: `bmcs[${spec.bmc.name}].ssh.hostKey`,
-      privateKey: creds.privateKey,
-      agent: creds.agent,
-      retryForMs: (spec.connectTimeoutSeconds ?? 60) * 1000,
-      connectTimeoutMs: 15_000,
-      operationTimeoutMs: 120_000,
-    });
+    return await connect(
+      sshConnectOptions(spec.bmc, creds, {
+        hostKeyConfigPath: `bmcs[${spec.bmc.name}].ssh.hostKey`,
+        retryForMs: (spec.connectTimeoutSeconds ?? 60) * 1000,
+        connectTimeoutMs: 15_000,
+        operationTimeoutMs: 120_000,
+      }),
+    );
   } catch (e) {
     throw asDeliveryError(
       e,
@@ -381,20 +366,16 @@ export async function flashNode(spec: TpiFlashSpec, creds: Credentials, opts: Fl
     progress.report("boot", undefined, `waiting for ${spec.node.user}@${spec.node.address}:${spec.node.port} (up to ${spec.bootTimeoutSeconds} s)`);
     let node: SshHost;
     try {
-      node = await connect({
-        host: spec.node.address,
-        port: spec.node.port,
-        user: spec.node.user,
-        hostKey: spec.node.hostKey,
-        hostKeyConfigPath: `nodes[${spec.nodeName}].ssh.hostKey`,
-        acceptNewHostKey: spec.node.hostKey === undefined, // only now: we just flashed this node
-        privateKey: creds.privateKey,
-        agent: creds.agent,
-        retryForMs: spec.bootTimeoutSeconds * 1000,
-        retryInitialDelayMs: 500,
-        connectTimeoutMs: 10_000,
-        operationTimeoutMs: 60_000,
-      });
+      node = await connect(
+        sshConnectOptions(spec.node, creds, {
+          hostKeyConfigPath: `nodes[${spec.nodeName}].ssh.hostKey`,
+          acceptNewHostKey: spec.node.hostKey === undefined, // only now: we just flashed this node
+          retryForMs: spec.bootTimeoutSeconds * 1000,
+          retryInitialDelayMs: 500,
+          connectTimeoutMs: 10_000,
+          operationTimeoutMs: 60_000,
+        }),
+      );
     } catch (e) {
       const name = (e as Error).name;
       if (name === "HostKeyMismatchError" || name === "UnknownHostKeyError" || name === "SshAuthError") {
@@ -467,7 +448,7 @@ export interface ProbeResult {
 /** Refresh: what does the node run now? Never throws; connects with the recorded host key only. */
 export async function probeNode(
   nodeName: string,
-  node: SshEndpointSpec,
+  node: SshEndpoint,
   creds: Credentials,
   opts: { timeoutSeconds?: number; connect?: (o: SshConnectOptions) => Promise<SshHost> } = {},
 ): Promise<ProbeResult> {
@@ -475,17 +456,7 @@ export async function probeNode(
   if (!node.hostKey) return { reachable: false, error: `${nodeName}: no host key recorded, cannot check the node safely` };
   let h: SshHost | undefined;
   try {
-    h = await connect({
-      host: node.address,
-      port: node.port,
-      user: node.user,
-      hostKey: node.hostKey,
-      privateKey: creds.privateKey,
-      agent: creds.agent,
-      retryForMs: (opts.timeoutSeconds ?? 20) * 1000,
-      connectTimeoutMs: 10_000,
-      operationTimeoutMs: 30_000,
-    });
+    h = await connect(sshConnectOptions(node, creds, { retryForMs: (opts.timeoutSeconds ?? 20) * 1000, connectTimeoutMs: 10_000, operationTimeoutMs: 30_000 }));
     return { reachable: true, runningImageId: await readImageId(h) };
   } catch (e) {
     const name = (e as Error).name;

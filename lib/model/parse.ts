@@ -25,7 +25,7 @@ import {
   NodeSpec,
   ROLES,
   SIGNING_METHODS,
-  SshEndpoint,
+  SshLogin,
   Taint,
 } from "./types";
 import {
@@ -42,6 +42,8 @@ import {
   isVersionString,
   normalizeSha256,
 } from "./checks";
+import { DELIVERY_DEFAULTS } from "./defaults";
+import { SSH_ENDPOINT_DEFAULTS } from "../transport/endpoint";
 
 export interface ConfigProblem {
   path: string;
@@ -212,7 +214,7 @@ function checkLabelName(r: Reader, v: string, path: string, what: string): void 
   }
 }
 
-function readSsh(r: Reader, v: unknown, path: string, defaultUser: string): SshEndpoint {
+function readSsh(r: Reader, v: unknown, path: string, defaultUser: string): SshLogin {
   const o = r.obj(v, path, false);
   r.unknownKeys(o, path, ["user", "port", "hostKey"]);
   const user = r.str(o, "user", path, defaultUser);
@@ -226,7 +228,7 @@ function readSsh(r: Reader, v: unknown, path: string, defaultUser: string): SshE
       'is not an OpenSSH public key line ("ssh-ed25519 AAAA..."): copy the line from /etc/ssh/ssh_host_ed25519_key.pub on the host or from `ssh-keyscan -t ed25519 <address>`',
     );
   }
-  return { user, port: isPort(port) ? port : 22, hostKey: hostKey?.trim() };
+  return { user, port: isPort(port) ? port : SSH_ENDPOINT_DEFAULTS.port, hostKey: hostKey?.trim() };
 }
 
 function readTaint(r: Reader, v: unknown, path: string): Taint | undefined {
@@ -332,7 +334,7 @@ function readNode(r: Reader, v: unknown, path: string): NodeSpec | undefined {
   if (!/^[A-Za-z0-9._-]{1,32}$/.test(hwRevision)) {
     r.fail(`${path}.hwRevision`, `${JSON.stringify(hwRevision)} is not a board revision: use letters, digits, '.', '_' or '-' (e.g. "1.0")`);
   }
-  const ssh = readSsh(r, o.ssh, `${path}.ssh`, "root");
+  const ssh = readSsh(r, o.ssh, `${path}.ssh`, SSH_ENDPOINT_DEFAULTS.user);
   const delivery = readDelivery(r, o.delivery, `${path}.delivery`, hardware);
   const labels = readLabels(r, o.labels, `${path}.labels`);
   const taints: Taint[] = [];
@@ -351,8 +353,8 @@ function readBmc(r: Reader, v: unknown, path: string): BmcSpec | undefined {
   if (name) checkLabelName(r, name, `${path}.name`, "BMC name");
   const address = r.str(o, "address", path);
   if (address && !isIPv4(address)) r.fail(`${path}.address`, `${JSON.stringify(address)} is not an IPv4 address (four numbers 0–255 joined by dots)`);
-  const ssh = readSsh(r, o.ssh, `${path}.ssh`, "root");
-  const imageDir = r.str(o, "imageDir", path, "/mnt/sdcard/isar-k3s");
+  const ssh = readSsh(r, o.ssh, `${path}.ssh`, SSH_ENDPOINT_DEFAULTS.user);
+  const imageDir = r.str(o, "imageDir", path, DELIVERY_DEFAULTS.bmcImageDir);
   if (!/^\/[A-Za-z0-9._/-]*$/.test(imageDir) || imageDir.split("/").includes("..")) {
     r.fail(`${path}.imageDir`, `${JSON.stringify(imageDir)} must be an absolute path of [A-Za-z0-9._/-] without '..'`);
   }
@@ -592,9 +594,9 @@ export function parseFleet(raw: RawFleetConfig): Fleet {
   const dO = r.obj(raw.delivery, "delivery", false);
   r.unknownKeys(dO, "delivery", ["flashTimeoutSeconds", "bootTimeoutSeconds", "maxAgentsInFlight"]);
   const delivery = {
-    flashTimeoutSeconds: r.num(dO, "flashTimeoutSeconds", "delivery", 3600, 1, 86400),
-    bootTimeoutSeconds: r.num(dO, "bootTimeoutSeconds", "delivery", 900, 1, 86400),
-    maxAgentsInFlight: r.num(dO, "maxAgentsInFlight", "delivery", 2, 1, 64),
+    flashTimeoutSeconds: r.num(dO, "flashTimeoutSeconds", "delivery", DELIVERY_DEFAULTS.flashTimeoutSeconds, 1, 86400),
+    bootTimeoutSeconds: r.num(dO, "bootTimeoutSeconds", "delivery", DELIVERY_DEFAULTS.bootTimeoutSeconds, 1, 86400),
+    maxAgentsInFlight: r.num(dO, "maxAgentsInFlight", "delivery", DELIVERY_DEFAULTS.maxAgentsInFlight, 1, 64),
   };
 
   // image composition

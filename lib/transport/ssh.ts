@@ -22,7 +22,7 @@ import * as fs from "fs";
 import { Transform } from "stream";
 import { pipeline } from "stream/promises";
 import { Client, ClientChannel, ConnectConfig, SFTPWrapper } from "ssh2";
-import { isOpenSshPublicKey } from "../model/checks";
+import { isOpenSshPublicKey } from "./syntax";
 import { shellQuoteArgv } from "./argv";
 import { Host, HostError, RunOptions, RunResult, TailBuffer, UploadOptions, UploadResult, checkResult, tailLines } from "./host";
 import { uploadFile, UploadTarget } from "./upload";

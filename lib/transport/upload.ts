@@ -12,7 +12,7 @@
  */
 import * as crypto from "crypto";
 import * as fs from "fs";
-import { normalizeSha256 } from "../model/checks";
+import { normalizeSha256 } from "./syntax";
 import { HostError, UploadOptions, UploadResult } from "./host";
 
 export interface UploadTarget {

@@ -421,6 +421,6 @@ describe("checkDelivery", () => {
   test("defaults", () => {
     const i = tpiInputs() as DeliveryInputs as TpiInputs;
     expect(i.node).toEqual({ address: "10.0.0.11", port: 22, user: "root" });
-    expect([i.flashTimeoutSeconds, i.bootTimeoutSeconds, i.connectTimeoutSeconds, i.tpiSha256]).toEqual([3600, 600, 60, true]);
+    expect([i.flashTimeoutSeconds, i.bootTimeoutSeconds, i.connectTimeoutSeconds, i.tpiSha256]).toEqual([3600, 900, 60, true]);
   });
 });

@@ -137,7 +137,7 @@ test("token, join chain, kubeconfig secret, Kubernetes provider and workloads", 
     expect(String(r.inputs.config)).not.toContain("T".repeat(48));
     expect(String(r.inputs.config)).toContain("token-file: /etc/rancher/k3s/token");
     expect(r.inputs.generation).toBe(`img-${r.name.slice(4)}`);
-    expect(r.inputs.apiSsh).toMatchObject({ host: "10.0.0.11", port: 22, user: "root" });
+    expect(r.inputs.apiSsh).toMatchObject({ address: "10.0.0.11", port: 22, user: "root" });
     expect(r.inputs.cluster).toBe(r.name === "lab-srv1" ? "" : "join-lab-srv1");
   }
   const jetson = nodeRegs.find((r) => r.name === "lab-jetson1")!;
@@ -184,11 +184,11 @@ test("workloads: false registers no Kubernetes workloads; default SSH endpoints 
   await new Promise((r) => setTimeout(r, 100));
   expect(registered.filter((r) => r.type.startsWith("kubernetes:"))).toEqual([]);
   const srv3 = registered.find((r) => r.name === "bare-srv3")!;
-  expect(srv3.inputs.ssh).toEqual({ host: "10.0.0.10", port: 22, user: "root", hostKey: f.nodes.find((n) => n.name === "srv3")!.ssh.hostKey });
+  expect(srv3.inputs.ssh).toEqual({ address: "10.0.0.10", port: 22, user: "root", hostKey: f.nodes.find((n) => n.name === "srv3")!.ssh.hostKey });
   expect(srv3.inputs.generation).toBe("");
   expect(srv3.inputs.privateKey).toBeUndefined();
   // a host key learned by the delivery overrides the (absent) pin, for the node and as the API endpoint
   const srv1 = registered.find((r) => r.name === "bare-srv1")!;
-  expect(srv1.inputs.ssh).toMatchObject({ host: "10.0.0.11", hostKey: "ssh-ed25519 LEARNED" });
-  expect(srv3.inputs.apiSsh).toMatchObject({ host: "10.0.0.11", hostKey: "ssh-ed25519 LEARNED" });
+  expect(srv1.inputs.ssh).toMatchObject({ address: "10.0.0.11", hostKey: "ssh-ed25519 LEARNED" });
+  expect(srv3.inputs.apiSsh).toMatchObject({ address: "10.0.0.11", hostKey: "ssh-ed25519 LEARNED" });
 });

@@ -27,6 +27,7 @@ import { nodeLabels, renderK3sConfig } from "../../lib/render/k3s-config";
 import { installArgv, RootShell, writeNodeFiles } from "../../lib/k3s/join";
 import { createKubeconfig, createNode, deleteNode, Deps, diffNode, K3sNodeInputs, K3sNodeOutputs, readNode, sshConnect, updateNodeResource } from "../../lib/k3s/resource";
 import { connectSsh } from "../../lib/transport/ssh";
+import { sshConnectOptions } from "../../lib/transport/endpoint";
 import { makeNodeImage, TestImage } from "../delivery/labutil";
 import { K3sLab, startK3sLab } from "./labk3s";
 import { validRaw } from "../model/fixtures";
@@ -69,8 +70,8 @@ function inputs(n: NodeSpec, over: Partial<K3sNodeInputs> = {}): K3sNodeInputs {
     hostname: n.hostname,
     role: n.role,
     firstServer: first,
-    ssh: { host: h.address, port: h.port, user: h.user, hostKey: h.hostKey },
-    apiSsh: { host: api.address, port: api.port, user: api.user, hostKey: api.hostKey },
+    ssh: { address: h.address, port: h.port, user: h.user, hostKey: h.hostKey },
+    apiSsh: { address: api.address, port: api.port, user: api.user, hostKey: api.hostKey },
     privateKey: lab.deployKey.privateKey,
     token: TOKEN,
     config: renderK3sConfig(fleet, plan, n),
@@ -315,7 +316,7 @@ test("a re-flashed agent is rejected until its stale Node goes; our join deletes
   const t = Date.now();
   // what a naive rejoin gets: k3s rejects the new node password
   const fresh = inputs(node("a1"), { generation: "image-2" });
-  const s = new RootShell(await connectSsh({ ...fresh.ssh, privateKey: lab.deployKey.privateKey }));
+  const s = new RootShell(await connectSsh(sshConnectOptions(fresh.ssh, { privateKey: lab.deployKey.privateKey }, {})));
   try {
     await writeNodeFiles(s, { ...fresh, node: "a1" } as never, TOKEN, "naive");
     const r = await s.run(installArgv({ role: "agent" }), { timeoutMs: 20_000 });
