@@ -1,7 +1,8 @@
 /**
  * `TuringPiFlash` (a node image on a Turing Pi 2 slot, flashed through the BMC over SSH) and
  * `SwupdateDelivery` (a signed .swu installed on a node over SSH with its own swupdate). Thin adapters
- * over lib/delivery/resource.ts (decisions) and lib/delivery/tpi.ts / swupdate.ts (the work).
+ * over lib/delivery/delivery-provider.ts (decisions, generic over the methods) and lib/delivery/tpi/,
+ * lib/delivery/swupdate/ (the work).
  *
  * One provider object serves both resources; it dispatches on the `kind` input ("tpi" | "swupdate").
  * - diff: pure; a changed image replaces a TuringPiFlash (delete before replace: the slot holds one
@@ -27,34 +28,34 @@ const ROOT = path.resolve(__dirname, "..");
 
 export const deliveryProvider: pulumi.dynamic.ResourceProvider = {
   async check(_olds, news) {
-    const impl = require(ROOT + "/lib/delivery/resource") as typeof import("../lib/delivery/resource");
+    const impl = require(ROOT + "/lib/delivery/delivery-provider") as typeof import("../lib/delivery/delivery-provider");
     const r = impl.checkDelivery(news);
     return { inputs: r.inputs, failures: r.failures };
   },
   async diff(_id, olds, news) {
-    const impl = require(ROOT + "/lib/delivery/resource") as typeof import("../lib/delivery/resource");
+    const impl = require(ROOT + "/lib/delivery/delivery-provider") as typeof import("../lib/delivery/delivery-provider");
     const d = impl.diffDelivery(olds, news);
     console.log(d.reason);
     return { changes: d.changes, replaces: d.replaces, deleteBeforeReplace: d.deleteBeforeReplace, detailedDiff: d.detailedDiff } as pulumi.dynamic.DiffResult;
   },
   async create(inputs) {
-    const impl = require(ROOT + "/lib/delivery/resource") as typeof import("../lib/delivery/resource");
+    const impl = require(ROOT + "/lib/delivery/delivery-provider") as typeof import("../lib/delivery/delivery-provider");
     const common = require(ROOT + "/lib/delivery/common") as typeof import("../lib/delivery/common");
     const outs = await impl.createDelivery(inputs, { progress: common.consoleProgress });
     return { id: impl.deliveryId(inputs), outs };
   },
   async update(_id, olds, news) {
-    const impl = require(ROOT + "/lib/delivery/resource") as typeof import("../lib/delivery/resource");
+    const impl = require(ROOT + "/lib/delivery/delivery-provider") as typeof import("../lib/delivery/delivery-provider");
     const common = require(ROOT + "/lib/delivery/common") as typeof import("../lib/delivery/common");
     return { outs: await impl.updateDelivery(olds, news, { progress: common.consoleProgress }) };
   },
   async read(id, props) {
-    const impl = require(ROOT + "/lib/delivery/resource") as typeof import("../lib/delivery/resource");
+    const impl = require(ROOT + "/lib/delivery/delivery-provider") as typeof import("../lib/delivery/delivery-provider");
     if (!props || !props.kind) throw new Error(`${id}: a delivery cannot be imported; declare it and let \`pulumi up\` deliver the node`);
     return { id, props: await impl.readDelivery(props) };
   },
   async delete(_id, props) {
-    const impl = require(ROOT + "/lib/delivery/resource") as typeof import("../lib/delivery/resource");
+    const impl = require(ROOT + "/lib/delivery/delivery-provider") as typeof import("../lib/delivery/delivery-provider");
     await impl.deleteDelivery(props);
   },
 };

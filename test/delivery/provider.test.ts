@@ -30,7 +30,7 @@ test("the provider serializes to a closure that requires lib/delivery at run tim
   const sc = require("@pulumi/pulumi/runtime/closure/serializeClosure");
   const sf = await sc.serializeFunction(() => deliveryProvider, { allowSecrets: true });
   expect(sf.text).toContain(`ROOT: ${JSON.stringify(path.resolve(__dirname, "../.."))}`);
-  expect(sf.text).toContain('require(ROOT + "/lib/delivery/resource")');
+  expect(sf.text).toContain('require(ROOT + "/lib/delivery/delivery-provider")');
   expect(sf.text).not.toMatch(/function (flashNode|installBundle|diffDelivery|parseFlashOutcome)\b/);
 });
 

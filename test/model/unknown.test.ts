@@ -20,7 +20,7 @@ test("NodeImage check accepts unknown artifact store paths at preview and valida
 });
 
 test("delivery check accepts an image path and sha256 unknown at preview, and still judges known values", () => {
-  const { checkDelivery } = require("../../lib/delivery/resource") as typeof import("../../lib/delivery/resource");
+  const { checkDelivery } = require("../../lib/delivery/delivery-provider") as typeof import("../../lib/delivery/delivery-provider");
   const base = {
     kind: "tpi", nodeName: "srv1", slot: 1, node: { address: "127.0.0.9" },
     bmc: { name: "bmc", address: "127.0.0.2", imageDir: "/mnt/sdcard/x" },
