@@ -1,6 +1,6 @@
 /**
  * `K3sServer`, `K3sAgent` (one node's k3s join) and `K3sKubeconfig` (the rewritten admin kubeconfig of
- * the first server): Pulumi dynamic resources, thin adapters over lib/k3s/resource.ts.
+ * the first server): Pulumi dynamic resources, thin adapters over lib/k3s/k3s-provider.ts.
  *
  * One provider object serves all three; it dispatches on the `resourceType` input.
  * - Node resources: a changed role, hostname, first-server flag, token or `generation` (the delivered
@@ -24,16 +24,16 @@ const ROOT = path.resolve(__dirname, "..");
 
 export const k3sProvider: pulumi.dynamic.ResourceProvider = {
   async check(_olds, news) {
-    const impl = require(ROOT + "/lib/k3s/resource") as typeof import("../lib/k3s/resource");
+    const impl = require(ROOT + "/lib/k3s/k3s-provider") as typeof import("../lib/k3s/k3s-provider");
     const r = news.resourceType === "K3sKubeconfig" ? impl.checkKubeconfig(news) : impl.checkNode(news);
     return { inputs: r.inputs, failures: r.failures };
   },
   async diff(_id, olds, news) {
-    const impl = require(ROOT + "/lib/k3s/resource") as typeof import("../lib/k3s/resource");
+    const impl = require(ROOT + "/lib/k3s/k3s-provider") as typeof import("../lib/k3s/k3s-provider");
     return news.resourceType === "K3sKubeconfig" ? impl.diffKubeconfig(olds, news) : impl.diffNode(olds, news);
   },
   async create(inputs) {
-    const impl = require(ROOT + "/lib/k3s/resource") as typeof import("../lib/k3s/resource");
+    const impl = require(ROOT + "/lib/k3s/k3s-provider") as typeof import("../lib/k3s/k3s-provider");
     const log = (m: string) => console.log(m);
     if (inputs.resourceType === "K3sKubeconfig") {
       const outs = await impl.createKubeconfig(inputs, { log });
@@ -43,13 +43,13 @@ export const k3sProvider: pulumi.dynamic.ResourceProvider = {
     return { id: `${outs.hostname}-${outs.joinId}`, outs };
   },
   async update(_id, olds, news) {
-    const impl = require(ROOT + "/lib/k3s/resource") as typeof import("../lib/k3s/resource");
+    const impl = require(ROOT + "/lib/k3s/k3s-provider") as typeof import("../lib/k3s/k3s-provider");
     const log = (m: string) => console.log(m);
     if (news.resourceType === "K3sKubeconfig") return { outs: await impl.createKubeconfig(news, { log }) };
     return { outs: await impl.updateNodeResource(olds, news, { log }) };
   },
   async read(id, props) {
-    const impl = require(ROOT + "/lib/k3s/resource") as typeof import("../lib/k3s/resource");
+    const impl = require(ROOT + "/lib/k3s/k3s-provider") as typeof import("../lib/k3s/k3s-provider");
     if (!props) throw new Error(`${id}: k3s resources cannot be imported; declare the node in the stack config and let \`pulumi up\` join it`);
     const log = (m: string) => console.log(m);
     if (props.resourceType === "K3sKubeconfig") return { id, props: await impl.readKubeconfig(props, { log }) };
@@ -57,7 +57,7 @@ export const k3sProvider: pulumi.dynamic.ResourceProvider = {
     return next ? { id, props: next } : { id: "", props: {} };
   },
   async delete(_id, props) {
-    const impl = require(ROOT + "/lib/k3s/resource") as typeof import("../lib/k3s/resource");
+    const impl = require(ROOT + "/lib/k3s/k3s-provider") as typeof import("../lib/k3s/k3s-provider");
     if (props.resourceType === "K3sKubeconfig") return;
     await impl.deleteNode(props, { log: (m: string) => console.log(m) });
   },

@@ -17,6 +17,7 @@
  *   `<path>.partial`, verify sha256 and rename atomically (./upload.ts). A connection lost during an
  *   upload is re-established and the upload resumed, up to `uploadAttempts` times.
  */
+import { setTimeout as sleep } from "timers/promises";
 import * as crypto from "crypto";
 import * as fs from "fs";
 import { Transform } from "stream";
@@ -118,9 +119,6 @@ const PID_MARK = "isar-k3s-remote-pid:";
 
 const RETRYABLE = /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|EPIPE|EAI_AGAIN|Timed out while waiting for handshake|Connection lost before handshake|socket hang up|Not connected|No response from server/i;
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
 
 function keyTypeAlgorithms(type: string): string[] {
   if (type === "ssh-rsa") return ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"];

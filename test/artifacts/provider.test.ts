@@ -228,7 +228,7 @@ test("each provider serializes to a closure that requires lib/ at run time inste
   for (const p of [artifact, build]) {
     const sf = await sc.serializeFunction(() => p, { allowSecrets: true });
     expect(sf.text).toContain(`ROOT: ${JSON.stringify(path.resolve(__dirname, "../.."))}`);
-    expect(sf.text).toContain('require(ROOT + "/lib/artifacts/resources")');
+    expect(sf.text).toContain('require(ROOT + "/lib/artifacts/isar-provider")');
     expect(sf.text).not.toMatch(/function (diffArtifact|importArtifact|runKasBuild)\b/);
   }
 });

@@ -1,6 +1,6 @@
 /**
  * The k3s join against the simulated lab over SSH (real sshd per node, the lab's k3s stand-in sharing
- * one cluster datastore), driven through lib/k3s/resource.ts the way the dynamic provider drives it and
+ * one cluster datastore), driven through lib/k3s/k3s-provider.ts the way the dynamic provider drives it and
  * in the order Pulumi's dependsOn chain gives (servers one at a time, agents in parallel):
  * - join order proven by the stand-in's join.log timestamps; every node Ready from the first server;
  * - the kubeconfig points at the first server with the stack's names, and works;
@@ -25,7 +25,7 @@ import type { Fleet, NodeSpec } from "../../lib/model/types";
 import { deploymentPlan, DeploymentPlan, teardownOrder } from "../../lib/plan/plan";
 import { nodeLabels, renderK3sConfig } from "../../lib/render/k3s-config";
 import { installArgv, RootShell, writeNodeFiles } from "../../lib/k3s/join";
-import { createKubeconfig, createNode, deleteNode, Deps, diffNode, K3sNodeInputs, K3sNodeOutputs, readNode, sshConnect, updateNodeResource } from "../../lib/k3s/resource";
+import { createKubeconfig, createNode, deleteNode, Deps, diffNode, K3sNodeInputs, K3sNodeOutputs, readNode, sshConnect, updateNodeResource } from "../../lib/k3s/k3s-provider";
 import { connectSsh } from "../../lib/transport/ssh";
 import { sshConnectOptions } from "../../lib/transport/endpoint";
 import { makeNodeImage, TestImage } from "../delivery/labutil";

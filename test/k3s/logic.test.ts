@@ -7,7 +7,7 @@ import { deploymentPlan } from "../../lib/plan/plan";
 import { nodeLabels, renderK3sConfig } from "../../lib/render/k3s-config";
 import { checkJoinSpec, configNeedsRestart, installArgv, K3sError, NodeJoinSpec, redact } from "../../lib/k3s/join";
 import { checkLabelsAndTaints, labelArgv, labelChange, parseNodeJson, taintArgv, taintChange } from "../../lib/k3s/node";
-import { checkNode, diffNode, UNKNOWN } from "../../lib/k3s/resource";
+import { checkNode, diffNode, UNKNOWN } from "../../lib/k3s/k3s-provider";
 import { validRaw } from "../model/fixtures";
 
 const fleet = parseFleet(validRaw());
