@@ -173,7 +173,7 @@ async function kubectl(api: RootShell, args: string[], timeoutMs: number): Promi
  */
 export async function waitReady(ctx: K3sContext, hostname: string, deadline: number, what: string, diagnose?: () => Promise<string>): Promise<NodeView> {
   const poll = ctx.pollMs ?? 2000;
-  let last = "not seen yet";
+  let last: string;
   for (;;) {
     const left = deadline - Date.now();
     try {

@@ -32,7 +32,7 @@ export function parseNodeJson(text: string): NodeView {
   try {
     doc = JSON.parse(text);
   } catch (e) {
-    throw new Error(`kubectl get node -o json did not print JSON (${(e as Error).message}): first bytes ${JSON.stringify(text.slice(0, 80))}`);
+    throw new Error(`kubectl get node -o json did not print JSON (${(e as Error).message}): first bytes ${JSON.stringify(text.slice(0, 80))}`, { cause: e });
   }
   const o = doc as { kind?: string; metadata?: { name?: string; labels?: Record<string, string> }; spec?: { taints?: Taint[]; unschedulable?: boolean }; status?: { conditions?: NodeCondition[] } };
   if (!o || typeof o !== "object" || o.kind !== "Node" || !o.metadata?.name) {

@@ -298,7 +298,7 @@ function readNodeDelivery(r: Reader, v: unknown, path: string, hardware: NodeSpe
   }
   const dev = (key: string, dflt?: string) => {
     const d = dflt === undefined ? r.optStr(o, key, path) : r.str(o, key, path, dflt);
-    if (d !== undefined && !/^\/dev\/[A-Za-z0-9._\/-]+$/.test(d)) r.fail(`${path}.${key}`, `${JSON.stringify(d)} is not a block device path such as "/dev/mmcblk0p1"`);
+    if (d !== undefined && !/^\/dev\/[A-Za-z0-9._/-]+$/.test(d)) r.fail(`${path}.${key}`, `${JSON.stringify(d)} is not a block device path such as "/dev/mmcblk0p1"`);
     return d;
   };
   const rootDevice = dev("rootDevice", DEFAULT_ROOT_DEVICE[hardware] ?? "/dev/mmcblk0p1") as string;

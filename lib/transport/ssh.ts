@@ -150,7 +150,7 @@ export class SshHost implements Host {
       try {
         this.pin = parseOpenSshPublicKey(opts.hostKey);
       } catch (e) {
-        throw new Error(`${opts.hostKeyConfigPath ?? "host key pin"} for ${this.label}: ${(e as Error).message}`);
+        throw new Error(`${opts.hostKeyConfigPath ?? "host key pin"} for ${this.label}: ${(e as Error).message}`, { cause: e });
       }
     }
     if (opts.privateKey === undefined && !(opts.agent ?? process.env.SSH_AUTH_SOCK)) {

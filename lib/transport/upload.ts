@@ -57,7 +57,7 @@ export async function uploadFile(t: UploadTarget, localPath: string, remotePath:
   try {
     st = await fs.promises.stat(localPath);
   } catch (e) {
-    throw new Error(`upload to ${t.label}: cannot read local file ${localPath}: ${(e as Error).message}`);
+    throw new Error(`upload to ${t.label}: cannot read local file ${localPath}: ${(e as Error).message}`, { cause: e });
   }
   if (!st.isFile()) throw new Error(`upload to ${t.label}: ${localPath} is not a regular file`);
   const total = st.size;

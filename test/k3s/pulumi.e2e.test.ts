@@ -105,7 +105,7 @@ async function pulumi(args: string[], input?: string): Promise<{ stdout: string;
     return await p;
   } catch (e) {
     const err = e as Error & { stdout?: string; stderr?: string };
-    throw new Error(`pulumi ${args[0]} failed: ${err.message}\n${(err.stdout ?? "").split("\n").slice(-40).join("\n")}\n${err.stderr ?? ""}`);
+    throw new Error(`pulumi ${args[0]} failed: ${err.message}\n${(err.stdout ?? "").split("\n").slice(-40).join("\n")}\n${err.stderr ?? ""}`, { cause: e });
   }
 }
 

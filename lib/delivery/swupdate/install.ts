@@ -149,8 +149,8 @@ export async function installBundle(spec: SwupdateSpec, secrets: SwupdateSecrets
   const node = await connectNode(spec, secrets, connect, (spec.connectTimeoutSeconds ?? DELIVERY_DEFAULTS.connectTimeoutSeconds) * 1000, "connect");
   const w = where(spec, node.label);
   let marker: string;
-  let logTail = "";
-  let uploadSkipped = false;
+  let logTail: string;
+  let uploadSkipped: boolean;
   try {
     let current: string | undefined;
     try {
