@@ -16,7 +16,6 @@
  */
 import { UNKNOWN } from "../unknown";
 import * as crypto from "crypto";
-import type { Taint } from "../model/types";
 import type { Host } from "../transport/host";
 import { connectSsh } from "../transport/ssh";
 import { endpointLabel, readEndpoint, SshEndpoint, sshConnectOptions } from "../transport/endpoint";
@@ -30,12 +29,9 @@ export { UNKNOWN };
 
 export type NodeResourceType = "K3sServer" | "K3sAgent";
 
-export interface K3sNodeInputs {
+/** The join spec (./join.ts NodeJoinSpec) plus how to reach the node and the cluster. */
+export interface K3sNodeInputs extends NodeJoinSpec {
   resourceType: NodeResourceType;
-  node: string;
-  hostname: string;
-  role: "server" | "agent";
-  firstServer: boolean;
   /** SSH endpoint of the node. */
   ssh: SshEndpoint;
   /** SSH endpoint of the first server (kubectl runs there). */
@@ -44,12 +40,6 @@ export interface K3sNodeInputs {
   privateKey?: string;
   /** Cluster token (secret). */
   token: string;
-  config: string;
-  labels: Record<string, string>;
-  taints: Taint[];
-  joinTimeoutSeconds: number;
-  drainTimeoutSeconds: number;
-  installScript?: string;
   /** Changes when the node was re-flashed / re-imaged (e.g. the delivered image's digest): replaces. */
   generation: string;
   /** Identity of the cluster joined: the first server's join id ("" for the first server). A change (the first server was rebuilt) replaces: the node rejoins the new cluster. */

@@ -17,3 +17,10 @@ export function num(v: unknown, def: number, p: string, f: CheckFailure[], min =
   if (!Number.isFinite(n) || n < min) f.push({ property: p, reason: `${JSON.stringify(v)} must be a number >= ${min}` });
   return n;
 }
+
+/** The named keys of `o` (those present), e.g. a method's inputs narrowed to what its worker takes: no secret rides along. */
+export function pick<T extends object, K extends keyof T>(o: T, keys: readonly K[]): Pick<T, K> {
+  const out = {} as Pick<T, K>;
+  for (const k of keys) if (o[k] !== undefined) out[k] = o[k];
+  return out;
+}

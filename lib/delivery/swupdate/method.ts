@@ -14,7 +14,7 @@ import type { CheckFailure } from "../../provider-types";
 import { CommonInputs, DeliveryMethod, DeliveryState, Raw } from "../common/method";
 import { probeImageId } from "../common/node";
 import { shortKnown } from "../common/errors";
-import { isObj, num, str } from "../common/read";
+import { isObj, num, pick, str } from "../common/read";
 import { installBundle, SwupdateSpec } from "./install";
 
 export interface SwupdateInputs extends CommonInputs {
@@ -35,24 +35,12 @@ export interface SwupdateInputs extends CommonInputs {
   aesKey?: string;
 }
 
+/** The install's spec: the inputs without the credentials, the AES key and the state. */
 function spec(i: SwupdateInputs): SwupdateSpec {
-  return {
-    nodeName: i.nodeName,
-    node: i.node,
-    hardware: i.hardware,
-    hwRevision: i.hwRevision,
-    selection: i.selection,
-    bundle: i.bundle,
-    imageId: i.imageId,
-    certificate: i.certificate,
-    certPath: i.certPath,
-    certPurpose: i.certPurpose,
-    remoteDir: i.remoteDir,
-    installTimeoutSeconds: i.installTimeoutSeconds,
-    bootTimeoutSeconds: i.bootTimeoutSeconds,
-    connectTimeoutSeconds: i.connectTimeoutSeconds,
-    rebootArgv: i.rebootArgv,
-  };
+  return pick(i, [
+    "nodeName", "node", "hardware", "hwRevision", "selection", "bundle", "imageId", "certificate", "certPath", "certPurpose", "remoteDir",
+    "installTimeoutSeconds", "bootTimeoutSeconds", "connectTimeoutSeconds", "rebootArgv",
+  ]);
 }
 
 export const swupdateMethod: DeliveryMethod<SwupdateInputs> = {

@@ -17,7 +17,7 @@ import { probeImageId } from "../common/node";
 import { shortKnown } from "../common/errors";
 import { TpiFlashSpec } from "./bmc";
 import { flashNode, unflashNode } from "./flash";
-import { isObj, num, str } from "../common/read";
+import { isObj, num, pick, str } from "../common/read";
 
 export interface TpiInputs extends CommonInputs {
   kind: "tpi";
@@ -29,19 +29,9 @@ export interface TpiInputs extends CommonInputs {
   tpiSha256: boolean;
 }
 
+/** The flash's spec: the inputs without the credentials and the state. */
 function spec(i: TpiInputs): TpiFlashSpec {
-  return {
-    nodeName: i.nodeName,
-    hostname: i.hostname,
-    slot: i.slot,
-    bmc: i.bmc,
-    node: i.node,
-    image: i.image,
-    flashTimeoutSeconds: i.flashTimeoutSeconds,
-    bootTimeoutSeconds: i.bootTimeoutSeconds,
-    connectTimeoutSeconds: i.connectTimeoutSeconds,
-    tpiSha256: i.tpiSha256,
-  };
+  return pick(i, ["nodeName", "hostname", "slot", "bmc", "node", "image", "flashTimeoutSeconds", "bootTimeoutSeconds", "connectTimeoutSeconds", "tpiSha256"]);
 }
 
 const target = (i: TpiInputs) => `slot ${i.slot} of ${i.bmc.name}`;
