@@ -86,6 +86,7 @@ test("token, join chain, kubeconfig secret, Kubernetes provider and workloads", 
 
   const deps = new Map<string, string[]>();
   const names = new Map<unknown, string>();
+  const created: pulumi.Resource[] = [];
   const cluster = new K3sCluster(
     "lab",
     {
@@ -98,6 +99,7 @@ test("token, join chain, kubeconfig secret, Kubernetes provider and workloads", 
       transformations: [
         (a) => {
           names.set(a.resource, a.name);
+          created.push(a.resource);
           const d = a.opts.dependsOn;
           deps.set(a.name, (Array.isArray(d) ? d : d ? [d] : []).map((r) => names.get(r) ?? (r as unknown as { __name?: string }).__name ?? "?"));
           return undefined;
@@ -111,7 +113,8 @@ test("token, join chain, kubeconfig secret, Kubernetes provider and workloads", 
   expect(kubeconfig).toBe(FAKE_KUBECONFIG);
   expect(await pulumi.isSecret(cluster.kubeconfig)).toBe(true);
   await value(pulumi.all(Object.values(cluster.workloads.manifests).map((m) => m.resources)));
-  await new Promise((r) => setTimeout(r, 200));
+  // every resource built so far (the manifests' children included) is registered once its URN is known
+  await value(pulumi.all(created.map((r) => r.urn)));
 
   // token: RandomPassword, 48 chars, no specials; a secret everywhere it goes
   const pw = registered.filter((r) => r.type === "random:index/randomPassword:RandomPassword");
@@ -181,7 +184,10 @@ test("workloads: false registers no Kubernetes workloads; default SSH endpoints 
   const f = fleet();
   const c = new K3sCluster("bare", { fleet: f, workloads: false, nodes: { srv1: { hostKey: pulumi.output("ssh-ed25519 LEARNED") } } });
   await value(c.kubeconfig);
-  await new Promise((r) => setTimeout(r, 100));
+  // the joins are registered once their URNs are known; no provider or workload was even constructed
+  await value(pulumi.all(Object.values(c.nodes).map((r) => r.urn)));
+  expect(c.provider).toBeUndefined();
+  expect(c.workloads).toEqual({ namespaces: {}, manifests: {}, helmReleases: {} });
   expect(registered.filter((r) => r.type.startsWith("kubernetes:"))).toEqual([]);
   const srv3 = registered.find((r) => r.name === "bare-srv3")!;
   expect(srv3.inputs.ssh).toEqual({ address: "10.0.0.10", port: 22, user: "root", hostKey: f.nodes.find((n) => n.name === "srv3")!.ssh.hostKey });
