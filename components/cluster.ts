@@ -21,12 +21,13 @@ import { Fleet, NodeSpec } from "../lib/model/types";
 import { deploymentPlan, DeploymentPlan } from "../lib/plan/plan";
 import { nodeLabels, renderK3sConfig } from "../lib/render/k3s-config";
 import { renderKnownHosts } from "../lib/render/known-hosts";
-import { K3sAgent, K3sKubeconfig, K3sServer, K3sSshTargetArgs } from "../providers/k3s";
+import { K3sAgent, K3sKubeconfig, K3sServer } from "../providers/k3s";
+import type { SshEndpointArgs } from "../providers/endpoint";
 
 /** How to reach one node, and what its join waits for. */
 export interface K3sClusterNodeArgs {
   /** SSH endpoint. Default: the node's address and `ssh` settings from the fleet (port, user, pinned hostKey). */
-  ssh?: K3sSshTargetArgs;
+  ssh?: SshEndpointArgs;
   /**
    * The node's host key as learned by its delivery (e.g. `TuringPiFlash.nodeHostKey`, for nodes whose key
    * is not pinned in config). Overrides the endpoint's hostKey. Default: the endpoint's hostKey.
@@ -73,106 +74,121 @@ export class K3sCluster extends pulumi.ComponentResource {
   public readonly provider?: k8s.Provider;
   /** The k3s resource of each node, by node name. */
   public readonly nodes: Record<string, K3sServer | K3sAgent>;
-  /** OpenSSH known_hosts lines of the nodes (pinned or learned host keys), for `ssh -o UserKnownHostsFile=`. */
-  public readonly knownHosts: pulumi.Output<string>;
   /** Join order: server node names in join order, then agents (joined in parallel). */
   public readonly joinOrder: { servers: string[]; agents: string[] };
+  /** OpenSSH known_hosts lines of the nodes (pinned or learned host keys), for `ssh -o UserKnownHostsFile=`. */
+  public readonly knownHosts: pulumi.Output<string>;
   /** Workload resources (namespaces, manifests, Helm releases), by kind and name. */
   public readonly workloads: { namespaces: Record<string, k8s.core.v1.Namespace>; manifests: Record<string, k8s.yaml.ConfigFile>; helmReleases: Record<string, k8s.helm.v3.Release> };
 
   constructor(name: string, args: K3sClusterArgs, opts?: pulumi.ComponentResourceOptions) {
     super("isar-k3s:k3s:Cluster", name, {}, opts);
-    const { fleet } = args;
-    const plan = args.plan ?? deploymentPlan(fleet);
-    const per = args.nodes ?? {};
-    const config = (n: NodeSpec) => args.configs?.[n.name] ?? renderK3sConfig(fleet, plan, n);
-    const sshOf = (n: NodeSpec): K3sSshTargetArgs => {
-      const ep = per[n.name]?.ssh ?? { host: n.address, port: n.ssh.port, user: n.ssh.user, hostKey: n.ssh.hostKey };
-      const learned = per[n.name]?.hostKey;
-      return learned === undefined ? ep : { ...ep, hostKey: learned };
-    };
-    const apiSsh = sshOf(plan.firstServer);
-    const privateKey = args.sshPrivateKey === undefined ? undefined : pulumi.secret(args.sshPrivateKey);
-
-    const token =
-      args.token === undefined
-        ? new random.RandomPassword(`${name}-token`, { length: 48, special: false }, { parent: this, additionalSecretOutputs: ["result"] }).result
-        : pulumi.secret(args.token);
-
-    const common = (n: NodeSpec) => ({
-      node: n.name,
-      hostname: n.hostname,
-      ssh: sshOf(n),
-      apiSsh,
-      privateKey,
-      token,
-      config: config(n),
-      labels: nodeLabels(n),
-      taints: n.taints,
-      joinTimeoutSeconds: fleet.k3s.joinTimeoutSeconds,
-      drainTimeoutSeconds: fleet.k3s.drainTimeoutSeconds,
-      installScript: args.installScript,
-      generation: per[n.name]?.generation ?? "",
-    });
-    const deliveredOf = (n: NodeSpec): pulumi.Resource[] => (per[n.name]?.delivered ? [per[n.name]!.delivered!] : []);
-
-    this.nodes = {};
-    const first = new K3sServer(`${name}-${plan.firstServer.name}`, { ...common(plan.firstServer), firstServer: true }, { parent: this, dependsOn: deliveredOf(plan.firstServer) });
-    this.nodes[plan.firstServer.name] = first;
-    let previous: K3sServer = first;
-    for (const s of plan.joiningServers) {
-      const r = new K3sServer(`${name}-${s.name}`, { ...common(s), cluster: first.joinId }, { parent: this, dependsOn: [previous, ...deliveredOf(s)] });
-      this.nodes[s.name] = r;
-      previous = r;
-    }
-    for (const a of plan.agents) {
-      this.nodes[a.name] = new K3sAgent(`${name}-${a.name}`, { ...common(a), cluster: first.joinId }, { parent: this, dependsOn: [previous, ...deliveredOf(a)] });
-    }
-    this.knownHosts = pulumi
-      .all(fleet.nodes.map((n) => pulumi.output(sshOf(n))))
-      .apply((eps) => renderKnownHosts(eps.map((e) => ({ host: e.host, port: e.port, hostKey: e.hostKey }))));
+    const plan = args.plan ?? deploymentPlan(args.fleet);
+    const joined = createJoins(this, name, args, plan);
+    this.nodes = joined.nodes;
+    this.knownHosts = joined.knownHosts;
     this.joinOrder = { servers: [plan.firstServer, ...plan.joiningServers].map((n) => n.name), agents: plan.agents.map((n) => n.name) };
-
     const all = Object.values(this.nodes);
     const kc = new K3sKubeconfig(
       `${name}-kubeconfig`,
-      { apiSsh, privateKey, server: plan.serverUrl, clusterName: fleet.clusterName, members: all.map((r) => r.joinId) },
+      { apiSsh: joined.apiSsh, privateKey: joined.privateKey, server: plan.serverUrl, clusterName: args.fleet.clusterName, members: all.map((r) => r.joinId) },
       { parent: this, dependsOn: all },
     );
     this.kubeconfig = pulumi.secret(kc.kubeconfig);
-    this.workloads = { namespaces: {}, manifests: {}, helmReleases: {} };
-    const w = fleet.workloads;
-    const anyWorkload = w.namespaces.length + w.manifests.length + w.helmCharts.length > 0;
+    const w = args.fleet.workloads;
     // No workloads, no Kubernetes provider: it needs the kubernetes plugin and a reachable API server.
-    if ((args.workloads ?? true) && anyWorkload) {
+    if ((args.workloads ?? true) && w.namespaces.length + w.manifests.length + w.helmCharts.length > 0) {
       this.provider = new k8s.Provider(`${name}-k8s`, { kubeconfig: this.kubeconfig }, { parent: this });
-      const k8sOpts = { parent: this, provider: this.provider };
-      for (const ns of w.namespaces) {
-        this.workloads.namespaces[ns] = new k8s.core.v1.Namespace(`${name}-ns-${ns}`, { metadata: { name: ns } }, k8sOpts);
-      }
-      const nsDeps = Object.values(this.workloads.namespaces);
-      w.manifests.forEach((m, i) => {
-        const file = /^https?:\/\//.test(m) || path.isAbsolute(m) ? m : path.resolve(args.projectDir ?? process.cwd(), m);
-        const base = path.basename(m).replace(/\.(ya?ml|json)$/, "").replace(/[^A-Za-z0-9-]/g, "-");
-        this.workloads.manifests[m] = new k8s.yaml.ConfigFile(`${name}-manifest-${i}-${base}`, { file }, { ...k8sOpts, dependsOn: nsDeps });
-      });
-      for (const h of w.helmCharts) {
-        this.workloads.helmReleases[h.name] = new k8s.helm.v3.Release(
-          `${name}-helm-${h.name}`,
-          {
-            name: h.name,
-            chart: h.chart,
-            ...(h.version ? { version: h.version } : {}),
-            ...(h.repo ? { repositoryOpts: { repo: h.repo } } : {}),
-            namespace: h.namespace,
-            createNamespace: !w.namespaces.includes(h.namespace),
-            values: h.values,
-          },
-          { ...k8sOpts, dependsOn: nsDeps },
-        );
-      }
+      this.workloads = createWorkloads(this, name, w, this.provider, args.projectDir);
+    } else {
+      this.workloads = { namespaces: {}, manifests: {}, helmReleases: {} };
     }
-
     this.registerOutputs({ kubeconfig: this.kubeconfig, knownHosts: this.knownHosts, joinOrder: this.joinOrder });
   }
+}
+
+/**
+ * The joins: the first server, then each joining server after the previous one, then the agents after
+ * the last server; every join also waits for its node's delivery.
+ */
+function createJoins(parent: pulumi.Resource, name: string, args: K3sClusterArgs, plan: DeploymentPlan) {
+  const { fleet } = args;
+  const per = args.nodes ?? {};
+  const config = (n: NodeSpec) => args.configs?.[n.name] ?? renderK3sConfig(fleet, plan, n);
+  const sshOf = (n: NodeSpec): SshEndpointArgs => {
+    const ep = per[n.name]?.ssh ?? { address: n.address, port: n.ssh.port, user: n.ssh.user, hostKey: n.ssh.hostKey };
+    const learned = per[n.name]?.hostKey;
+    return learned === undefined ? ep : { ...ep, hostKey: learned };
+  };
+  const apiSsh = sshOf(plan.firstServer);
+  const privateKey = args.sshPrivateKey === undefined ? undefined : pulumi.secret(args.sshPrivateKey);
+  const token =
+    args.token === undefined
+      ? new random.RandomPassword(`${name}-token`, { length: 48, special: false }, { parent, additionalSecretOutputs: ["result"] }).result
+      : pulumi.secret(args.token);
+
+  const common = (n: NodeSpec) => ({
+    node: n.name,
+    hostname: n.hostname,
+    ssh: sshOf(n),
+    apiSsh,
+    privateKey,
+    token,
+    config: config(n),
+    labels: nodeLabels(n),
+    taints: n.taints,
+    joinTimeoutSeconds: fleet.k3s.joinTimeoutSeconds,
+    drainTimeoutSeconds: fleet.k3s.drainTimeoutSeconds,
+    installScript: args.installScript,
+    generation: per[n.name]?.generation ?? "",
+  });
+  const deliveredOf = (n: NodeSpec): pulumi.Resource[] => (per[n.name]?.delivered ? [per[n.name]!.delivered!] : []);
+
+  const nodes: Record<string, K3sServer | K3sAgent> = {};
+  const first = new K3sServer(`${name}-${plan.firstServer.name}`, { ...common(plan.firstServer), firstServer: true }, { parent, dependsOn: deliveredOf(plan.firstServer) });
+  nodes[plan.firstServer.name] = first;
+  let previous: K3sServer = first;
+  for (const s of plan.joiningServers) {
+    const r = new K3sServer(`${name}-${s.name}`, { ...common(s), cluster: first.joinId }, { parent, dependsOn: [previous, ...deliveredOf(s)] });
+    nodes[s.name] = r;
+    previous = r;
+  }
+  for (const a of plan.agents) {
+    nodes[a.name] = new K3sAgent(`${name}-${a.name}`, { ...common(a), cluster: first.joinId }, { parent, dependsOn: [previous, ...deliveredOf(a)] });
+  }
+  const knownHosts = pulumi
+    .all(fleet.nodes.map((n) => pulumi.output(sshOf(n))))
+    .apply((eps) => renderKnownHosts(eps.map((e) => ({ host: e.address, port: e.port, hostKey: e.hostKey }))));
+  return { nodes, apiSsh, privateKey, knownHosts };
+}
+
+/** Namespaces first, then manifests and Helm releases in them, through the cluster's provider. */
+function createWorkloads(parent: pulumi.Resource, name: string, w: Fleet["workloads"], provider: k8s.Provider, projectDir: string | undefined): K3sCluster["workloads"] {
+  const out: K3sCluster["workloads"] = { namespaces: {}, manifests: {}, helmReleases: {} };
+  const k8sOpts = { parent, provider };
+  for (const ns of w.namespaces) {
+    out.namespaces[ns] = new k8s.core.v1.Namespace(`${name}-ns-${ns}`, { metadata: { name: ns } }, k8sOpts);
+  }
+  const nsDeps = Object.values(out.namespaces);
+  w.manifests.forEach((m, i) => {
+    const file = /^https?:\/\//.test(m) || path.isAbsolute(m) ? m : path.resolve(projectDir ?? process.cwd(), m);
+    const base = path.basename(m).replace(/\.(ya?ml|json)$/, "").replace(/[^A-Za-z0-9-]/g, "-");
+    out.manifests[m] = new k8s.yaml.ConfigFile(`${name}-manifest-${i}-${base}`, { file }, { ...k8sOpts, dependsOn: nsDeps });
+  });
+  for (const h of w.helmCharts) {
+    out.helmReleases[h.name] = new k8s.helm.v3.Release(
+      `${name}-helm-${h.name}`,
+      {
+        name: h.name,
+        chart: h.chart,
+        ...(h.version ? { version: h.version } : {}),
+        ...(h.repo ? { repositoryOpts: { repo: h.repo } } : {}),
+        namespace: h.namespace,
+        createNamespace: !w.namespaces.includes(h.namespace),
+        values: h.values,
+      },
+      { ...k8sOpts, dependsOn: nsDeps },
+    );
+  }
+  return out;
 }

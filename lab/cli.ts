@@ -50,7 +50,6 @@ function parseArgs(argv: string[]): Args {
 
 /** The lab spec of a Pulumi stack file (Pulumi.<stack>.yaml in `projectDir`). */
 export function specFromStack(stack: string, projectDir: string, keysDir?: string): LabSpec {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
   const YAML = require("yaml") as typeof import("yaml");
   const file = path.join(projectDir, `Pulumi.${stack}.yaml`);
   if (!fs.existsSync(file)) throw new Error(`no stack file ${file}: pass --stack with an existing stack name, or --spec`);

@@ -111,7 +111,7 @@ export async function extractFromImage(imagePath: string, offset: number, destRo
   try {
     await exec("debugfs", ["-f", cmdFile, spec], { maxBuffer: 4 << 20 });
   } catch (e) {
-    throw new Error(`lab image: debugfs could not read ${imagePath} at offset ${offset}: ${String((e as { stderr?: string }).stderr ?? e).split("\n").slice(-10).join("\n")}`);
+    throw new Error(`lab image: debugfs could not read ${imagePath} at offset ${offset}: ${String((e as { stderr?: string }).stderr ?? e).split("\n").slice(-10).join("\n")}`, { cause: e });
   } finally {
     await fs.promises.rm(cmdFile, { force: true });
   }

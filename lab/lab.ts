@@ -487,7 +487,7 @@ export class Lab {
       const tail = fs.existsSync(path.join(r.dir, "log")) ? fs.readFileSync(path.join(r.dir, "log"), "utf8").split("\n").slice(-15).join("\n") : "";
       await this.killHost(r);
       await Promise.race([exited, limit(3000)]);
-      throw new Error(`lab: host ${r.spec.name} (${r.info.address}:${r.info.port}) did not come up: ${(e as Error).message}\n${tail}`);
+      throw new Error(`lab: host ${r.spec.name} (${r.info.address}:${r.info.port}) did not come up: ${(e as Error).message}\n${tail}`, { cause: e });
     }
     if (this.spec.k3s && r.spec.role !== "bmc") await this.bootK3s(r);
     r.up = true;

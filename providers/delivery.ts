@@ -1,7 +1,8 @@
 /**
  * `TuringPiFlash` (a node image on a Turing Pi 2 slot, flashed through the BMC over SSH) and
  * `SwupdateDelivery` (a signed .swu installed on a node over SSH with its own swupdate). Thin adapters
- * over lib/delivery/resource.ts (decisions) and lib/delivery/tpi.ts / swupdate.ts (the work).
+ * over lib/delivery/delivery-provider.ts (decisions, generic over the methods) and lib/delivery/tpi/,
+ * lib/delivery/swupdate/ (the work).
  *
  * One provider object serves both resources; it dispatches on the `kind` input ("tpi" | "swupdate").
  * - diff: pure; a changed image replaces a TuringPiFlash (delete before replace: the slot holds one
@@ -20,62 +21,53 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import * as path from "path";
+import type { SshEndpointArgs } from "./endpoint";
 
 /** Project root under jest, bin/ when compiled; captured by value when the provider is serialized. */
 const ROOT = path.resolve(__dirname, "..");
 
 export const deliveryProvider: pulumi.dynamic.ResourceProvider = {
   async check(_olds, news) {
-    const impl = require(ROOT + "/lib/delivery/resource") as typeof import("../lib/delivery/resource");
+    const impl = require(ROOT + "/lib/delivery/delivery-provider") as typeof import("../lib/delivery/delivery-provider");
     const r = impl.checkDelivery(news);
     return { inputs: r.inputs, failures: r.failures };
   },
   async diff(_id, olds, news) {
-    const impl = require(ROOT + "/lib/delivery/resource") as typeof import("../lib/delivery/resource");
+    const impl = require(ROOT + "/lib/delivery/delivery-provider") as typeof import("../lib/delivery/delivery-provider");
     const d = impl.diffDelivery(olds, news);
     console.log(d.reason);
     return { changes: d.changes, replaces: d.replaces, deleteBeforeReplace: d.deleteBeforeReplace, detailedDiff: d.detailedDiff } as pulumi.dynamic.DiffResult;
   },
   async create(inputs) {
-    const impl = require(ROOT + "/lib/delivery/resource") as typeof import("../lib/delivery/resource");
+    const impl = require(ROOT + "/lib/delivery/delivery-provider") as typeof import("../lib/delivery/delivery-provider");
     const common = require(ROOT + "/lib/delivery/common") as typeof import("../lib/delivery/common");
     const outs = await impl.createDelivery(inputs, { progress: common.consoleProgress });
     return { id: impl.deliveryId(inputs), outs };
   },
   async update(_id, olds, news) {
-    const impl = require(ROOT + "/lib/delivery/resource") as typeof import("../lib/delivery/resource");
+    const impl = require(ROOT + "/lib/delivery/delivery-provider") as typeof import("../lib/delivery/delivery-provider");
     const common = require(ROOT + "/lib/delivery/common") as typeof import("../lib/delivery/common");
     return { outs: await impl.updateDelivery(olds, news, { progress: common.consoleProgress }) };
   },
   async read(id, props) {
-    const impl = require(ROOT + "/lib/delivery/resource") as typeof import("../lib/delivery/resource");
+    const impl = require(ROOT + "/lib/delivery/delivery-provider") as typeof import("../lib/delivery/delivery-provider");
     if (!props || !props.kind) throw new Error(`${id}: a delivery cannot be imported; declare it and let \`pulumi up\` deliver the node`);
     return { id, props: await impl.readDelivery(props) };
   },
   async delete(_id, props) {
-    const impl = require(ROOT + "/lib/delivery/resource") as typeof import("../lib/delivery/resource");
+    const impl = require(ROOT + "/lib/delivery/delivery-provider") as typeof import("../lib/delivery/delivery-provider");
     await impl.deleteDelivery(props);
   },
 };
 
-/** An SSH endpoint. */
-export interface EndpointArgs {
-  address: pulumi.Input<string>;
-  /** Default 22. */
-  port?: pulumi.Input<number>;
-  /** Default "root". */
-  user?: pulumi.Input<string>;
-  /** Pinned host key (OpenSSH public key line). TuringPiFlash: optional (the key seen right after our flash is recorded). SwupdateDelivery: required. */
-  hostKey?: pulumi.Input<string>;
-}
-
 interface CommonArgs {
   /** The node's name in the fleet. Required; a change replaces. */
   nodeName: pulumi.Input<string>;
-  node: pulumi.Input<EndpointArgs>;
+  /** The node's SSH endpoint. TuringPiFlash: its hostKey is optional (the key seen right after our flash is recorded). SwupdateDelivery: required. */
+  node: pulumi.Input<SshEndpointArgs>;
   /** What the image is made of, shown when it changes: e.g. { "rootfs sha256": …, "files digest": … }. Default none. */
   sources?: pulumi.Input<Record<string, pulumi.Input<string>>>;
-  /** Seconds to wait for SSH after power-on / reboot (delivery.bootTimeoutSeconds). Default 600. */
+  /** Seconds to wait for SSH after power-on / reboot (delivery.bootTimeoutSeconds). Default 900 (lib/model/defaults.ts). */
   bootTimeoutSeconds?: pulumi.Input<number>;
   /** Seconds to keep retrying an SSH connection to the BMC / a running node. Default 60. */
   connectTimeoutSeconds?: pulumi.Input<number>;
@@ -88,7 +80,7 @@ export interface TuringPiFlashArgs extends CommonArgs {
   hostname?: pulumi.Input<string>;
   /** Slot 1–4. A change replaces. */
   slot: pulumi.Input<number>;
-  bmc: pulumi.Input<EndpointArgs & { name: pulumi.Input<string>; imageDir: pulumi.Input<string> }>;
+  bmc: pulumi.Input<SshEndpointArgs & { name: pulumi.Input<string>; imageDir: pulumi.Input<string> }>;
   /** The node image: disk.img path, its sha256, and the image id it carries. A change reflashes (replace). */
   image: pulumi.Input<{ path: pulumi.Input<string>; sha256: pulumi.Input<string>; imageId: pulumi.Input<string> }>;
   /** Seconds allowed for `tpi flash` (delivery.flashTimeoutSeconds). Default 3600. */

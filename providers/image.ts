@@ -1,6 +1,6 @@
 /**
  * `NodeImage`: one node's image, composed by `nix build` from ISAR artifacts and the node's rendered files.
- * Thin adapter over lib/image/resource.ts (decisions) and lib/image/compose.ts (the build).
+ * Thin adapter over lib/image/node-image-provider.ts (decisions) and lib/image/compose.ts (the build).
  *
  * - check: validates inputs, fills defaults and the expression hash (sha256 of the nix/ files).
  * - diff: a digest of every image input (identity, artifact store paths + sha256, files, wic options,
@@ -22,30 +22,30 @@ const ROOT = path.resolve(__dirname, "..");
 
 const provider: pulumi.dynamic.ResourceProvider = {
   async check(_olds, news) {
-    const impl = require(ROOT + "/lib/image/resource") as typeof import("../lib/image/resource");
+    const impl = require(ROOT + "/lib/image/node-image-provider") as typeof import("../lib/image/node-image-provider");
     const r = impl.checkNodeImage(news);
     return { inputs: r.inputs, failures: r.failures };
   },
   async diff(_id, olds, news) {
-    const impl = require(ROOT + "/lib/image/resource") as typeof import("../lib/image/resource");
+    const impl = require(ROOT + "/lib/image/node-image-provider") as typeof import("../lib/image/node-image-provider");
     return impl.diffNodeImage(olds, news);
   },
   async create(inputs) {
-    const impl = require(ROOT + "/lib/image/resource") as typeof import("../lib/image/resource");
+    const impl = require(ROOT + "/lib/image/node-image-provider") as typeof import("../lib/image/node-image-provider");
     const outs = await impl.createNodeImage(inputs);
     return { id: outs.storePath, outs };
   },
   async update(_id, olds, news) {
-    const impl = require(ROOT + "/lib/image/resource") as typeof import("../lib/image/resource");
+    const impl = require(ROOT + "/lib/image/node-image-provider") as typeof import("../lib/image/node-image-provider");
     return { outs: impl.updateNodeImage(olds, news) };
   },
   async read(id, props) {
-    const impl = require(ROOT + "/lib/image/resource") as typeof import("../lib/image/resource");
+    const impl = require(ROOT + "/lib/image/node-image-provider") as typeof import("../lib/image/node-image-provider");
     if (!props || !props.storePath) throw new Error(`NodeImage ${id}: cannot be imported; declare it and let \`pulumi up\` build it`);
     return { id, props: impl.refreshNodeImage(props) };
   },
   async delete(_id, props) {
-    const impl = require(ROOT + "/lib/image/resource") as typeof import("../lib/image/resource");
+    const impl = require(ROOT + "/lib/image/node-image-provider") as typeof import("../lib/image/node-image-provider");
     impl.deleteNodeImage(props);
   },
 };

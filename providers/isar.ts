@@ -1,7 +1,7 @@
 /**
  * Pulumi dynamic resources for ISAR artifacts: `IsarArtifact` (a hash-pinned file or URL imported into
  * the Nix store) and `IsarBuild` (a kas-container build whose deploy outputs feed IsarArtifacts).
- * Thin adapters: every decision lives in lib/artifacts/resources.ts (diffs, checks, create / refresh),
+ * Thin adapters: every decision lives in lib/artifacts/isar-provider.ts (diffs, checks, create / refresh),
  * which requires lib/artifacts/{import,kas,hash,nixstore}.ts.
  *
  * IsarArtifact
@@ -39,25 +39,25 @@ const ROOT = path.resolve(__dirname, "..");
 
 const artifactProvider: pulumi.dynamic.ResourceProvider = {
   async check(_olds, news) {
-    const impl = require(ROOT + "/lib/artifacts/resources") as typeof import("../lib/artifacts/resources");
+    const impl = require(ROOT + "/lib/artifacts/isar-provider") as typeof import("../lib/artifacts/isar-provider");
     const failures = impl.checkArtifactInputs(news);
     return { inputs: news, failures };
   },
   async diff(_id, olds, news) {
-    const impl = require(ROOT + "/lib/artifacts/resources") as typeof import("../lib/artifacts/resources");
+    const impl = require(ROOT + "/lib/artifacts/isar-provider") as typeof import("../lib/artifacts/isar-provider");
     return impl.diffArtifact(olds, news);
   },
   async create(inputs) {
-    const impl = require(ROOT + "/lib/artifacts/resources") as typeof import("../lib/artifacts/resources");
+    const impl = require(ROOT + "/lib/artifacts/isar-provider") as typeof import("../lib/artifacts/isar-provider");
     const outs = await impl.createArtifact(inputs);
     return { id: outs.storePath, outs };
   },
   async update(_id, olds, news) {
-    const impl = require(ROOT + "/lib/artifacts/resources") as typeof import("../lib/artifacts/resources");
+    const impl = require(ROOT + "/lib/artifacts/isar-provider") as typeof import("../lib/artifacts/isar-provider");
     return { outs: await impl.updateArtifact(olds, news) };
   },
   async read(id, props) {
-    const impl = require(ROOT + "/lib/artifacts/resources") as typeof import("../lib/artifacts/resources");
+    const impl = require(ROOT + "/lib/artifacts/isar-provider") as typeof import("../lib/artifacts/isar-provider");
     if (!props || !props.sourcePath) {
       throw new Error(`IsarArtifact ${id}: cannot be imported into a stack; declare it from the stack config and let \`pulumi up\` create it`);
     }
@@ -150,15 +150,15 @@ export class IsarArtifact extends pulumi.dynamic.Resource {
 
 const buildProvider: pulumi.dynamic.ResourceProvider = {
   async check(_olds, news) {
-    const impl = require(ROOT + "/lib/artifacts/resources") as typeof import("../lib/artifacts/resources");
+    const impl = require(ROOT + "/lib/artifacts/isar-provider") as typeof import("../lib/artifacts/isar-provider");
     return { inputs: news, failures: impl.checkBuildInputs(news) };
   },
   async diff(_id, olds, news) {
-    const impl = require(ROOT + "/lib/artifacts/resources") as typeof import("../lib/artifacts/resources");
+    const impl = require(ROOT + "/lib/artifacts/isar-provider") as typeof import("../lib/artifacts/isar-provider");
     return impl.diffBuild(olds, news);
   },
   async create(inputs) {
-    const impl = require(ROOT + "/lib/artifacts/resources") as typeof import("../lib/artifacts/resources");
+    const impl = require(ROOT + "/lib/artifacts/isar-provider") as typeof import("../lib/artifacts/isar-provider");
     const outs = await impl.runBuild(inputs);
     return { id: `${outs.deployDir}#${outs.logPath}`, outs };
   },
@@ -167,7 +167,7 @@ const buildProvider: pulumi.dynamic.ResourceProvider = {
     return { outs: { ...news, ...keep } };
   },
   async read(id, props) {
-    const impl = require(ROOT + "/lib/artifacts/resources") as typeof import("../lib/artifacts/resources");
+    const impl = require(ROOT + "/lib/artifacts/isar-provider") as typeof import("../lib/artifacts/isar-provider");
     if (!props || !props.deployDir) throw new Error(`IsarBuild ${id}: cannot be imported into a stack; declare it and let \`pulumi up\` run the build`);
     return { id, props: await impl.refreshBuild(props) };
   },

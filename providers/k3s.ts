@@ -1,6 +1,6 @@
 /**
  * `K3sServer`, `K3sAgent` (one node's k3s join) and `K3sKubeconfig` (the rewritten admin kubeconfig of
- * the first server): Pulumi dynamic resources, thin adapters over lib/k3s/resource.ts.
+ * the first server): Pulumi dynamic resources, thin adapters over lib/k3s/k3s-provider.ts.
  *
  * One provider object serves all three; it dispatches on the `resourceType` input.
  * - Node resources: a changed role, hostname, first-server flag, token or `generation` (the delivered
@@ -17,22 +17,23 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as path from "path";
 import type { Taint } from "../lib/model/types";
+import { endpointOutput, SshEndpointArgs } from "./endpoint";
 
 /** Project root under jest, bin/ when compiled; captured by value when the provider is serialized. */
 const ROOT = path.resolve(__dirname, "..");
 
 export const k3sProvider: pulumi.dynamic.ResourceProvider = {
   async check(_olds, news) {
-    const impl = require(ROOT + "/lib/k3s/resource") as typeof import("../lib/k3s/resource");
+    const impl = require(ROOT + "/lib/k3s/k3s-provider") as typeof import("../lib/k3s/k3s-provider");
     const r = news.resourceType === "K3sKubeconfig" ? impl.checkKubeconfig(news) : impl.checkNode(news);
     return { inputs: r.inputs, failures: r.failures };
   },
   async diff(_id, olds, news) {
-    const impl = require(ROOT + "/lib/k3s/resource") as typeof import("../lib/k3s/resource");
+    const impl = require(ROOT + "/lib/k3s/k3s-provider") as typeof import("../lib/k3s/k3s-provider");
     return news.resourceType === "K3sKubeconfig" ? impl.diffKubeconfig(olds, news) : impl.diffNode(olds, news);
   },
   async create(inputs) {
-    const impl = require(ROOT + "/lib/k3s/resource") as typeof import("../lib/k3s/resource");
+    const impl = require(ROOT + "/lib/k3s/k3s-provider") as typeof import("../lib/k3s/k3s-provider");
     const log = (m: string) => console.log(m);
     if (inputs.resourceType === "K3sKubeconfig") {
       const outs = await impl.createKubeconfig(inputs, { log });
@@ -42,13 +43,13 @@ export const k3sProvider: pulumi.dynamic.ResourceProvider = {
     return { id: `${outs.hostname}-${outs.joinId}`, outs };
   },
   async update(_id, olds, news) {
-    const impl = require(ROOT + "/lib/k3s/resource") as typeof import("../lib/k3s/resource");
+    const impl = require(ROOT + "/lib/k3s/k3s-provider") as typeof import("../lib/k3s/k3s-provider");
     const log = (m: string) => console.log(m);
     if (news.resourceType === "K3sKubeconfig") return { outs: await impl.createKubeconfig(news, { log }) };
     return { outs: await impl.updateNodeResource(olds, news, { log }) };
   },
   async read(id, props) {
-    const impl = require(ROOT + "/lib/k3s/resource") as typeof import("../lib/k3s/resource");
+    const impl = require(ROOT + "/lib/k3s/k3s-provider") as typeof import("../lib/k3s/k3s-provider");
     if (!props) throw new Error(`${id}: k3s resources cannot be imported; declare the node in the stack config and let \`pulumi up\` join it`);
     const log = (m: string) => console.log(m);
     if (props.resourceType === "K3sKubeconfig") return { id, props: await impl.readKubeconfig(props, { log }) };
@@ -56,23 +57,11 @@ export const k3sProvider: pulumi.dynamic.ResourceProvider = {
     return next ? { id, props: next } : { id: "", props: {} };
   },
   async delete(_id, props) {
-    const impl = require(ROOT + "/lib/k3s/resource") as typeof import("../lib/k3s/resource");
+    const impl = require(ROOT + "/lib/k3s/k3s-provider") as typeof import("../lib/k3s/k3s-provider");
     if (props.resourceType === "K3sKubeconfig") return;
     await impl.deleteNode(props, { log: (m: string) => console.log(m) });
   },
 };
-
-/** An SSH endpoint the provider connects to. */
-export interface K3sSshTargetArgs {
-  /** Address or name. Required. */
-  host: pulumi.Input<string>;
-  /** TCP port. Default 22. */
-  port?: pulumi.Input<number>;
-  /** Login user; non-root users need passwordless sudo. Default "root". */
-  user?: pulumi.Input<string>;
-  /** Pinned host key (OpenSSH public key line). Required at apply time: from the stack config or the delivery's learned key. */
-  hostKey?: pulumi.Input<string | undefined>;
-}
 
 /** Arguments of {@link K3sServer} and {@link K3sAgent}. */
 export interface K3sNodeArgs {
@@ -80,10 +69,10 @@ export interface K3sNodeArgs {
   node: pulumi.Input<string>;
   /** k3s node name (Node object name, the node's hostname). Required; a change replaces. */
   hostname: pulumi.Input<string>;
-  /** SSH endpoint of this node. Required. */
-  ssh: pulumi.Input<K3sSshTargetArgs>;
+  /** SSH endpoint of this node (non-root users need passwordless sudo; the host key is required at apply time: from the stack config or the delivery's learned key). Required. */
+  ssh: pulumi.Input<SshEndpointArgs>;
   /** SSH endpoint of the first server, where kubectl runs. Required (for the first server: its own endpoint). */
-  apiSsh: pulumi.Input<K3sSshTargetArgs>;
+  apiSsh: pulumi.Input<SshEndpointArgs>;
   /** SSH private key, a Pulumi secret. Default: none (the ssh-agent at SSH_AUTH_SOCK). */
   privateKey?: pulumi.Input<string>;
   /** Cluster token, a Pulumi secret (e.g. RandomPassword.result). Required; a change replaces. */
@@ -106,9 +95,6 @@ export interface K3sNodeArgs {
   cluster?: pulumi.Input<string>;
 }
 
-function target(t: pulumi.Input<K3sSshTargetArgs>): pulumi.Output<{ host: string; port: number; user: string; hostKey?: string }> {
-  return pulumi.output(t).apply((o) => ({ host: o.host, port: o.port ?? 22, user: o.user ?? "root", ...(o.hostKey ? { hostKey: o.hostKey } : {}) }));
-}
 
 function nodeProps(args: K3sNodeArgs, resourceType: string, role: string, firstServer: boolean): Record<string, unknown> {
   return {
@@ -117,8 +103,8 @@ function nodeProps(args: K3sNodeArgs, resourceType: string, role: string, firstS
     firstServer,
     node: args.node,
     hostname: args.hostname,
-    ssh: target(args.ssh),
-    apiSsh: target(args.apiSsh),
+    ssh: endpointOutput(args.ssh),
+    apiSsh: endpointOutput(args.apiSsh),
     privateKey: args.privateKey === undefined ? undefined : pulumi.secret(args.privateKey),
     token: pulumi.secret(args.token),
     config: args.config,
@@ -161,7 +147,7 @@ export class K3sAgent extends pulumi.dynamic.Resource {
 /** Arguments of {@link K3sKubeconfig}. */
 export interface K3sKubeconfigArgs {
   /** SSH endpoint of the first server. Required. */
-  apiSsh: pulumi.Input<K3sSshTargetArgs>;
+  apiSsh: pulumi.Input<SshEndpointArgs>;
   /** SSH private key, a Pulumi secret. Default: the ssh-agent. */
   privateKey?: pulumi.Input<string>;
   /** API server URL written into the kubeconfig, e.g. https://10.0.0.11:6443. Required. */
@@ -183,7 +169,7 @@ export class K3sKubeconfig extends pulumi.dynamic.Resource {
       name,
       {
         resourceType: "K3sKubeconfig",
-        apiSsh: target(args.apiSsh),
+        apiSsh: endpointOutput(args.apiSsh),
         privateKey: args.privateKey === undefined ? undefined : pulumi.secret(args.privateKey),
         server: args.server,
         clusterName: args.clusterName,

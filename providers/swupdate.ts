@@ -1,6 +1,6 @@
 /**
  * `SwuBundle` (a signed SWUpdate .swu per hardware and version) and `FleetUpdate` (the fleet manifest of
- * seed 000 + checksums.txt). Thin adapters over lib/swupdate/resource.ts (decisions) and
+ * seed 000 + checksums.txt). Thin adapters over lib/swupdate/bundle-provider.ts (decisions) and
  * lib/swupdate/bundle.ts / manifest.ts (the work).
  *
  * One provider object serves both resources; it dispatches on the `resourceType` input.
@@ -21,16 +21,16 @@ const ROOT = path.resolve(__dirname, "..");
 
 const provider: pulumi.dynamic.ResourceProvider = {
   async check(_olds, news) {
-    const impl = require(ROOT + "/lib/swupdate/resource") as typeof import("../lib/swupdate/resource");
+    const impl = require(ROOT + "/lib/swupdate/bundle-provider") as typeof import("../lib/swupdate/bundle-provider");
     const r = news.resourceType === "FleetUpdate" ? impl.checkFleetUpdate(news) : impl.checkSwuBundle(news);
     return { inputs: r.inputs, failures: r.failures };
   },
   async diff(_id, olds, news) {
-    const impl = require(ROOT + "/lib/swupdate/resource") as typeof import("../lib/swupdate/resource");
+    const impl = require(ROOT + "/lib/swupdate/bundle-provider") as typeof import("../lib/swupdate/bundle-provider");
     return news.resourceType === "FleetUpdate" ? impl.diffFleetUpdate(olds, news) : impl.diffSwuBundle(olds, news);
   },
   async create(inputs) {
-    const impl = require(ROOT + "/lib/swupdate/resource") as typeof import("../lib/swupdate/resource");
+    const impl = require(ROOT + "/lib/swupdate/bundle-provider") as typeof import("../lib/swupdate/bundle-provider");
     if (inputs.resourceType === "FleetUpdate") {
       const outs = await impl.createFleetUpdate(inputs);
       return { id: outs.manifestPath, outs };
@@ -39,20 +39,20 @@ const provider: pulumi.dynamic.ResourceProvider = {
     return { id: outs.path, outs };
   },
   async update(_id, _olds, news) {
-    const impl = require(ROOT + "/lib/swupdate/resource") as typeof import("../lib/swupdate/resource");
+    const impl = require(ROOT + "/lib/swupdate/bundle-provider") as typeof import("../lib/swupdate/bundle-provider");
     // SwuBundle changes always replace; only FleetUpdate updates in place (rewrite the files).
     const outs = news.resourceType === "FleetUpdate" ? await impl.createFleetUpdate(news) : await impl.createSwuBundle(news);
     return { outs };
   },
   async read(id, props) {
-    const impl = require(ROOT + "/lib/swupdate/resource") as typeof import("../lib/swupdate/resource");
+    const impl = require(ROOT + "/lib/swupdate/bundle-provider") as typeof import("../lib/swupdate/bundle-provider");
     if (!props) throw new Error(`${id}: SwuBundle / FleetUpdate cannot be imported; declare it and let \`pulumi up\` write it`);
     const next = props.resourceType === "FleetUpdate" ? await impl.readFleetUpdate(props) : await impl.readSwuBundle(props);
     if (next === undefined) return { id: "", props: {} };
     return { id, props: next };
   },
   async delete(_id, props) {
-    const impl = require(ROOT + "/lib/swupdate/resource") as typeof import("../lib/swupdate/resource");
+    const impl = require(ROOT + "/lib/swupdate/bundle-provider") as typeof import("../lib/swupdate/bundle-provider");
     if (props.resourceType === "FleetUpdate") await impl.deleteFleetUpdate(props);
     else await impl.deleteSwuBundle(props);
   },

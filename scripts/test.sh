@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run the whole test suite on a fresh machine: set up (scripts/setup.sh), compile, then jest with the
+# Run the whole test suite on a fresh machine: set up (scripts/setup.sh), compile, lint, then jest with the
 # real tools (nix, swupdate, sshd, kas-container, the Go-built Pulumi engine). Extra arguments go to jest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -7,6 +7,8 @@ bash scripts/setup.sh
 export PATH="$PWD/node_modules/.bin:$PATH"
 if [ -f .pulumi-bin-dir ]; then export PATH="$(cat .pulumi-bin-dir):$PATH"; fi
 tsc -p tsconfig.json
+# lint and format check (eslint.config.js, .prettierrc.json): an error fails the test command
+npm run --silent lint
 results=$(mktemp)
 set +e
 jest --ci --json --outputFile="$results" "$@"

@@ -294,7 +294,7 @@ export async function findDeployOutputs(dir: string, id: IsarImageId, opts: Find
     names = (await fs.promises.readdir(dir, { withFileTypes: true })).filter((d) => d.isFile() || d.isSymbolicLink()).map((d) => d.name).sort();
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === "ENOENT") {
-      throw new Error(`ISAR deploy directory ${dir} does not exist: the build produced nothing for MACHINE ${id.machine} (check kas/machine/${id.machine}.yml sets machine: ${id.machine})`);
+      throw new Error(`ISAR deploy directory ${dir} does not exist: the build produced nothing for MACHINE ${id.machine} (check kas/machine/${id.machine}.yml sets machine: ${id.machine})`, { cause: e });
     }
     throw e;
   }

@@ -83,7 +83,7 @@ function renderLike(original: string, value: string): string {
   if (original.startsWith('"')) return JSON.stringify(value);
   if (original.startsWith("'")) return `'${value.replace(/'/g, "''")}'`;
   // plain only if it reads back as the same string (not a number, boolean, null...)
-  if (/^[A-Za-z0-9_.\/+=-]+$/.test(value) && YAML.parse(`{ k: ${value} }`)?.k === value && YAML.parse(`k: ${value}`)?.k === value) return value;
+  if (/^[A-Za-z0-9_./+=-]+$/.test(value) && YAML.parse(`{ k: ${value} }`)?.k === value && YAML.parse(`k: ${value}`)?.k === value) return value;
   return JSON.stringify(value);
 }
 

@@ -19,8 +19,10 @@
  * - Labels and taints are reconciled with kubectl (k3s reads node-label / node-taint at registration
  *   only); only keys this program manages are ever removed.
  */
+import { setTimeout as sleep } from "timers/promises";
 import { parse as parseYaml } from "yaml";
 import type { Taint } from "../model/types";
+import { isRfc1123Label } from "../model/checks";
 import { Host, HostError, RunOptions, RunResult, checkResult, tailLines } from "../transport/host";
 import { rewriteKubeconfig } from "../render/kubeconfig";
 import { checkLabelsAndTaints, isEmptyChange, isNotFound, labelArgv, labelChange, NodeView, parseNodeJson, taintArgv, taintChange } from "./node";
@@ -103,16 +105,13 @@ export class K3sError extends Error {
   }
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
 
 const KUBECTL = ["k3s", "kubectl"];
 
 /** Validate a join spec; the list of problems (empty when fine). */
 export function checkJoinSpec(s: NodeJoinSpec): string[] {
   const out: string[] = [];
-  if (!/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(s.hostname)) out.push(`hostname ${JSON.stringify(s.hostname)} is not an RFC 1123 label`);
+  if (!isRfc1123Label(s.hostname)) out.push(`hostname ${JSON.stringify(s.hostname)} is not an RFC 1123 label`);
   if (s.role !== "server" && s.role !== "agent") out.push(`role must be "server" or "agent", got ${JSON.stringify(s.role)}`);
   if (s.firstServer && s.role !== "server") out.push("firstServer is only valid for a server");
   if (!(s.joinTimeoutSeconds > 0)) out.push("joinTimeoutSeconds must be > 0");
@@ -174,7 +173,7 @@ async function kubectl(api: RootShell, args: string[], timeoutMs: number): Promi
  */
 export async function waitReady(ctx: K3sContext, hostname: string, deadline: number, what: string, diagnose?: () => Promise<string>): Promise<NodeView> {
   const poll = ctx.pollMs ?? 2000;
-  let last = "not seen yet";
+  let last: string;
   for (;;) {
     const left = deadline - Date.now();
     try {

@@ -7,6 +7,7 @@
  * manages (labels k3s or other controllers add are never removed).
  */
 import type { Taint } from "../model/types";
+import { isRfc1123Subdomain } from "../model/checks";
 
 export interface NodeCondition {
   type: string;
@@ -31,7 +32,7 @@ export function parseNodeJson(text: string): NodeView {
   try {
     doc = JSON.parse(text);
   } catch (e) {
-    throw new Error(`kubectl get node -o json did not print JSON (${(e as Error).message}): first bytes ${JSON.stringify(text.slice(0, 80))}`);
+    throw new Error(`kubectl get node -o json did not print JSON (${(e as Error).message}): first bytes ${JSON.stringify(text.slice(0, 80))}`, { cause: e });
   }
   const o = doc as { kind?: string; metadata?: { name?: string; labels?: Record<string, string> }; spec?: { taints?: Taint[]; unschedulable?: boolean }; status?: { conditions?: NodeCondition[] } };
   if (!o || typeof o !== "object" || o.kind !== "Node" || !o.metadata?.name) {
@@ -57,14 +58,13 @@ export function isNotFound(stderr: string): boolean {
 // Label syntax (k8s.io/apimachinery validation): optional DNS-subdomain prefix + "/" + name of at most
 // 63 chars; values at most 63 chars of [A-Za-z0-9._-], alphanumeric at both ends, or empty.
 const LABEL_NAME = /^([A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?)$/;
-const DNS_SUBDOMAIN = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/;
 const LABEL_VALUE = /^(([A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?)?)$/;
 
 export function checkLabelKey(key: string): string | undefined {
   const i = key.lastIndexOf("/");
   const prefix = i >= 0 ? key.slice(0, i) : undefined;
   const name = i >= 0 ? key.slice(i + 1) : key;
-  if (prefix !== undefined && (prefix.length > 253 || !DNS_SUBDOMAIN.test(prefix))) return `label key ${JSON.stringify(key)}: prefix must be a DNS subdomain`;
+  if (prefix !== undefined && !isRfc1123Subdomain(prefix)) return `label key ${JSON.stringify(key)}: prefix must be a DNS subdomain`;
   if (!LABEL_NAME.test(name)) return `label key ${JSON.stringify(key)}: name must be 1-63 characters [A-Za-z0-9._-], alphanumeric at both ends`;
   return undefined;
 }

@@ -1,7 +1,10 @@
 /**
  * Syntax predicates for fleet config values. Pure functions, no I/O. Each returns a boolean; the
  * messages that say how to fix a value live with the parser (./parse.ts), which knows the config path.
+ * The syntax of host key pins and sha256 digests belongs to the transport (lib/transport/syntax.ts) and is
+ * re-exported here.
  */
+export { isHexSha256, isOpenSshPublicKey, normalizeSha256 } from "../transport/syntax";
 
 /** Dotted-quad IPv4, each octet 0–255, no leading zeros ("010.1.1.1" is ambiguous and refused). */
 export function isIPv4(s: string): boolean {
@@ -49,55 +52,9 @@ export function isLabelValue(s: string): boolean {
   return s === "" || isQualifiedNamePart(s);
 }
 
-/** Lowercase or uppercase 64-digit hex. */
-export function isHexSha256(s: string): boolean {
-  return /^[0-9a-fA-F]{64}$/.test(s);
-}
-
-/**
- * Normalise a sha256 pin given as hex or SRI ("sha256-<base64 of 32 bytes>") to lowercase hex.
- * Returns undefined for anything else.
- */
-export function normalizeSha256(s: string): string | undefined {
-  if (isHexSha256(s)) return s.toLowerCase();
-  const m = /^sha256-([A-Za-z0-9+/]{43}=)$/.exec(s);
-  if (!m) return undefined;
-  const bytes = Buffer.from(m[1], "base64");
-  if (bytes.length !== 32 || bytes.toString("base64") !== m[1]) return undefined;
-  return bytes.toString("hex");
-}
-
 /** SRI form of a hex sha256. */
 export function hexToSri(hex: string): string {
   return "sha256-" + Buffer.from(hex, "hex").toString("base64");
-}
-
-const SSH_KEY_TYPES = new Set([
-  "ssh-ed25519",
-  "ssh-rsa",
-  "ecdsa-sha2-nistp256",
-  "ecdsa-sha2-nistp384",
-  "ecdsa-sha2-nistp521",
-  "sk-ssh-ed25519@openssh.com",
-  "sk-ecdsa-sha2-nistp256@openssh.com",
-]);
-
-/**
- * An OpenSSH public key line: "<type> <base64 blob> [comment]" where the blob decodes to a wire-format
- * key whose first field repeats the type. A single line (no newline, no NUL).
- */
-export function isOpenSshPublicKey(s: string): boolean {
-  if (/[\r\n\0]/.test(s)) return false;
-  const parts = s.trim().split(/\s+/);
-  if (parts.length < 2) return false;
-  const [type, blob] = parts;
-  if (!SSH_KEY_TYPES.has(type)) return false;
-  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(blob)) return false;
-  const raw = Buffer.from(blob, "base64");
-  if (raw.length < 4) return false;
-  const n = raw.readUInt32BE(0);
-  if (n !== type.length || raw.length < 4 + n) return false;
-  return raw.subarray(4, 4 + n).toString("latin1") === type;
 }
 
 /** A semver-ish version string safe for file names and libconfig: digits, letters, '.', '-', '+', '_'. */

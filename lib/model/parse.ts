@@ -25,7 +25,7 @@ import {
   NodeSpec,
   ROLES,
   SIGNING_METHODS,
-  SshEndpoint,
+  SshLogin,
   Taint,
 } from "./types";
 import {
@@ -42,6 +42,8 @@ import {
   isVersionString,
   normalizeSha256,
 } from "./checks";
+import { DELIVERY_DEFAULTS } from "./defaults";
+import { SSH_ENDPOINT_DEFAULTS } from "../transport/endpoint";
 
 export interface ConfigProblem {
   path: string;
@@ -212,7 +214,7 @@ function checkLabelName(r: Reader, v: string, path: string, what: string): void 
   }
 }
 
-function readSsh(r: Reader, v: unknown, path: string, defaultUser: string): SshEndpoint {
+function readSsh(r: Reader, v: unknown, path: string, defaultUser: string): SshLogin {
   const o = r.obj(v, path, false);
   r.unknownKeys(o, path, ["user", "port", "hostKey"]);
   const user = r.str(o, "user", path, defaultUser);
@@ -226,7 +228,7 @@ function readSsh(r: Reader, v: unknown, path: string, defaultUser: string): SshE
       'is not an OpenSSH public key line ("ssh-ed25519 AAAA..."): copy the line from /etc/ssh/ssh_host_ed25519_key.pub on the host or from `ssh-keyscan -t ed25519 <address>`',
     );
   }
-  return { user, port: isPort(port) ? port : 22, hostKey: hostKey?.trim() };
+  return { user, port: isPort(port) ? port : SSH_ENDPOINT_DEFAULTS.port, hostKey: hostKey?.trim() };
 }
 
 function readTaint(r: Reader, v: unknown, path: string): Taint | undefined {
@@ -274,7 +276,8 @@ function readLabels(r: Reader, v: unknown, path: string): Record<string, string>
   return out;
 }
 
-function readDelivery(r: Reader, v: unknown, path: string, hardware: NodeSpec["hardware"]): Delivery {
+/** A node's `delivery` (method tpi: BMC and slot; method swupdate: selection and root devices). */
+function readNodeDelivery(r: Reader, v: unknown, path: string, hardware: NodeSpec["hardware"]): Delivery {
   const o = r.obj(v, path, true);
   const method = r.oneOf(o, "method", path, ["tpi", "swupdate"] as const);
   if (method === "tpi") {
@@ -295,7 +298,7 @@ function readDelivery(r: Reader, v: unknown, path: string, hardware: NodeSpec["h
   }
   const dev = (key: string, dflt?: string) => {
     const d = dflt === undefined ? r.optStr(o, key, path) : r.str(o, key, path, dflt);
-    if (d !== undefined && !/^\/dev\/[A-Za-z0-9._\/-]+$/.test(d)) r.fail(`${path}.${key}`, `${JSON.stringify(d)} is not a block device path such as "/dev/mmcblk0p1"`);
+    if (d !== undefined && !/^\/dev\/[A-Za-z0-9._/-]+$/.test(d)) r.fail(`${path}.${key}`, `${JSON.stringify(d)} is not a block device path such as "/dev/mmcblk0p1"`);
     return d;
   };
   const rootDevice = dev("rootDevice", DEFAULT_ROOT_DEVICE[hardware] ?? "/dev/mmcblk0p1") as string;
@@ -333,8 +336,8 @@ function readNode(r: Reader, v: unknown, path: string): NodeSpec | undefined {
   if (!/^[A-Za-z0-9._-]{1,32}$/.test(hwRevision)) {
     r.fail(`${path}.hwRevision`, `${JSON.stringify(hwRevision)} is not a board revision: use letters, digits, '.', '_' or '-' (e.g. "1.0")`);
   }
-  const ssh = readSsh(r, o.ssh, `${path}.ssh`, "root");
-  const delivery = readDelivery(r, o.delivery, `${path}.delivery`, hardware);
+  const ssh = readSsh(r, o.ssh, `${path}.ssh`, SSH_ENDPOINT_DEFAULTS.user);
+  const delivery = readNodeDelivery(r, o.delivery, `${path}.delivery`, hardware);
   if (delivery.method === "swupdate" && ssh.hostKey === undefined) {
     // A tpi node's key is learned from the image it was flashed with; a running SWUpdate node's must be pinned.
     r.fail(`${path}.ssh.hostKey`, "is required for a node updated with SWUpdate: pin its SSH host public key (from the board's console or its image, checked out of band; `ssh-keyscan` only over a trusted network)");
@@ -356,8 +359,8 @@ function readBmc(r: Reader, v: unknown, path: string): BmcSpec | undefined {
   if (typeof o.name === "string") checkLabelName(r, name, `${path}.name`, "BMC name");
   const address = r.str(o, "address", path);
   if (address && !isIPv4(address)) r.fail(`${path}.address`, `${JSON.stringify(address)} is not an IPv4 address (four numbers 0–255 joined by dots)`);
-  const ssh = readSsh(r, o.ssh, `${path}.ssh`, "root");
-  const imageDir = r.str(o, "imageDir", path, "/mnt/sdcard/isar-k3s");
+  const ssh = readSsh(r, o.ssh, `${path}.ssh`, SSH_ENDPOINT_DEFAULTS.user);
+  const imageDir = r.str(o, "imageDir", path, DELIVERY_DEFAULTS.bmcImageDir);
   if (!/^\/[A-Za-z0-9._/-]*$/.test(imageDir) || imageDir.split("/").includes("..")) {
     r.fail(`${path}.imageDir`, `${JSON.stringify(imageDir)} must be an absolute path of [A-Za-z0-9._/-] without '..'`);
   }
@@ -428,23 +431,24 @@ function duplicates<T>(r: Reader, items: T[], key: (t: T) => string | undefined,
   });
 }
 
-export function parseFleet(raw: RawFleetConfig): Fleet {
-  const r = new Reader();
+/** Config path of the i-th node. */
+const nodePath = (i: number) => `nodes[${i}]`;
 
-  const clusterName = typeof raw.clusterName === "string" ? raw.clusterName : raw.clusterName === undefined ? "isar-k3s" : "";
-  if (!isRfc1123Label(clusterName)) r.fail("clusterName", `${describe(raw.clusterName)} is not a valid cluster name (RFC 1123 label)`);
-
-  // nodes
+/** The fleet's nodes, each read on its own, then checked against each other (unique name, hostname, address). */
+function readNodes(r: Reader, raw: RawFleetConfig): { rawNodes: unknown[]; nodeSlots: (NodeSpec | undefined)[]; nodes: NodeSpec[] } {
   const rawNodes = r.arr(raw.nodes, "nodes");
   if (raw.nodes === undefined) r.fail("nodes", "is required: list the fleet's nodes");
   const nodeSlots: (NodeSpec | undefined)[] = rawNodes.map((n, i) => readNode(r, n, `nodes[${i}]`));
   const nodes = nodeSlots.filter((n): n is NodeSpec => n !== undefined);
-  const np = (i: number) => `nodes[${i}]`;
-  duplicates(r, nodeSlots, (n) => n?.name, (i) => `${np(i)}.name`, "node name");
-  duplicates(r, nodeSlots, (n) => n?.hostname, (i) => `${np(i)}.hostname`, "hostname");
-  duplicates(r, nodeSlots, (n) => n?.address, (i) => `${np(i)}.address`, "address");
+  duplicates(r, nodeSlots, (n) => n?.name, (i) => `${nodePath(i)}.name`, "node name");
+  duplicates(r, nodeSlots, (n) => n?.hostname, (i) => `${nodePath(i)}.hostname`, "hostname");
+  duplicates(r, nodeSlots, (n) => n?.address, (i) => `${nodePath(i)}.address`, "address");
+  return { rawNodes, nodeSlots, nodes };
+}
 
-  // bmcs
+
+/** The BMCs (unique name and address; no node shares a BMC's SSH endpoint). */
+function readBmcs(r: Reader, raw: RawFleetConfig, nodeSlots: (NodeSpec | undefined)[]): BmcSpec[] {
   const bmcSlots = r.arr(raw.bmcs, "bmcs").map((b, i) => readBmc(r, b, `bmcs[${i}]`));
   const bmcs = bmcSlots.filter((b): b is BmcSpec => b !== undefined);
   duplicates(r, bmcSlots, (b) => b?.name, (i) => `bmcs[${i}].name`, "BMC name");
@@ -452,27 +456,34 @@ export function parseFleet(raw: RawFleetConfig): Fleet {
   nodeSlots.forEach((n, i) => {
     if (!n) return;
     const clash = bmcs.findIndex((b) => b.address === n.address && b.ssh.port === n.ssh.port);
-    if (clash >= 0) r.fail(`${np(i)}.address`, `${n.address}:${n.ssh.port} is also bmcs[${clash}]'s address: a node and a BMC cannot share an SSH endpoint`);
+    if (clash >= 0) r.fail(`${nodePath(i)}.address`, `${n.address}:${n.ssh.port} is also bmcs[${clash}]'s address: a node and a BMC cannot share an SSH endpoint`);
   });
+  return bmcs;
+}
 
-  // delivery references
+/** Every tpi node names a known BMC, and no two nodes share a BMC slot. */
+function checkTpiReferences(r: Reader, nodeSlots: (NodeSpec | undefined)[], bmcs: BmcSpec[]): void {
   nodeSlots.forEach((n, i) => {
     if (n?.delivery.method !== "tpi" || !n.delivery.bmc) return;
     const bmcName = n.delivery.bmc;
     if (!bmcs.some((b) => b.name === bmcName)) {
-      r.fail(`${np(i)}.delivery.bmc`, `no BMC named ${JSON.stringify(bmcName)}: add it to bmcs or fix the name (known: ${bmcs.map((b) => b.name).join(", ") || "none"})`);
+      r.fail(`${nodePath(i)}.delivery.bmc`, `no BMC named ${JSON.stringify(bmcName)}: add it to bmcs or fix the name (known: ${bmcs.map((b) => b.name).join(", ") || "none"})`);
     }
   });
-  duplicates(r, nodeSlots, (n) => (n?.delivery.method === "tpi" && n.delivery.slot !== (0 as number) ? `${n.delivery.bmc} slot ${n.delivery.slot}` : undefined), (i) => `${np(i)}.delivery.slot`, "BMC slot");
+  duplicates(r, nodeSlots, (n) => (n?.delivery.method === "tpi" && n.delivery.slot !== (0 as number) ? `${n.delivery.bmc} slot ${n.delivery.slot}` : undefined), (i) => `${nodePath(i)}.delivery.slot`, "BMC slot");
+}
 
-  // servers
+/** At least one server, and an odd number of them (etcd quorum). */
+function checkServerCount(r: Reader, rawNodes: unknown[], nodes: NodeSpec[]): void {
   const servers = nodes.filter((n) => n.role === "server");
   if (rawNodes.length > 0 && servers.length === 0) r.fail("nodes", "has no node with role \"server\": k3s needs at least one server (the first one gets cluster-init)");
   if (servers.length > 1 && servers.length % 2 === 0) {
     r.fail("nodes", `has ${servers.length} servers: etcd needs an odd number for quorum (${servers.length} servers tolerate ${Math.floor((servers.length - 1) / 2)} failure(s), the same as ${servers.length - 1}); make one an agent or add a server`);
   }
+}
 
-  // artifacts
+/** Artifact pins per hardware; every node's hardware has them (and a .wic for tpi nodes). */
+function readArtifacts(r: Reader, raw: RawFleetConfig, nodeSlots: (NodeSpec | undefined)[], nodes: NodeSpec[]): Fleet["artifacts"] {
   const artObj = r.obj(raw.artifacts, "artifacts", nodes.length > 0) ?? {};
   const artifacts: Partial<Record<Hardware, MachineArtifacts>> = {};
   for (const [hw, v] of Object.entries(artObj)) {
@@ -486,72 +497,78 @@ export function parseFleet(raw: RawFleetConfig): Fleet {
   nodeSlots.forEach((n, i) => {
     if (!n || !(HARDWARE as readonly string[]).includes(n.hardware)) return;
     if (!(n.hardware in artObj)) {
-      r.fail(`${np(i)}.hardware`, `no artifact pins for ${n.hardware}: add artifacts.${n.hardware} (rootfs, kernel, ... with sha256) or change the node's hardware`);
+      r.fail(`${nodePath(i)}.hardware`, `no artifact pins for ${n.hardware}: add artifacts.${n.hardware} (rootfs, kernel, ... with sha256) or change the node's hardware`);
     } else if (n.delivery.method === "tpi" && artifacts[n.hardware] && !artifacts[n.hardware]!.wic) {
-      r.fail(`${np(i)}.delivery`, `tpi flashing needs a disk image: add artifacts.${n.hardware}.wic (the ISAR .wic) or deliver this node with swupdate`);
+      r.fail(`${nodePath(i)}.delivery`, `tpi flashing needs a disk image: add artifacts.${n.hardware}.wic (the ISAR .wic) or deliver this node with swupdate`);
     }
   });
+  return artifacts;
+}
 
-  // isar build settings (optional)
-  let isar: Fleet["isar"];
-  const io = r.obj(raw.isar, "isar", false);
-  if (io) {
-    r.unknownKeys(io, "isar", ["kasDir", "workDir", "buildDir", "dlDir", "sstateDir", "engine", "allowRoot", "timeoutSeconds"]);
-    isar = {
-      kasDir: r.str(io, "kasDir", "isar"),
-      workDir: r.optStr(io, "workDir", "isar"),
-      buildDir: r.optStr(io, "buildDir", "isar"),
-      dlDir: r.optStr(io, "dlDir", "isar"),
-      sstateDir: r.optStr(io, "sstateDir", "isar"),
-      engine: r.oneOf(io, "engine", "isar", ["podman", "docker"] as const, "podman"),
-      allowRoot: r.bool(io, "allowRoot", "isar", false),
-      timeoutSeconds: r.num(io, "timeoutSeconds", "isar", 6 * 3600, 60, 7 * 24 * 3600),
-    };
-  }
+/** ISAR build settings (optional section). */
+function readIsarSettings(r: Reader, raw: RawFleetConfig): Fleet["isar"] {
+  const isarCfg = r.obj(raw.isar, "isar", false);
+  if (!isarCfg) return undefined;
+  r.unknownKeys(isarCfg, "isar", ["kasDir", "workDir", "buildDir", "dlDir", "sstateDir", "engine", "allowRoot", "timeoutSeconds"]);
+  return {
+    kasDir: r.str(isarCfg, "kasDir", "isar"),
+    workDir: r.optStr(isarCfg, "workDir", "isar"),
+    buildDir: r.optStr(isarCfg, "buildDir", "isar"),
+    dlDir: r.optStr(isarCfg, "dlDir", "isar"),
+    sstateDir: r.optStr(isarCfg, "sstateDir", "isar"),
+    engine: r.oneOf(isarCfg, "engine", "isar", ["podman", "docker"] as const, "podman"),
+    allowRoot: r.bool(isarCfg, "allowRoot", "isar", false),
+    timeoutSeconds: r.num(isarCfg, "timeoutSeconds", "isar", 6 * 3600, 60, 7 * 24 * 3600),
+  };
+}
 
-  // k3s
-  const ko = r.obj(raw.k3s, "k3s", false);
-  r.unknownKeys(ko, "k3s", [
+/** k3s settings (optional section, every key defaulted). */
+function readK3sSettings(r: Reader, raw: RawFleetConfig): Fleet["k3s"] {
+  const k3sCfg = r.obj(raw.k3s, "k3s", false);
+  r.unknownKeys(k3sCfg, "k3s", [
     "version", "clusterCidr", "serviceCidr", "clusterDns", "disable", "kubeletArgs", "tlsSan", "secretsEncryption",
     "protectKernelDefaults", "joinTimeoutSeconds", "drainTimeoutSeconds", "tokenSource",
   ]);
   const cidr = (key: string, dflt: string) => {
-    const v = r.str(ko, key, "k3s", dflt);
+    const v = r.str(k3sCfg, key, "k3s", dflt);
     if (!isIPv4Cidr(v)) r.fail(`k3s.${key}`, `${JSON.stringify(v)} is not an IPv4 CIDR such as "10.42.0.0/16"`);
     return v;
   };
   const k3s = {
-    version: r.str(ko, "version", "k3s", "v1.31.4+k3s1"),
+    version: r.str(k3sCfg, "version", "k3s", "v1.31.4+k3s1"),
     clusterCidr: cidr("clusterCidr", "10.42.0.0/16"),
     serviceCidr: cidr("serviceCidr", "10.43.0.0/16"),
-    clusterDns: r.str(ko, "clusterDns", "k3s", "10.43.0.10"),
-    disable: r.strList(ko, "disable", "k3s", ["traefik", "servicelb", "local-storage"], (s, p) => {
+    clusterDns: r.str(k3sCfg, "clusterDns", "k3s", "10.43.0.10"),
+    disable: r.strList(k3sCfg, "disable", "k3s", ["traefik", "servicelb", "local-storage"], (s, p) => {
       if (!/^[a-z0-9-]+$/.test(s)) r.fail(p, `${JSON.stringify(s)} is not a k3s component name`);
     }),
-    kubeletArgs: r.strList(ko, "kubeletArgs", "k3s", ["max-pods=50", "system-reserved=cpu=100m,memory=256Mi", "kube-reserved=cpu=100m,memory=256Mi", "eviction-hard=memory.available<100Mi,nodefs.available<10%"], (s, p) => {
+    kubeletArgs: r.strList(k3sCfg, "kubeletArgs", "k3s", ["max-pods=50", "system-reserved=cpu=100m,memory=256Mi", "kube-reserved=cpu=100m,memory=256Mi", "eviction-hard=memory.available<100Mi,nodefs.available<10%"], (s, p) => {
       if (!/^[a-z0-9-]+=[^\s]+$/.test(s)) r.fail(p, `${JSON.stringify(s)} is not a kubelet argument "name=value" (no leading dashes, no spaces)`);
     }),
-    tlsSan: r.strList(ko, "tlsSan", "k3s", [], (s, p) => {
+    tlsSan: r.strList(k3sCfg, "tlsSan", "k3s", [], (s, p) => {
       if (!isIPv4(s) && !isRfc1123Subdomain(s)) r.fail(p, `${JSON.stringify(s)} is neither an IPv4 address nor a DNS name`);
     }),
-    secretsEncryption: r.bool(ko, "secretsEncryption", "k3s", true),
-    protectKernelDefaults: r.bool(ko, "protectKernelDefaults", "k3s", true),
-    joinTimeoutSeconds: r.num(ko, "joinTimeoutSeconds", "k3s", 600, 10, 86400),
-    drainTimeoutSeconds: r.num(ko, "drainTimeoutSeconds", "k3s", 300, 10, 86400),
-    tokenSource: r.oneOf(ko, "tokenSource", "k3s", ["random", "builtin"] as const, "random"),
+    secretsEncryption: r.bool(k3sCfg, "secretsEncryption", "k3s", true),
+    protectKernelDefaults: r.bool(k3sCfg, "protectKernelDefaults", "k3s", true),
+    joinTimeoutSeconds: r.num(k3sCfg, "joinTimeoutSeconds", "k3s", 600, 10, 86400),
+    drainTimeoutSeconds: r.num(k3sCfg, "drainTimeoutSeconds", "k3s", 300, 10, 86400),
+    tokenSource: r.oneOf(k3sCfg, "tokenSource", "k3s", ["random", "builtin"] as const, "random"),
   };
   if (!/^v[0-9]+\.[0-9]+\.[0-9]+\+k3s[0-9]+$/.test(k3s.version)) r.fail("k3s.version", `${JSON.stringify(k3s.version)} is not a k3s version such as "v1.31.4+k3s1"`);
   if (!isIPv4(k3s.clusterDns)) r.fail("k3s.clusterDns", `${JSON.stringify(k3s.clusterDns)} is not an IPv4 address`);
+  return k3s;
+}
 
-  // swupdate
-  const so = r.obj(raw.swupdate, "swupdate", false);
-  r.unknownKeys(so, "swupdate", ["version", "certificate", "signing", "encrypt", "compression"]);
+/** SWUpdate bundle settings; a certificate is required once a node is updated with CMS-signed bundles. */
+function readSwupdateSettings(r: Reader, raw: RawFleetConfig, nodes: NodeSpec[]): Fleet["swupdate"] {
+  const swupdateCfg = r.obj(raw.swupdate, "swupdate", false);
+  r.unknownKeys(swupdateCfg, "swupdate", ["version", "certificate", "signing", "encrypt", "compression"]);
   const swupdate = {
-    version: r.str(so, "version", "swupdate", "1.0.0"),
-    certificate: r.optStr(so, "certificate", "swupdate"),
-    signing: r.oneOf(so, "signing", "swupdate", SIGNING_METHODS, "cms"),
-    encrypt: r.bool(so, "encrypt", "swupdate", false),
-    compression: so?.compression === undefined ? undefined : r.oneOf(so, "compression", "swupdate", ["zlib", "zstd"] as const),
+    version: r.str(swupdateCfg, "version", "swupdate", "1.0.0"),
+    certificate: r.optStr(swupdateCfg, "certificate", "swupdate"),
+    signing: r.oneOf(swupdateCfg, "signing", "swupdate", SIGNING_METHODS, "cms"),
+    encrypt: r.bool(swupdateCfg, "encrypt", "swupdate", false),
+    compression: swupdateCfg?.compression === undefined ? undefined : r.oneOf(swupdateCfg, "compression", "swupdate", ["zlib", "zstd"] as const),
   };
   if (!isVersionString(swupdate.version)) r.fail("swupdate.version", `${JSON.stringify(swupdate.version)} is not a version label: use [A-Za-z0-9._+-]`);
   if (swupdate.certificate !== undefined && !/-----BEGIN CERTIFICATE-----[\s\S]+-----END CERTIFICATE-----/.test(swupdate.certificate)) {
@@ -561,21 +578,24 @@ export function parseFleet(raw: RawFleetConfig): Fleet {
   if (swNodes.length > 0 && swupdate.certificate === undefined && swupdate.signing === "cms") {
     r.fail("swupdate.certificate", `is required: nodes ${swNodes.map((n) => n.name).join(", ")} are updated with SWUpdate, which checks the CMS signature against this certificate`);
   }
+  return swupdate;
+}
 
-  // network
-  const no = r.obj(raw.network, "network", false);
-  r.unknownKeys(no, "network", ["profile", "interface", "bondInterfaces", "k3sVlan", "storageVlan", "prefixLength", "gateway", "dns"]);
+/** Network profile settings; VLAN profiles need every node's storage address. */
+function readNetworkSettings(r: Reader, raw: RawFleetConfig, nodeSlots: (NodeSpec | undefined)[]): Fleet["network"] {
+  const networkCfg = r.obj(raw.network, "network", false);
+  r.unknownKeys(networkCfg, "network", ["profile", "interface", "bondInterfaces", "k3sVlan", "storageVlan", "prefixLength", "gateway", "dns"]);
   const network = {
-    profile: r.oneOf(no, "profile", "network", NETWORK_PROFILES, "simple"),
-    interface: r.str(no, "interface", "network", "eth1"),
-    bondInterfaces: r.strList(no, "bondInterfaces", "network", ["eth1", "eth2"], (s, p) => {
+    profile: r.oneOf(networkCfg, "profile", "network", NETWORK_PROFILES, "simple"),
+    interface: r.str(networkCfg, "interface", "network", "eth1"),
+    bondInterfaces: r.strList(networkCfg, "bondInterfaces", "network", ["eth1", "eth2"], (s, p) => {
       if (!isInterfaceName(s)) r.fail(p, `${JSON.stringify(s)} is not an interface name (1–15 of [A-Za-z0-9_.-])`);
     }),
-    k3sVlan: r.num(no, "k3sVlan", "network", 200, 1, 4094),
-    storageVlan: r.num(no, "storageVlan", "network", 100, 1, 4094),
-    prefixLength: r.num(no, "prefixLength", "network", 24, 1, 32),
-    gateway: r.optStr(no, "gateway", "network"),
-    dns: r.strList(no, "dns", "network", [], (s, p) => {
+    k3sVlan: r.num(networkCfg, "k3sVlan", "network", 200, 1, 4094),
+    storageVlan: r.num(networkCfg, "storageVlan", "network", 100, 1, 4094),
+    prefixLength: r.num(networkCfg, "prefixLength", "network", 24, 1, 32),
+    gateway: r.optStr(networkCfg, "gateway", "network"),
+    dns: r.strList(networkCfg, "dns", "network", [], (s, p) => {
       if (!isIPv4(s)) r.fail(p, `${JSON.stringify(s)} is not an IPv4 address`);
     }),
   };
@@ -589,31 +609,38 @@ export function parseFleet(raw: RawFleetConfig): Fleet {
   }
   if (network.profile !== "simple") {
     nodeSlots.forEach((n, i) => {
-      if (n && n.storageAddress === undefined) r.fail(`${np(i)}.storageAddress`, `is required with network profile ${network.profile} (the node's address on VLAN ${network.storageVlan})`);
+      if (n && n.storageAddress === undefined) r.fail(`${nodePath(i)}.storageAddress`, `is required with network profile ${network.profile} (the node's address on VLAN ${network.storageVlan})`);
     });
   }
+  return network;
+}
 
-  // delivery
-  const dO = r.obj(raw.delivery, "delivery", false);
-  r.unknownKeys(dO, "delivery", ["flashTimeoutSeconds", "bootTimeoutSeconds", "maxAgentsInFlight"]);
-  const delivery = {
-    flashTimeoutSeconds: r.num(dO, "flashTimeoutSeconds", "delivery", 3600, 1, 86400),
-    bootTimeoutSeconds: r.num(dO, "bootTimeoutSeconds", "delivery", 900, 1, 86400),
-    maxAgentsInFlight: r.num(dO, "maxAgentsInFlight", "delivery", 2, 1, 64),
+/** Delivery settings (defaults: lib/model/defaults.ts). */
+function readDeliverySettings(r: Reader, raw: RawFleetConfig): Fleet["delivery"] {
+  const deliveryCfg = r.obj(raw.delivery, "delivery", false);
+  r.unknownKeys(deliveryCfg, "delivery", ["flashTimeoutSeconds", "bootTimeoutSeconds", "maxAgentsInFlight"]);
+  return {
+    flashTimeoutSeconds: r.num(deliveryCfg, "flashTimeoutSeconds", "delivery", DELIVERY_DEFAULTS.flashTimeoutSeconds, 1, 86400),
+    bootTimeoutSeconds: r.num(deliveryCfg, "bootTimeoutSeconds", "delivery", DELIVERY_DEFAULTS.bootTimeoutSeconds, 1, 86400),
+    maxAgentsInFlight: r.num(deliveryCfg, "maxAgentsInFlight", "delivery", DELIVERY_DEFAULTS.maxAgentsInFlight, 1, 64),
   };
+}
 
-  // image composition
-  const imo = r.obj(raw.images, "images", false);
-  r.unknownKeys(imo, "images", ["pkgsSource", "nixpkgs", "headroomPercent", "timeoutSeconds", "offline"]);
-  const images = {
-    pkgsSource: r.oneOf(imo, "pkgsSource", "images", ["nixpkgs", "host"] as const, "nixpkgs"),
-    nixpkgs: r.optStr(imo, "nixpkgs", "images"),
-    headroomPercent: r.num(imo, "headroomPercent", "images", 30, 0, 1000),
-    timeoutSeconds: r.num(imo, "timeoutSeconds", "images", 1800, 10, 86400),
-    offline: r.bool(imo, "offline", "images", true),
+/** Image composition settings. */
+function readImageSettings(r: Reader, raw: RawFleetConfig): Fleet["images"] {
+  const imagesCfg = r.obj(raw.images, "images", false);
+  r.unknownKeys(imagesCfg, "images", ["pkgsSource", "nixpkgs", "headroomPercent", "timeoutSeconds", "offline"]);
+  return {
+    pkgsSource: r.oneOf(imagesCfg, "pkgsSource", "images", ["nixpkgs", "host"] as const, "nixpkgs"),
+    nixpkgs: r.optStr(imagesCfg, "nixpkgs", "images"),
+    headroomPercent: r.num(imagesCfg, "headroomPercent", "images", 30, 0, 1000),
+    timeoutSeconds: r.num(imagesCfg, "timeoutSeconds", "images", 1800, 10, 86400),
+    offline: r.bool(imagesCfg, "offline", "images", true),
   };
+}
 
-  // keys baked into images
+/** Public keys baked into every image; required once there are nodes. */
+function readAuthorizedKeys(r: Reader, raw: RawFleetConfig, nodes: NodeSpec[]): string[] {
   const authorizedKeys: string[] = [];
   r.arr(raw.authorizedKeys, "authorizedKeys").forEach((k, i) => {
     if (typeof k !== "string" || !isOpenSshPublicKey(k)) {
@@ -623,35 +650,57 @@ export function parseFleet(raw: RawFleetConfig): Fleet {
   if (nodes.length > 0 && authorizedKeys.length === 0 && raw.authorizedKeys === undefined) {
     r.fail("authorizedKeys", "is required: list the public key(s) that may log in to the nodes (the deploy key's .pub at least)");
   }
+  return authorizedKeys;
+}
 
-  // workloads
-  const wo = r.obj(raw.workloads, "workloads", false);
-  r.unknownKeys(wo, "workloads", ["namespaces", "manifests", "helmCharts"]);
+/** Workloads applied after the cluster is up: namespaces, manifests, Helm charts. */
+function readWorkloads(r: Reader, raw: RawFleetConfig): Fleet["workloads"] {
+  const workloadsCfg = r.obj(raw.workloads, "workloads", false);
+  r.unknownKeys(workloadsCfg, "workloads", ["namespaces", "manifests", "helmCharts"]);
   const helmCharts: HelmChart[] = [];
-  r.arr(wo?.helmCharts, "workloads.helmCharts").forEach((h, i) => {
+  r.arr(workloadsCfg?.helmCharts, "workloads.helmCharts").forEach((h, i) => {
     const p = `workloads.helmCharts[${i}]`;
-    const ho = r.obj(h, p, true);
-    if (!ho) return;
-    r.unknownKeys(ho, p, ["name", "chart", "repo", "version", "namespace", "values"]);
-    const name = r.str(ho, "name", p);
-    if (typeof ho.name === "string") checkLabelName(r, name, `${p}.name`, "release name");
-    const namespace = r.str(ho, "namespace", p, "default");
+    const chartCfg = r.obj(h, p, true);
+    if (!chartCfg) return;
+    r.unknownKeys(chartCfg, p, ["name", "chart", "repo", "version", "namespace", "values"]);
+    const name = r.str(chartCfg, "name", p);
+    if (typeof chartCfg.name === "string") checkLabelName(r, name, `${p}.name`, "release name");
+    const namespace = r.str(chartCfg, "namespace", p, "default");
     checkLabelName(r, namespace, `${p}.namespace`, "namespace");
     helmCharts.push({
       name,
-      chart: r.str(ho, "chart", p),
-      repo: r.optStr(ho, "repo", p),
-      version: r.optStr(ho, "version", p),
+      chart: r.str(chartCfg, "chart", p),
+      repo: r.optStr(chartCfg, "repo", p),
+      version: r.optStr(chartCfg, "version", p),
       namespace,
-      values: (r.obj(ho.values, `${p}.values`, false) ?? {}) as Record<string, unknown>,
+      values: (r.obj(chartCfg.values, `${p}.values`, false) ?? {}) as Record<string, unknown>,
     });
   });
-  const workloads = {
-    namespaces: r.strList(wo, "namespaces", "workloads", [], (s, p) => checkLabelName(r, s, p, "namespace")),
-    manifests: r.strList(wo, "manifests", "workloads", []),
+  return {
+    namespaces: r.strList(workloadsCfg, "namespaces", "workloads", [], (s, p) => checkLabelName(r, s, p, "namespace")),
+    manifests: r.strList(workloadsCfg, "manifests", "workloads", []),
     helmCharts,
   };
+}
 
+/** Read the whole config, section by section, in the order the problems are reported. */
+export function parseFleet(raw: RawFleetConfig): Fleet {
+  const r = new Reader();
+  const clusterName = typeof raw.clusterName === "string" ? raw.clusterName : raw.clusterName === undefined ? "isar-k3s" : "";
+  if (!isRfc1123Label(clusterName)) r.fail("clusterName", `${describe(raw.clusterName)} is not a valid cluster name (RFC 1123 label)`);
+  const { rawNodes, nodeSlots, nodes } = readNodes(r, raw);
+  const bmcs = readBmcs(r, raw, nodeSlots);
+  checkTpiReferences(r, nodeSlots, bmcs);
+  checkServerCount(r, rawNodes, nodes);
+  const artifacts = readArtifacts(r, raw, nodeSlots, nodes);
+  const isar = readIsarSettings(r, raw);
+  const k3s = readK3sSettings(r, raw);
+  const swupdate = readSwupdateSettings(r, raw, nodes);
+  const network = readNetworkSettings(r, raw, nodeSlots);
+  const delivery = readDeliverySettings(r, raw);
+  const images = readImageSettings(r, raw);
+  const authorizedKeys = readAuthorizedKeys(r, raw, nodes);
+  const workloads = readWorkloads(r, raw);
   if (r.problems.length > 0) throw new FleetConfigError(r.problems);
   return { clusterName, nodes, bmcs, artifacts, isar, k3s, swupdate, network, delivery, images, authorizedKeys, workloads };
 }

@@ -8,6 +8,7 @@
  * for every node's hardware; pins as lowercase hex sha256. Secrets (SSH private key, SWUpdate signing
  * key) are not part of this model: they stay Pulumi secrets and travel separately.
  */
+import type { SshLogin } from "../transport/endpoint";
 
 export const ROLES = ["server", "agent"] as const;
 export type Role = (typeof ROLES)[number];
@@ -36,14 +37,8 @@ export type ArtifactKind = (typeof ARTIFACT_KINDS)[number];
 export const SIGNING_METHODS = ["cms", "rsa", "rsa-pss"] as const;
 export type SigningMethod = (typeof SIGNING_METHODS)[number];
 
-export interface SshEndpoint {
-  /** Login user. */
-  user: string;
-  /** TCP port. */
-  port: number;
-  /** Pinned host key, an OpenSSH public key line ("ssh-ed25519 AAAA..."); absent = learned after our own flash. */
-  hostKey?: string;
-}
+/** Login user, port and pinned host key of a node or BMC (the address is kept beside it). */
+export type { SshLogin } from "../transport/endpoint";
 
 export interface TpiDelivery {
   method: "tpi";
@@ -92,7 +87,7 @@ export interface NodeSpec {
   storageAddress?: string;
   /** Board revision for SWUpdate hardware compatibility (written to /etc/hwrevision). */
   hwRevision: string;
-  ssh: SshEndpoint;
+  ssh: SshLogin;
   delivery: Delivery;
   labels: Record<string, string>;
   taints: Taint[];
@@ -101,7 +96,7 @@ export interface NodeSpec {
 export interface BmcSpec {
   name: string;
   address: string;
-  ssh: SshEndpoint;
+  ssh: SshLogin;
   /** Directory on the BMC where images are uploaded before `tpi flash --local`. */
   imageDir: string;
 }

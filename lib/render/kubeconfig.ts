@@ -29,6 +29,8 @@ export function rewriteKubeconfig(text: string, rw: KubeconfigRewrite): string {
   try {
     doc = parse(text);
   } catch (e) {
+    // no `cause`: the parser's error quotes the document, which holds the client key
+    // eslint-disable-next-line preserve-caught-error
     throw new Error(`kubeconfig from the first server is not valid YAML (${(e as Error).name}); check /etc/rancher/k3s/k3s.yaml on the server`);
   }
   if (!doc || typeof doc !== "object") throw new Error("kubeconfig from the first server is empty or not a map");

@@ -17,12 +17,13 @@
  *   `<path>.partial`, verify sha256 and rename atomically (./upload.ts). A connection lost during an
  *   upload is re-established and the upload resumed, up to `uploadAttempts` times.
  */
+import { setTimeout as sleep } from "timers/promises";
 import * as crypto from "crypto";
 import * as fs from "fs";
 import { Transform } from "stream";
 import { pipeline } from "stream/promises";
 import { Client, ClientChannel, ConnectConfig, SFTPWrapper } from "ssh2";
-import { isOpenSshPublicKey } from "../model/checks";
+import { isOpenSshPublicKey } from "./syntax";
 import { shellQuoteArgv } from "./argv";
 import { Host, HostError, RunOptions, RunResult, TailBuffer, UploadOptions, UploadResult, checkResult, tailLines } from "./host";
 import { uploadFile, UploadTarget } from "./upload";
@@ -118,9 +119,6 @@ const PID_MARK = "isar-k3s-remote-pid:";
 
 const RETRYABLE = /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|EPIPE|EAI_AGAIN|Timed out while waiting for handshake|Connection lost before handshake|socket hang up|Not connected|No response from server/i;
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
 
 function keyTypeAlgorithms(type: string): string[] {
   if (type === "ssh-rsa") return ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"];
@@ -152,7 +150,7 @@ export class SshHost implements Host {
       try {
         this.pin = parseOpenSshPublicKey(opts.hostKey);
       } catch (e) {
-        throw new Error(`${opts.hostKeyConfigPath ?? "host key pin"} for ${this.label}: ${(e as Error).message}`);
+        throw new Error(`${opts.hostKeyConfigPath ?? "host key pin"} for ${this.label}: ${(e as Error).message}`, { cause: e });
       }
     }
     if (opts.privateKey === undefined && !(opts.agent ?? process.env.SSH_AUTH_SOCK)) {

@@ -12,7 +12,7 @@
  */
 import * as crypto from "crypto";
 import * as fs from "fs";
-import { normalizeSha256 } from "../model/checks";
+import { normalizeSha256 } from "./syntax";
 import { HostError, UploadOptions, UploadResult } from "./host";
 
 export interface UploadTarget {
@@ -57,7 +57,7 @@ export async function uploadFile(t: UploadTarget, localPath: string, remotePath:
   try {
     st = await fs.promises.stat(localPath);
   } catch (e) {
-    throw new Error(`upload to ${t.label}: cannot read local file ${localPath}: ${(e as Error).message}`);
+    throw new Error(`upload to ${t.label}: cannot read local file ${localPath}: ${(e as Error).message}`, { cause: e });
   }
   if (!st.isFile()) throw new Error(`upload to ${t.label}: ${localPath} is not a regular file`);
   const total = st.size;

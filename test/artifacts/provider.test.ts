@@ -223,12 +223,11 @@ test("a missing artifact file names the kas-container command", async () => {
 });
 
 test("each provider serializes to a closure that requires lib/ at run time instead of inlining it", async () => {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
   const sc = require("@pulumi/pulumi/runtime/closure/serializeClosure");
   for (const p of [artifact, build]) {
     const sf = await sc.serializeFunction(() => p, { allowSecrets: true });
     expect(sf.text).toContain(`ROOT: ${JSON.stringify(path.resolve(__dirname, "../.."))}`);
-    expect(sf.text).toContain('require(ROOT + "/lib/artifacts/resources")');
+    expect(sf.text).toContain('require(ROOT + "/lib/artifacts/isar-provider")');
     expect(sf.text).not.toMatch(/function (diffArtifact|importArtifact|runKasBuild)\b/);
   }
 });

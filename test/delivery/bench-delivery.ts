@@ -13,7 +13,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { ProgressEvent } from "../../lib/delivery/common";
 import { flashNode } from "../../lib/delivery/tpi";
-import { checkDelivery, diffDelivery } from "../../lib/delivery/resource";
+import { checkDelivery, diffDelivery } from "../../lib/delivery/delivery-provider";
 import { makeNodeImage, startLabRetry, tempDir } from "./labutil";
 
 function arg(name: string, def: number): number {

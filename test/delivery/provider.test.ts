@@ -20,17 +20,15 @@ pulumi.runtime.setMocks(
   true,
 );
 
-// eslint-disable-next-line @typescript-eslint/no-require-imports
 const { deliveryProvider, deliveryProps, TuringPiFlash, SwupdateDelivery } = require("../../providers/delivery") as typeof import("../../providers/delivery");
 
 const SHA = "ab".repeat(32);
 
 test("the provider serializes to a closure that requires lib/delivery at run time", async () => {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
   const sc = require("@pulumi/pulumi/runtime/closure/serializeClosure");
   const sf = await sc.serializeFunction(() => deliveryProvider, { allowSecrets: true });
   expect(sf.text).toContain(`ROOT: ${JSON.stringify(path.resolve(__dirname, "../.."))}`);
-  expect(sf.text).toContain('require(ROOT + "/lib/delivery/resource")');
+  expect(sf.text).toContain('require(ROOT + "/lib/delivery/delivery-provider")');
   expect(sf.text).not.toMatch(/function (flashNode|installBundle|diffDelivery|parseFlashOutcome)\b/);
 });
 

@@ -22,7 +22,7 @@ import { installBundle, SwupdateSpec } from "../../lib/delivery/swupdate";
 import { deliveryDependencies, runRollout, RolloutError } from "../../lib/delivery/rollout";
 import { deploymentPlan } from "../../lib/plan/plan";
 import type { Fleet, NodeSpec } from "../../lib/model/types";
-import { DeliveryOutputs, SwupdateInputs } from "../../lib/delivery/resource";
+import { DeliveryOutputs, SwupdateInputs } from "../../lib/delivery/delivery-provider";
 import { deliveryProvider } from "../../providers/delivery";
 import { Signer, TestImage, makeNodeImage, makeSigner, tempDir, startLabRetry } from "./labutil";
 

@@ -13,7 +13,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { ProgressEvent } from "../../lib/delivery/common";
 import { flashNode } from "../../lib/delivery/tpi";
-import { DeliveryOutputs } from "../../lib/delivery/resource";
+import { DeliveryOutputs } from "../../lib/delivery/delivery-provider";
 import { deliveryProvider } from "../../providers/delivery";
 import { imageFromWic, sha256File } from "./labutil";
 import { IMAGE_DIR, TpiLab } from "./tpilab";

@@ -7,7 +7,7 @@ import * as path from "path";
 import type { Lab } from "../../lab/lab";
 import { connectSsh } from "../../lib/transport/ssh";
 import type { TpiFlashSpec } from "../../lib/delivery/tpi";
-import type { TpiInputs } from "../../lib/delivery/resource";
+import type { TpiInputs } from "../../lib/delivery/delivery-provider";
 import { TestImage, labLogCount, makeNodeImage, startLabRetry, tempDir } from "./labutil";
 
 export const IMAGE_DIR = "/mnt/sdcard/images";

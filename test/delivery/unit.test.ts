@@ -6,14 +6,15 @@
 import { deploymentPlan } from "../../lib/plan/plan";
 import type { Fleet, NodeSpec } from "../../lib/model/types";
 import { KeyedMutex, ProgressEvent, ProgressReporter, DeliveryError, formatDuration, formatProgress } from "../../lib/delivery/common";
-import { SPACE_SCRIPT, lastPercent, parseFlashOutcome, parsePowerStatus, parseSpaceReport, remoteImagePath, tpiFlashArgv, tpiPowerArgv } from "../../lib/delivery/tpi";
+import { lastPercent, parseFlashOutcome, parsePowerStatus, remoteImagePath, tpiFlashArgv, tpiPowerArgv } from "../../lib/delivery/tpi";
+import { SPACE_SCRIPT, parseSpaceReport } from "../../lib/delivery/common";
 import { execFileSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { parseInstallOutcome, swupdateArgv } from "../../lib/delivery/swupdate";
 import { deliveryDependencies, runRollout, RolloutError } from "../../lib/delivery/rollout";
-import { checkDelivery, describeDeliveryChange, diffDelivery, DeliveryInputs, DeliveryOutputs, TpiInputs, SwupdateInputs } from "../../lib/delivery/resource";
+import { checkDelivery, describeDeliveryChange, diffDelivery, DeliveryInputs, DeliveryOutputs, TpiInputs, SwupdateInputs } from "../../lib/delivery/delivery-provider";
 
 const SHA_A = "a1b2".repeat(16);
 const SHA_B = "c3d4".repeat(16);
@@ -421,6 +422,6 @@ describe("checkDelivery", () => {
   test("defaults", () => {
     const i = tpiInputs() as DeliveryInputs as TpiInputs;
     expect(i.node).toEqual({ address: "10.0.0.11", port: 22, user: "root" });
-    expect([i.flashTimeoutSeconds, i.bootTimeoutSeconds, i.connectTimeoutSeconds, i.tpiSha256]).toEqual([3600, 600, 60, true]);
+    expect([i.flashTimeoutSeconds, i.bootTimeoutSeconds, i.connectTimeoutSeconds, i.tpiSha256]).toEqual([3600, 900, 60, true]);
   });
 });

@@ -37,10 +37,10 @@ function tree(dir: string): string {
 test("SOURCE_DATE_EPOCH is ignored by mke2fs 1.47.0; E2FSPROGS_FAKE_TIME is honoured", () => {
   const a = path.join(tmp, "sde.img");
   mkfs(a, null, { SOURCE_DATE_EPOCH: "1000" });
-  expect(sh(["dumpe2fs", "-h", a])).not.toMatch(/Filesystem created: +Thu Jan  1 00:16:40 1970/);
+  expect(sh(["dumpe2fs", "-h", a])).not.toMatch(/Filesystem created: +Thu Jan {2}1 00:16:40 1970/);
   const b = path.join(tmp, "fake.img");
   mkfs(b, null, { E2FSPROGS_FAKE_TIME: "1000" });
-  expect(sh(["dumpe2fs", "-h", b])).toMatch(/Filesystem created: +Thu Jan  1 00:16:40 1970/);
+  expect(sh(["dumpe2fs", "-h", b])).toMatch(/Filesystem created: +Thu Jan {2}1 00:16:40 1970/);
 });
 
 test("-d copies ctime from the tree: identical trees made at different times differ until the times are reset", async () => {

@@ -104,7 +104,7 @@ describe("NodeImage provider", () => {
   test("a second node with the same inputs except one file: only that node's digest changes", async () => {
     const a = await checked();
     const b = await checked({ nodeName: `w2-${marker}`, files: nodeFiles(`w2-${marker}`, { role: "agent" }) });
-    const resource = require("../../lib/image/resource") as typeof import("../../lib/image/resource");
+    const resource = require("../../lib/image/node-image-provider") as typeof import("../../lib/image/node-image-provider");
     const a2 = await checked();
     const b2 = await checked({ nodeName: `w2-${marker}`, files: nodeFiles(`w2-${marker}`, { role: "agent", label: "z" }) });
     expect(resource.digestOf(a2)).toBe(resource.digestOf(a));

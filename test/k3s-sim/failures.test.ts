@@ -285,9 +285,7 @@ describe("config files, install.sh and systemctl", () => {
 
 describe("readers", () => {
   // plain JS modules of the stand-in
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
   const Y = require(path.join(LAB_K3S, "lib/yaml.js")) as { parse(t: string, what?: string): unknown; stringify(v: unknown): string };
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
   const K = require(path.join(LAB_K3S, "lib/kubectl.js")) as { jsonpath(t: string, d: unknown): string };
 
   test("the stand-in's YAML reader agrees with the yaml library, both ways", () => {

@@ -11,7 +11,6 @@ import { stringify } from "yaml";
 
 export const LAB_K3S = path.resolve(__dirname, "../../lab/k3s");
 export const NODE = process.execPath;
-// eslint-disable-next-line @typescript-eslint/no-require-imports
 const SIM_UTIL = require(path.join(LAB_K3S, "lib/util.js")) as { processAlive(rec: unknown): boolean | undefined };
 
 export interface RunResult {

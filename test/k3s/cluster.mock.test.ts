@@ -86,6 +86,7 @@ test("token, join chain, kubeconfig secret, Kubernetes provider and workloads", 
 
   const deps = new Map<string, string[]>();
   const names = new Map<unknown, string>();
+  const created: pulumi.Resource[] = [];
   const cluster = new K3sCluster(
     "lab",
     {
@@ -98,6 +99,7 @@ test("token, join chain, kubeconfig secret, Kubernetes provider and workloads", 
       transformations: [
         (a) => {
           names.set(a.resource, a.name);
+          created.push(a.resource);
           const d = a.opts.dependsOn;
           deps.set(a.name, (Array.isArray(d) ? d : d ? [d] : []).map((r) => names.get(r) ?? (r as unknown as { __name?: string }).__name ?? "?"));
           return undefined;
@@ -111,7 +113,8 @@ test("token, join chain, kubeconfig secret, Kubernetes provider and workloads", 
   expect(kubeconfig).toBe(FAKE_KUBECONFIG);
   expect(await pulumi.isSecret(cluster.kubeconfig)).toBe(true);
   await value(pulumi.all(Object.values(cluster.workloads.manifests).map((m) => m.resources)));
-  await new Promise((r) => setTimeout(r, 200));
+  // every resource built so far (the manifests' children included) is registered once its URN is known
+  await value(pulumi.all(created.map((r) => r.urn)));
 
   // token: RandomPassword, 48 chars, no specials; a secret everywhere it goes
   const pw = registered.filter((r) => r.type === "random:index/randomPassword:RandomPassword");
@@ -137,7 +140,7 @@ test("token, join chain, kubeconfig secret, Kubernetes provider and workloads", 
     expect(String(r.inputs.config)).not.toContain("T".repeat(48));
     expect(String(r.inputs.config)).toContain("token-file: /etc/rancher/k3s/token");
     expect(r.inputs.generation).toBe(`img-${r.name.slice(4)}`);
-    expect(r.inputs.apiSsh).toMatchObject({ host: "10.0.0.11", port: 22, user: "root" });
+    expect(r.inputs.apiSsh).toMatchObject({ address: "10.0.0.11", port: 22, user: "root" });
     expect(r.inputs.cluster).toBe(r.name === "lab-srv1" ? "" : "join-lab-srv1");
   }
   const jetson = nodeRegs.find((r) => r.name === "lab-jetson1")!;
@@ -181,14 +184,17 @@ test("workloads: false registers no Kubernetes workloads; default SSH endpoints 
   const f = fleet();
   const c = new K3sCluster("bare", { fleet: f, workloads: false, nodes: { srv1: { hostKey: pulumi.output("ssh-ed25519 LEARNED") } } });
   await value(c.kubeconfig);
-  await new Promise((r) => setTimeout(r, 100));
+  // the joins are registered once their URNs are known; no provider or workload was even constructed
+  await value(pulumi.all(Object.values(c.nodes).map((r) => r.urn)));
+  expect(c.provider).toBeUndefined();
+  expect(c.workloads).toEqual({ namespaces: {}, manifests: {}, helmReleases: {} });
   expect(registered.filter((r) => r.type.startsWith("kubernetes:"))).toEqual([]);
   const srv3 = registered.find((r) => r.name === "bare-srv3")!;
-  expect(srv3.inputs.ssh).toEqual({ host: "10.0.0.10", port: 22, user: "root", hostKey: f.nodes.find((n) => n.name === "srv3")!.ssh.hostKey });
+  expect(srv3.inputs.ssh).toEqual({ address: "10.0.0.10", port: 22, user: "root", hostKey: f.nodes.find((n) => n.name === "srv3")!.ssh.hostKey });
   expect(srv3.inputs.generation).toBe("");
   expect(srv3.inputs.privateKey).toBeUndefined();
   // a host key learned by the delivery overrides the (absent) pin, for the node and as the API endpoint
   const srv1 = registered.find((r) => r.name === "bare-srv1")!;
-  expect(srv1.inputs.ssh).toMatchObject({ host: "10.0.0.11", hostKey: "ssh-ed25519 LEARNED" });
-  expect(srv3.inputs.apiSsh).toMatchObject({ host: "10.0.0.11", hostKey: "ssh-ed25519 LEARNED" });
+  expect(srv1.inputs.ssh).toMatchObject({ address: "10.0.0.11", hostKey: "ssh-ed25519 LEARNED" });
+  expect(srv3.inputs.apiSsh).toMatchObject({ address: "10.0.0.11", hostKey: "ssh-ed25519 LEARNED" });
 });

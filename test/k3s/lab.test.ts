@@ -1,6 +1,6 @@
 /**
  * The k3s join against the simulated lab over SSH (real sshd per node, the lab's k3s stand-in sharing
- * one cluster datastore), driven through lib/k3s/resource.ts the way the dynamic provider drives it and
+ * one cluster datastore), driven through lib/k3s/k3s-provider.ts the way the dynamic provider drives it and
  * in the order Pulumi's dependsOn chain gives (servers one at a time, agents in parallel):
  * - join order proven by the stand-in's join.log timestamps; every node Ready from the first server;
  * - the kubeconfig points at the first server with the stack's names, and works;
@@ -25,8 +25,9 @@ import type { Fleet, NodeSpec } from "../../lib/model/types";
 import { deploymentPlan, DeploymentPlan, teardownOrder } from "../../lib/plan/plan";
 import { nodeLabels, renderK3sConfig } from "../../lib/render/k3s-config";
 import { installArgv, RootShell, writeNodeFiles } from "../../lib/k3s/join";
-import { createKubeconfig, createNode, deleteNode, Deps, diffNode, K3sNodeInputs, K3sNodeOutputs, readNode, sshConnect, updateNodeResource } from "../../lib/k3s/resource";
+import { createKubeconfig, createNode, deleteNode, Deps, diffNode, K3sNodeInputs, K3sNodeOutputs, readNode, sshConnect, updateNodeResource } from "../../lib/k3s/k3s-provider";
 import { connectSsh } from "../../lib/transport/ssh";
+import { sshConnectOptions } from "../../lib/transport/endpoint";
 import { makeNodeImage, TestImage } from "../delivery/labutil";
 import { K3sLab, startK3sLab } from "./labk3s";
 import { validRaw } from "../model/fixtures";
@@ -69,8 +70,8 @@ function inputs(n: NodeSpec, over: Partial<K3sNodeInputs> = {}): K3sNodeInputs {
     hostname: n.hostname,
     role: n.role,
     firstServer: first,
-    ssh: { host: h.address, port: h.port, user: h.user, hostKey: h.hostKey },
-    apiSsh: { host: api.address, port: api.port, user: api.user, hostKey: api.hostKey },
+    ssh: { address: h.address, port: h.port, user: h.user, hostKey: h.hostKey },
+    apiSsh: { address: api.address, port: api.port, user: api.user, hostKey: api.hostKey },
     privateKey: lab.deployKey.privateKey,
     token: TOKEN,
     config: renderK3sConfig(fleet, plan, n),
@@ -315,7 +316,7 @@ test("a re-flashed agent is rejected until its stale Node goes; our join deletes
   const t = Date.now();
   // what a naive rejoin gets: k3s rejects the new node password
   const fresh = inputs(node("a1"), { generation: "image-2" });
-  const s = new RootShell(await connectSsh({ ...fresh.ssh, privateKey: lab.deployKey.privateKey }));
+  const s = new RootShell(await connectSsh(sshConnectOptions(fresh.ssh, { privateKey: lab.deployKey.privateKey }, {})));
   try {
     await writeNodeFiles(s, { ...fresh, node: "a1" } as never, TOKEN, "naive");
     const r = await s.run(installArgv({ role: "agent" }), { timeoutMs: 20_000 });

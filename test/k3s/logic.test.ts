@@ -7,7 +7,7 @@ import { deploymentPlan } from "../../lib/plan/plan";
 import { nodeLabels, renderK3sConfig } from "../../lib/render/k3s-config";
 import { checkJoinSpec, configNeedsRestart, installArgv, K3sError, NodeJoinSpec, redact } from "../../lib/k3s/join";
 import { checkLabelsAndTaints, labelArgv, labelChange, parseNodeJson, taintArgv, taintChange } from "../../lib/k3s/node";
-import { checkNode, diffNode, UNKNOWN } from "../../lib/k3s/resource";
+import { checkNode, diffNode, UNKNOWN } from "../../lib/k3s/k3s-provider";
 import { validRaw } from "../model/fixtures";
 
 const fleet = parseFleet(validRaw());
@@ -107,7 +107,7 @@ describe("join spec", () => {
 describe("resource diff", () => {
   const base = {
     resourceType: "K3sAgent", node: "jetson1", hostname: "jetson1", role: "agent", firstServer: false,
-    ssh: { host: "10.0.0.20", port: 22, user: "root" }, apiSsh: { host: "10.0.0.11", port: 22, user: "root" },
+    ssh: { address: "10.0.0.20", port: 22, user: "root" }, apiSsh: { address: "10.0.0.11", port: 22, user: "root" },
     token: "t".repeat(48), config: spec("jetson1").config, labels: { a: "1" }, taints: [], joinTimeoutSeconds: 60, drainTimeoutSeconds: 30, generation: "img-1", cluster: "join-srv1",
   };
   test("no change, no diff", () => {
@@ -129,6 +129,6 @@ describe("resource diff", () => {
     expect(checkNode({ ...base, token: UNKNOWN, generation: UNKNOWN }).failures).toEqual([]);
     expect(checkNode({ ...base, role: "server" }).failures.map((f) => f.reason).join()).toMatch(/K3sAgent needs role agent/);
     expect(checkNode({ ...base, token: "short" }).failures.map((f) => f.property)).toContain("token");
-    expect(checkNode({ ...base, ssh: { host: "", port: 0, user: "root" } }).failures.map((f) => f.property)).toEqual(["ssh.host", "ssh.port"]);
+    expect(checkNode({ ...base, ssh: { address: "", port: 0, user: "root" } }).failures.map((f) => f.property)).toEqual(["ssh.address", "ssh.port"]);
   });
 });

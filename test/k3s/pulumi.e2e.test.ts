@@ -79,7 +79,7 @@ exports.joined = all.map((r) => r.hostname);
 `;
 
 function writeSpec(over: { agents?: string[]; labels?: Record<string, Record<string, string>>; generation?: Record<string, string> } = {}): void {
-  const ep = (n: string) => ({ host: lab.hosts[n].address, port: lab.hosts[n].port, user: lab.hosts[n].user, hostKey: lab.hosts[n].hostKey });
+  const ep = (n: string) => ({ address: lab.hosts[n].address, port: lab.hosts[n].port, user: lab.hosts[n].user, hostKey: lab.hosts[n].hostKey });
   const nodeSpec = (name: string) => {
     const n = fleet.nodes.find((x) => x.name === name)!;
     return { name, hostname: n.hostname, ssh: ep(name), config: renderK3sConfig(fleet, plan, n), labels: over.labels?.[name] ?? nodeLabels(n), taints: n.taints, generation: over.generation?.[name] ?? "image-1" };
@@ -105,7 +105,7 @@ async function pulumi(args: string[], input?: string): Promise<{ stdout: string;
     return await p;
   } catch (e) {
     const err = e as Error & { stdout?: string; stderr?: string };
-    throw new Error(`pulumi ${args[0]} failed: ${err.message}\n${(err.stdout ?? "").split("\n").slice(-40).join("\n")}\n${err.stderr ?? ""}`);
+    throw new Error(`pulumi ${args[0]} failed: ${err.message}\n${(err.stdout ?? "").split("\n").slice(-40).join("\n")}\n${err.stderr ?? ""}`, { cause: e });
   }
 }
 

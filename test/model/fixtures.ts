@@ -3,7 +3,6 @@
 export const HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICwCb3XL2Q+yQ7VTG4berB4u/Vts/nxGxaoo27HqPE3Z host";
 export const HEX = "a".repeat(64);
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
 export function validRaw(): any {
   return {
     clusterName: "test",

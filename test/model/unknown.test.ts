@@ -1,5 +1,5 @@
 import { containsUnknown, UNKNOWN } from "../../lib/unknown";
-import { checkNodeImage } from "../../lib/image/resource";
+import { checkNodeImage } from "../../lib/image/node-image-provider";
 
 test("containsUnknown finds the sentinel at any depth", () => {
   expect(containsUnknown(UNKNOWN)).toBe(true);
@@ -20,7 +20,7 @@ test("NodeImage check accepts unknown artifact store paths at preview and valida
 });
 
 test("delivery check accepts an image path and sha256 unknown at preview, and still judges known values", () => {
-  const { checkDelivery } = require("../../lib/delivery/resource") as typeof import("../../lib/delivery/resource");
+  const { checkDelivery } = require("../../lib/delivery/delivery-provider") as typeof import("../../lib/delivery/delivery-provider");
   const base = {
     kind: "tpi", nodeName: "srv1", slot: 1, node: { address: "127.0.0.9" },
     bmc: { name: "bmc", address: "127.0.0.2", imageDir: "/mnt/sdcard/x" },
@@ -31,7 +31,7 @@ test("delivery check accepts an image path and sha256 unknown at preview, and st
 });
 
 test("k3s node check accepts an SSH endpoint that is unknown at preview (host key of a re-flash)", () => {
-  const { checkNode } = require("../../lib/k3s/resource") as typeof import("../../lib/k3s/resource");
+  const { checkNode } = require("../../lib/k3s/k3s-provider") as typeof import("../../lib/k3s/k3s-provider");
   const base = { resourceType: "K3sAgent", role: "agent", node: "a1", hostname: "a1", token: UNKNOWN, config: "x", joinTimeoutSeconds: 60, drainTimeoutSeconds: 60 };
   const unknownSsh = checkNode({ ...base, ssh: UNKNOWN, apiSsh: { host: "127.0.0.1", port: 22, user: "root", hostKey: "k" } });
   expect(unknownSsh.failures.filter((f) => f.property.startsWith("ssh"))).toEqual([]);

@@ -8,7 +8,7 @@ import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import { swupdateProvider as p } from "../../providers/swupdate";
-import { UNKNOWN } from "../../lib/swupdate/resource";
+import { UNKNOWN } from "../../lib/swupdate/bundle-provider";
 import { TestSigner, makeSigner, swupdateCheck, tempDir } from "./helpers";
 
 jest.setTimeout(120_000);
@@ -180,7 +180,7 @@ describe("FleetUpdate lifecycle", () => {
 });
 
 test("a changed post-update script generator is an input change (digest set by check)", () => {
-  const { checkSwuBundle: checkBundle } = require("../../lib/swupdate/resource") as typeof import("../../lib/swupdate/resource");
+  const { checkSwuBundle: checkBundle } = require("../../lib/swupdate/bundle-provider") as typeof import("../../lib/swupdate/bundle-provider");
   const base = {
     hardware: "jetson-orin-nano", hwRevisions: ["1.0"], version: "1", signingKey: "k", certificate: "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----",
     images: [{ path: "/tmp/r.ext4", sha256: "a".repeat(64), kind: "rootfs", device: "/dev/mmcblk0p1" }], outputDir: "/tmp/o",

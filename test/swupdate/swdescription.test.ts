@@ -195,6 +195,7 @@ describe("string escaping", () => {
   ];
   test.each(nasty)("round-trips %j", (s) => {
     const lit = libconfigString(s);
+    // eslint-disable-next-line no-control-regex -- the control characters are what this looks for
     expect(lit).not.toMatch(/[\x00-\x1f\x7f]/); // no raw control characters in the output
     const doc = parseLibconfig(`x = ${lit};`);
     expect(doc.x).toBe(s);

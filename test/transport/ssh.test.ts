@@ -312,7 +312,9 @@ describe("upload", () => {
   test("keepalives detect a dead peer during a long command", async () => {
     const h = await connect("a", { keepaliveIntervalMs: 300 });
     const running = h.run(["sleep", "60"]).catch((e) => e);
-    await new Promise((r) => setTimeout(r, 500));
+    // the command is running on the host (bounded wait for it to show up)
+    for (let i = 0; i < 100 && !lab.processes("a").some((p) => p.cmd === "sleep 60"); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(lab.processes("a").some((p) => p.cmd === "sleep 60")).toBe(true);
     const pids = lab.sshSessionPids("a");
     for (const pid of pids) process.kill(pid, "SIGSTOP");
     try {

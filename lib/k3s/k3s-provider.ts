@@ -16,45 +16,30 @@
  */
 import { UNKNOWN } from "../unknown";
 import * as crypto from "crypto";
-import type { Taint } from "../model/types";
 import type { Host } from "../transport/host";
 import { connectSsh } from "../transport/ssh";
+import { endpointLabel, readEndpoint, SshEndpoint, sshConnectOptions } from "../transport/endpoint";
+import { isRfc1123Label } from "../model/checks";
+import type { CheckFailure } from "../provider-types";
 import { fetchKubeconfig, getNode, K3sError, NodeJoinSpec, joinNode, readMarker, redact, removeNode, RemoveResult, RootShell, rootPrefix, updateNode, checkJoinSpec } from "./join";
 
 /** The value Pulumi hands a dynamic provider for an input that is not known yet (preview). */
 /** Pulumi's preview "unknown" marker (one definition: lib/unknown.ts). */
 export { UNKNOWN };
 
-export interface SshTarget {
-  host: string;
-  port: number;
-  user: string;
-  /** Pinned host key (OpenSSH public key line). */
-  hostKey?: string;
-}
-
 export type NodeResourceType = "K3sServer" | "K3sAgent";
 
-export interface K3sNodeInputs {
+/** The join spec (./join.ts NodeJoinSpec) plus how to reach the node and the cluster. */
+export interface K3sNodeInputs extends NodeJoinSpec {
   resourceType: NodeResourceType;
-  node: string;
-  hostname: string;
-  role: "server" | "agent";
-  firstServer: boolean;
   /** SSH endpoint of the node. */
-  ssh: SshTarget;
+  ssh: SshEndpoint;
   /** SSH endpoint of the first server (kubectl runs there). */
-  apiSsh: SshTarget;
+  apiSsh: SshEndpoint;
   /** SSH private key (secret); absent = ssh-agent. */
   privateKey?: string;
   /** Cluster token (secret). */
   token: string;
-  config: string;
-  labels: Record<string, string>;
-  taints: Taint[];
-  joinTimeoutSeconds: number;
-  drainTimeoutSeconds: number;
-  installScript?: string;
   /** Changes when the node was re-flashed / re-imaged (e.g. the delivered image's digest): replaces. */
   generation: string;
   /** Identity of the cluster joined: the first server's join id ("" for the first server). A change (the first server was rebuilt) replaces: the node rejoins the new cluster. */
@@ -68,7 +53,7 @@ export interface K3sNodeOutputs extends K3sNodeInputs {
 
 export interface K3sKubeconfigInputs {
   resourceType: "K3sKubeconfig";
-  apiSsh: SshTarget;
+  apiSsh: SshEndpoint;
   privateKey?: string;
   /** Server URL written into the kubeconfig (https://<first server>:6443). */
   server: string;
@@ -82,7 +67,7 @@ export interface K3sKubeconfigOutputs extends K3sKubeconfigInputs {
   kubeconfig: string;
 }
 
-export type Connect = (target: SshTarget, privateKey: string | undefined, opts: { retryForMs: number; what: string }) => Promise<Host>;
+export type Connect = (target: SshEndpoint, privateKey: string | undefined, opts: { retryForMs: number; what: string }) => Promise<Host>;
 
 export interface Deps {
   connect?: Connect;
@@ -95,9 +80,9 @@ export interface Deps {
 /** Default connection: SshHost with a pinned host key. */
 export const sshConnect: Connect = async (t, privateKey, opts) => {
   if (!t.hostKey) {
-    throw new Error(`${opts.what}: no pinned SSH host key for ${t.user}@${t.host}:${t.port}; pin it in the stack config (nodes[i].ssh.hostKey) or let the delivery record it`);
+    throw new Error(`${opts.what}: no pinned SSH host key for ${endpointLabel(t)}; pin it in the stack config (nodes[i].ssh.hostKey) or let the delivery record it`);
   }
-  return connectSsh({ host: t.host, port: t.port, user: t.user, hostKey: t.hostKey, privateKey, retryForMs: opts.retryForMs, operationTimeoutMs: 15 * 60_000 });
+  return connectSsh(sshConnectOptions(t, { privateKey }, { retryForMs: opts.retryForMs, operationTimeoutMs: 15 * 60_000 }));
 };
 
 function isUnknown(v: unknown): boolean {
@@ -113,18 +98,15 @@ function known(v: unknown): boolean {
 
 // ------------------------------------------------------------------ check / diff
 
-export interface CheckFailure {
-  property: string;
-  reason: string;
-}
+export type { CheckFailure };
 
 function checkTarget(t: unknown, prop: string, out: CheckFailure[]): void {
-  const o = t as SshTarget | undefined;
   if (isUnknown(t)) return; // at preview, e.g. the host key a re-flash will record: checked again at up
-  if (!o || typeof o !== "object") return void out.push({ property: prop, reason: "SSH endpoint {host, port, user, hostKey} is required" });
-  if (known(o.host) && (typeof o.host !== "string" || !o.host)) out.push({ property: `${prop}.host`, reason: "required" });
-  if (known(o.port) && !(Number.isInteger(o.port) && o.port > 0 && o.port < 65536)) out.push({ property: `${prop}.port`, reason: "must be a TCP port" });
-  if (known(o.user) && (typeof o.user !== "string" || !o.user)) out.push({ property: `${prop}.user`, reason: "required" });
+  if (!t || typeof t !== "object") return void out.push({ property: prop, reason: "SSH endpoint {address, port, user, hostKey} is required" });
+  const found: CheckFailure[] = [];
+  readEndpoint(t, prop, false, found);
+  // a field still unknown at preview is checked again at up
+  out.push(...found.filter((f) => known((t as Record<string, unknown>)[f.property.slice(prop.length + 1)])));
 }
 
 export function checkNode(news: Record<string, unknown>): { inputs: Record<string, unknown>; failures: CheckFailure[] } {
@@ -146,7 +128,7 @@ export function checkKubeconfig(news: Record<string, unknown>): { inputs: Record
   const failures: CheckFailure[] = [];
   checkTarget(news.apiSsh, "apiSsh", failures);
   if (known(news.server) && !/^https:\/\/[^/\s]+:\d+$/.test(String(news.server))) failures.push({ property: "server", reason: "must be https://<address>:<port>" });
-  if (known(news.clusterName) && !/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(String(news.clusterName))) failures.push({ property: "clusterName", reason: "must be an RFC 1123 label" });
+  if (known(news.clusterName) && !isRfc1123Label(String(news.clusterName))) failures.push({ property: "clusterName", reason: "must be an RFC 1123 label" });
   return { inputs: { ...news, members: news.members ?? [] }, failures };
 }
 
@@ -193,8 +175,8 @@ function specOf(i: K3sNodeInputs): NodeJoinSpec {
   };
 }
 
-function sameTarget(a: SshTarget, b: SshTarget): boolean {
-  return a.host === b.host && a.port === b.port && a.user === b.user;
+function sameTarget(a: SshEndpoint, b: SshEndpoint): boolean {
+  return a.address === b.address && a.port === b.port && a.user === b.user;
 }
 
 /** Connect to the node and the first server (one connection when they are the same), run `fn`, close. */
@@ -279,7 +261,7 @@ export async function readNode(props: K3sNodeOutputs, deps: Deps = {}): Promise<
   }
 }
 
-async function tryConnect(connect: Connect, t: SshTarget, key: string | undefined, what: string, retryForMs: number): Promise<RootShell | { unreachable: string }> {
+async function tryConnect(connect: Connect, t: SshEndpoint, key: string | undefined, what: string, retryForMs: number): Promise<RootShell | { unreachable: string }> {
   try {
     return new RootShell(await connect(t, key, { retryForMs, what }), rootPrefix(t.user));
   } catch (e) {

@@ -22,7 +22,7 @@ import type { Arch, ArtifactKind, IsarBuildSettings, NetworkProfile } from "../m
 import { isVersionString, normalizeSha256 } from "../model/checks";
 import { ArtifactOutputs, importArtifact, inspectArtifact, resolvePinPath } from "./import";
 import { KAS_IMAGE_OVERLAYS, KasImageOverlay } from "./isar-names";
-import { DEFAULT_BUILD_TIMEOUT_SECONDS, findDeployOutputs, runKasBuild } from "./kas";
+import { DEFAULT_BUILD_TIMEOUT_SECONDS, DeployOutputs, findDeployOutputs, runKasBuild } from "./kas";
 
 export type { CheckFailure, DiffDecision } from "../provider-types";
 
@@ -156,18 +156,12 @@ export interface BuildInputs {
   triggers?: unknown[];
 }
 
-export interface BuildOutputs {
+/** What a build found in its deploy directory (kas.ts findDeployOutputs), plus where and how long. */
+export interface BuildOutputs extends DeployOutputs {
   /** The resolved KAS_BUILD_DIR (absolute). The input `buildDir` stays as written, so diffs compare like with like. */
   buildPath: string;
-  deployDir: string;
   logPath: string;
   durationMs: number;
-  rootfs?: string;
-  kernel?: string;
-  initramfs?: string;
-  wic?: string;
-  dtbs: string[];
-  files: string[];
   /** Outputs that a refresh found gone (a rebuild follows). */
   missing: string[];
 }

@@ -34,11 +34,9 @@ import { FleetManifestInput, ManifestBundle, ManifestNode, canonicalJson, render
 import { Compression, isLibconfigName } from "./swdescription";
 import { CPIO_MAX_NAME_BYTES } from "./cpio";
 import { parseAesKeyFile } from "./sign";
+import type { CheckFailure } from "../provider-types";
 
-export interface CheckFailure {
-  property: string;
-  reason: string;
-}
+export type { CheckFailure };
 
 export interface SwuBundleImageInput {
   path: string;

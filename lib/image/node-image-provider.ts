@@ -23,7 +23,6 @@ import {
   expressionDigest,
   findProjectDir,
   ImageEntry,
-  NodeArtifacts,
   NodeImageRequest,
   nodeImageDigest,
   OutputFile,
@@ -31,17 +30,10 @@ import {
   removeGcRoot,
   validateRequest,
 } from "./compose";
-import type { Arch, Hardware, Role } from "../model/types";
 
 /** Inputs as stored by the provider (after check). */
-export interface NodeImageInputs {
+export interface NodeImageInputs extends Pick<NodeImageRequest, "hardware" | "arch" | "role" | "artifacts" | "files" | "wicRootPartition"> {
   nodeName: string;
-  hardware: Hardware;
-  arch: Arch;
-  role: Role;
-  artifacts: NodeArtifacts;
-  files: ImageEntry[];
-  wicRootPartition?: number;
   headroomPercent: number;
   pkgsSource: "host" | "nixpkgs";
   nixpkgs?: string;

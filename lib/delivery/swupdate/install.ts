@@ -17,18 +17,22 @@
  *             bootTimeoutSeconds;
  *   verify    /etc/isar-k3s/image-id = the expected image id, else the node booted its old image
  *             (bootloader fallback) and that is an error.
- * The uploaded bundle is removed from the node after the install attempt.
+ * The uploaded bundle is removed from the node after the install attempt. Refresh is ../common/node.ts probeImageId.
  */
-import { connectSsh, SshConnectOptions, SshHost } from "../transport/ssh";
-import { HostError, RunResult, tailLines } from "../transport/host";
-import { normalizeSha256 } from "../model/checks";
-import * as fs from "fs";
-import { Credentials, SPACE_SCRIPT, SshEndpointSpec, parseSpaceReport } from "./tpi";
-import { DeliveryError, ProgressReporter, ProgressSink, asDeliveryError, bootMarker, readImageId, short, sleep } from "./common";
+import { setTimeout as sleep } from "timers/promises";
+import { connectSsh, SshHost } from "../../transport/ssh";
+import { HostError, RunResult, tailLines } from "../../transport/host";
+import { normalizeSha256 } from "../../transport/syntax";
+import { SshCredentials, SshEndpoint, endpointLabel, sshConnectOptions } from "../../transport/endpoint";
+import { DELIVERY_DEFAULTS } from "../../model/defaults";
+import { DeliveryError, asDeliveryError, short } from "../common/errors";
+import { ProgressReporter, ProgressSink } from "../common/progress";
+import { ensureRoom } from "../common/space";
+import { bootMarker, Connect, readImageId } from "../common/node";
 
 export interface SwupdateSpec {
   nodeName: string;
-  node: SshEndpointSpec;
+  node: SshEndpoint;
   /** Board name (the bundle's hardware) and revision, for `-H <hardware>:<rev>`. */
   hardware: string;
   hwRevision: string;
@@ -52,7 +56,7 @@ export interface SwupdateSpec {
   rebootArgv?: string[];
 }
 
-export interface SwupdateSecrets extends Credentials {
+export interface SwupdateSecrets extends SshCredentials {
   /** SWUpdate AES key file text "<hexkey> <hexiv>" for encrypted bundles. */
   aesKey?: string;
 }
@@ -68,7 +72,8 @@ export interface InstallResult {
 
 export interface InstallOptions {
   progress?: ProgressSink;
-  connect?: (o: SshConnectOptions) => Promise<SshHost>;
+  /** For tests: how SSH connections are made. */
+  connect?: Connect;
 }
 
 const HW_RE = /^[A-Za-z0-9._+-]+$/;
@@ -102,27 +107,23 @@ export function parseInstallOutcome(r: { code: number | null; output: string }):
 }
 
 function where(spec: SwupdateSpec, label?: string): string {
-  return label ?? `${spec.node.user}@${spec.node.address}:${spec.node.port}`;
+  return label ?? endpointLabel(spec.node);
 }
 
-async function connectNode(spec: SwupdateSpec, creds: Credentials, connect: (o: SshConnectOptions) => Promise<SshHost>, retryForMs: number, phase: "connect" | "boot"): Promise<SshHost> {
+async function connectNode(spec: SwupdateSpec, creds: SshCredentials, connect: Connect, retryForMs: number, phase: "connect" | "boot"): Promise<SshHost> {
   if (!spec.node.hostKey) {
     throw new DeliveryError(spec.nodeName, "connect", where(spec), "no host key is pinned for this node, and SWUpdate nodes are not flashed by this program, so an unknown key cannot be trusted", "", `set nodes[${spec.nodeName}].ssh.hostKey to the node's public host key (check it on the console: ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub)`);
   }
   try {
-    return await connect({
-      host: spec.node.address,
-      port: spec.node.port,
-      user: spec.node.user,
-      hostKey: spec.node.hostKey,
-      hostKeyConfigPath: `nodes[${spec.nodeName}].ssh.hostKey`,
-      privateKey: creds.privateKey,
-      agent: creds.agent,
-      retryForMs,
-      retryInitialDelayMs: 300,
-      connectTimeoutMs: 10_000,
-      operationTimeoutMs: 120_000,
-    });
+    return await connect(
+      sshConnectOptions(spec.node, creds, {
+        hostKeyConfigPath: `nodes[${spec.nodeName}].ssh.hostKey`,
+        retryForMs,
+        retryInitialDelayMs: 300,
+        connectTimeoutMs: 10_000,
+        operationTimeoutMs: 120_000,
+      }),
+    );
   } catch (e) {
     throw asDeliveryError(e, spec.nodeName, phase, where(spec), phase === "connect" ? `check that ${spec.nodeName} is up at ${spec.node.address}:${spec.node.port}; nothing was changed on it` : "");
   }
@@ -138,18 +139,18 @@ export async function installBundle(spec: SwupdateSpec, secrets: SwupdateSecrets
   const progress = new ProgressReporter(spec.nodeName, opts.progress ?? (() => undefined));
   const sha = normalizeSha256(spec.bundle.sha256);
   if (!sha) throw new DeliveryError(spec.nodeName, "check", where(spec), `bundle sha256 ${JSON.stringify(spec.bundle.sha256)} is not a sha256`);
-  const dir = (spec.remoteDir ?? "/var/tmp/isar-k3s").replace(/\/+$/, "");
+  const dir = (spec.remoteDir ?? DELIVERY_DEFAULTS.swupdateRemoteDir).replace(/\/+$/, "");
   const base = spec.bundle.path.split("/").pop()!;
   if (!/^[A-Za-z0-9._+-]+$/.test(base)) throw new DeliveryError(spec.nodeName, "check", where(spec), `bundle file name ${JSON.stringify(base)} must be [A-Za-z0-9._+-]`);
   const remoteBundle = `${dir}/${base}`;
   const certPath = spec.certPath ?? (spec.certificate !== undefined ? `${dir}/swupdate-cert.pem` : "/etc/swupdate/swupdate.pem");
 
   progress.report("connect", undefined, `${spec.node.address}:${spec.node.port}`);
-  const node = await connectNode(spec, secrets, connect, (spec.connectTimeoutSeconds ?? 60) * 1000, "connect");
+  const node = await connectNode(spec, secrets, connect, (spec.connectTimeoutSeconds ?? DELIVERY_DEFAULTS.connectTimeoutSeconds) * 1000, "connect");
   const w = where(spec, node.label);
   let marker: string;
-  let logTail = "";
-  let uploadSkipped = false;
+  let logTail: string;
+  let uploadSkipped: boolean;
   try {
     let current: string | undefined;
     try {
@@ -164,20 +165,18 @@ export async function installBundle(spec: SwupdateSpec, secrets: SwupdateSecrets
     }
 
     // room for the bundle on the node
-    try {
-      const size = (await fs.promises.stat(spec.bundle.path)).size;
-      const r = await node.run(["sh", "-c", SPACE_SCRIPT, "sh", dir, remoteBundle], { timeoutMs: 60_000 });
-      const space = parseSpaceReport(r.stdout.toString("utf8"));
-      if (r.code === 0 && space) {
-        const needed = space.finalSize === size ? 0 : size - space.partialSize;
-        if (space.availableBytes < needed) {
-          throw new DeliveryError(spec.nodeName, "upload", w, `${dir} on the node has ${(space.availableBytes / (1 << 20)).toFixed(1)} MiB free, the bundle needs ${(needed / (1 << 20)).toFixed(1)} MiB more; nothing was changed on the node`, "", `free space in ${dir} on ${spec.nodeName} or point remoteDir at a larger file system, then run \`pulumi up\` again`);
-        }
-      }
-    } catch (e) {
-      if (e instanceof DeliveryError) throw e;
-      throw asDeliveryError(e, spec.nodeName, "upload", w, `check that the bundle ${spec.bundle.path} exists (SwuBundle path)`);
-    }
+    await ensureRoom(node, {
+      node: spec.nodeName,
+      where: w,
+      localPath: spec.bundle.path,
+      dir,
+      remotePath: remoteBundle,
+      short: (free, needed) => ({
+        reason: `${dir} on the node has ${free} free, the bundle needs ${needed} more; nothing was changed on the node`,
+        hint: `free space in ${dir} on ${spec.nodeName} or point remoteDir at a larger file system, then run \`pulumi up\` again`,
+      }),
+      failureHint: `check that the bundle ${spec.bundle.path} exists (SwuBundle path)`,
+    });
 
     // upload
     progress.report("upload", 0, `→ ${remoteBundle}`);
@@ -208,7 +207,7 @@ export async function installBundle(spec: SwupdateSpec, secrets: SwupdateSecrets
       const argv = swupdateArgv({ certPath, hardware: spec.hardware, hwRevision: spec.hwRevision, selection: spec.selection, aesKeyPath: aesPath, certPurpose: spec.certPurpose, bundlePath: remoteBundle });
       let res: RunResult;
       try {
-        res = await node.run(argv, { timeoutMs: (spec.installTimeoutSeconds ?? 1800) * 1000 });
+        res = await node.run(argv, { timeoutMs: (spec.installTimeoutSeconds ?? DELIVERY_DEFAULTS.installTimeoutSeconds) * 1000 });
       } catch (e) {
         throw asDeliveryError(e, spec.nodeName, "install", w, "the install was interrupted: the target partition may be partly written; run `pulumi up` again to reinstall");
       }
@@ -273,20 +272,5 @@ export async function installBundle(spec: SwupdateSpec, secrets: SwupdateSecrets
       await h?.close();
     }
     await sleep(500);
-  }
-}
-
-/** Refresh: the node's running image id (undefined + error when it cannot be read). Never throws. */
-export async function probeSwupdateNode(spec: Pick<SwupdateSpec, "nodeName" | "node" | "connectTimeoutSeconds">, creds: Credentials, connect = connectSsh): Promise<{ reachable: boolean; runningImageId?: string; error?: string; hostKeyChanged?: boolean }> {
-  if (!spec.node.hostKey) return { reachable: false, error: "no pinned host key" };
-  let h: SshHost | undefined;
-  try {
-    h = await connect({ host: spec.node.address, port: spec.node.port, user: spec.node.user, hostKey: spec.node.hostKey, privateKey: creds.privateKey, agent: creds.agent, retryForMs: (spec.connectTimeoutSeconds ?? 20) * 1000, connectTimeoutMs: 10_000 });
-    return { reachable: true, runningImageId: await readImageId(h) };
-  } catch (e) {
-    if ((e as Error).name === "HostKeyMismatchError") return { reachable: true, hostKeyChanged: true, error: (e as Error).message };
-    return { reachable: false, error: (e as Error).message };
-  } finally {
-    await h?.close();
   }
 }

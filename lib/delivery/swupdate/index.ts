@@ -1,0 +1,3 @@
+/** SWUpdate delivery over SSH: the install (./install.ts) and the method (./method.ts). */
+export * from "./install";
+export * from "./method";
