@@ -651,7 +651,7 @@ export class Lab {
     const mount = 'mkdir -p "$2" && { mountpoint -q "$2" || { mount --bind "$1" "$2" && mount -o remount,bind,rw "$2"; }; }';
     const run = (argv: string[]) =>
       new Promise<void>((resolve, reject) =>
-        execFile("nsenter", ["-t", String(r.initPid), "-m", "-u", "-p", "--", ...argv], { timeout: 30_000 }, (e, _o, err) => (e ? reject(new Error(`${argv.join(" ")}: ${err || e.message}`)) : resolve())),
+        execFile("nsenter", ["-t", String(r.initPid), "-m", "-u", "-p", "-r", "-w", "--", ...argv], { timeout: 30_000 }, (e, _o, err) => (e ? reject(new Error(`${argv.join(" ")}: ${err || e.message}`)) : resolve())),
       );
     await run(["sh", "-c", mount, "sh", shared, K3S_CLUSTER_MOUNT]);
     await run(["/usr/local/bin/k3s-sim", "boot"]);
@@ -925,7 +925,7 @@ export class Lab {
         r.uart += cmd + "\r\n";
         if (r.up && r.initPid) {
           // the serial console is a root shell on the node
-          const out = await execP("nsenter", ["-t", String(r.initPid), "-m", "-u", "-p", "--", "sh", "-c", cmd], { timeout: 30_000, maxBuffer: 1 << 20 }).then(
+          const out = await execP("nsenter", ["-t", String(r.initPid), "-m", "-u", "-p", "-r", "-w", "--", "sh", "-c", cmd], { timeout: 30_000, maxBuffer: 1 << 20 }).then(
             (o) => o.stdout + o.stderr,
             (e: { stdout?: string; stderr?: string }) => (e.stdout ?? "") + (e.stderr ?? ""),
           );

@@ -25,25 +25,28 @@ fail() { echo "node-init: $*" >&2; exit 103; }
 # through the descriptors (every command started here inherits fds 8 and 9), never by path.
 exec 9<"$1" || fail "cannot open host dir $1"
 H=/proc/self/fd/9
+# mount(8) would resolve /proc/self/fd/N to a path string and look that up again, possibly through a
+# directory already replaced: every mount here passes its paths to the kernel as they are.
+mnt() { command mount --no-canonicalize "$@"; }
 
-mount --make-rprivate / || fail "cannot make mounts private"
+mnt --make-rprivate / || fail "cannot make mounts private"
 
 # copy-on-write system directories
 for d in etc var opt srv; do
   [ -d "/$d" ] || continue
   mkdir -p "$H/upper/$d" "$H/work/$d"
-  mount -t overlay "lab-$d" -o "lowerdir=/$d,upperdir=$H/upper/$d,workdir=$H/work/$d" "/$d" || fail "overlay on /$d failed"
+  mnt -t overlay "lab-$d" -o "lowerdir=/$d,upperdir=$H/upper/$d,workdir=$H/work/$d" "/$d" || fail "overlay on /$d failed"
 done
 
 # device directory: bind this machine's harmless character devices onto placeholder files
 mkdir -p "$H/dev/pts" "$H/dev/shm"
 for n in null zero full random urandom tty; do
   [ -e "$H/dev/$n" ] || : > "$H/dev/$n"
-  mount --bind "/dev/$n" "$H/dev/$n" || fail "cannot bind /dev/$n"
+  mnt --bind "/dev/$n" "$H/dev/$n" || fail "cannot bind /dev/$n"
 done
-mount -t devpts -o newinstance,ptmxmode=0666,mode=0620 lab-devpts "$H/dev/pts" || fail "devpts failed"
+mnt -t devpts -o newinstance,ptmxmode=0666,mode=0620 lab-devpts "$H/dev/pts" || fail "devpts failed"
 ln -sfn pts/ptmx "$H/dev/ptmx"
-mount -t tmpfs -o mode=1777,size=64m lab-shm "$H/dev/shm" || fail "shm tmpfs failed"
+mnt -t tmpfs -o mode=1777,size=64m lab-shm "$H/dev/shm" || fail "shm tmpfs failed"
 ln -sfn /proc/self/fd "$H/dev/fd"
 ln -sfn /proc/self/fd/0 "$H/dev/stdin"; ln -sfn /proc/self/fd/1 "$H/dev/stdout"; ln -sfn /proc/self/fd/2 "$H/dev/stderr"
 
@@ -58,7 +61,7 @@ for d in root home mnt boot tmp run; do
       exec 8<"$P" || fail "cannot open the project $P"
       rel="${P#/"$d"/}"
       mkdir -p "$H/fs/$d/$rel"
-      { mount --bind /proc/self/fd/8 "$H/fs/$d/$rel" && mount -o remount,bind,ro "$H/fs/$d/$rel"; } || fail "cannot bind the project $P"
+      { mnt --bind /proc/self/fd/8 "$H/fs/$d/$rel" && mnt -o remount,bind,ro "$H/fs/$d/$rel"; } || fail "cannot bind the project $P"
       proj_in=$d
       ;;
   esac
@@ -67,20 +70,20 @@ done
 # private directories (tmp and run are emptied at each boot by the harness)
 for d in root home mnt boot run; do
   mkdir -p "$H/fs/$d"
-  mount --rbind "$H/fs/$d" "/$d" || fail "bind /$d failed"
+  mnt --rbind "$H/fs/$d" "/$d" || fail "bind /$d failed"
 done
 chmod 0700 /root
-mount --bind /usr /usr && mount -o remount,bind,ro /usr || fail "cannot make /usr read-only"
+mnt --bind /usr /usr && mnt -o remount,bind,ro /usr || fail "cannot make /usr read-only"
 mkdir -p "$H/bin" "$H/sbin"
-mount --bind "$H/bin" /usr/local/bin || fail "bind /usr/local/bin failed"
-mount --bind "$H/sbin" /usr/local/sbin || fail "bind /usr/local/sbin failed"
-mount --rbind "$H/dev" /dev || fail "bind /dev failed"
+mnt --bind "$H/bin" /usr/local/bin || fail "bind /usr/local/bin failed"
+mnt --bind "$H/sbin" /usr/local/sbin || fail "bind /usr/local/sbin failed"
+mnt --rbind "$H/dev" /dev || fail "bind /dev failed"
 mkdir -p "$H/fs/tmp"; chmod 1777 "$H/fs/tmp"
-mount --rbind "$H/fs/tmp" /tmp || fail "bind /tmp failed"
+mnt --rbind "$H/fs/tmp" /tmp || fail "bind /tmp failed"
 [ -z "$proj_in" ] || exec 8<&-
 
 # everything not listed above is this machine's, read-only here
-mount -o remount,bind,ro / || fail "cannot make / read-only"
+mnt -o remount,bind,ro / || fail "cannot make / read-only"
 exec 9<&-   # every mount is made: nothing started below needs the host dir
 
 [ -s /etc/hostname ] && hostname "$(head -n1 /etc/hostname)"

@@ -45,7 +45,7 @@ export async function startK3sLab(hosts: LabHostSpec[], labDir: string, sim: Rec
     if (!info?.up || !info.initPid) throw new Error(`lab host ${name} is not up`);
     await execP(process.execPath, [K3S, "k3s-sim", "install-into", path.join(info.rootDir, "bin"), ...Object.entries(env).map(([k, v]) => `${k}=${v}`)]);
     const script = 'mkdir -p "$2" && { mountpoint -q "$2" || { mount --bind "$1" "$2" && mount -o remount,bind,rw "$2"; }; }';
-    await execP("nsenter", ["-t", String(info.initPid), "-m", "--", "sh", "-c", script, "sh", clusterDir, MOUNT]);
+    await execP("nsenter", ["-t", String(info.initPid), "-m", "-r", "-w", "--", "sh", "-c", script, "sh", clusterDir, MOUNT]);
   };
   for (const h of hosts) if (h.role === "node" && lab.status().hosts[h.name]?.up) await ensureK3s(h.name);
   return { lab, clusterDir, ensureK3s, cleanup: async () => fs.rmSync(shared, { recursive: true, force: true }) };
