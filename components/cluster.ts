@@ -158,7 +158,7 @@ function createJoins(parent: pulumi.Resource, name: string, args: K3sClusterArgs
   }
   const knownHosts = pulumi
     .all(fleet.nodes.map((n) => pulumi.output(sshOf(n))))
-    .apply((eps) => renderKnownHosts(eps.map((e) => ({ host: e.address, port: e.port, hostKey: e.hostKey }))));
+    .apply((eps) => renderKnownHosts(eps.map((e) => ({ address: e.address, port: e.port, hostKey: e.hostKey }))));
   return { nodes, apiSsh, privateKey, knownHosts };
 }
 

@@ -33,8 +33,8 @@ test("delivery check accepts an image path and sha256 unknown at preview, and st
 test("k3s node check accepts an SSH endpoint that is unknown at preview (host key of a re-flash)", () => {
   const { checkNode } = require("../../lib/k3s/k3s-provider") as typeof import("../../lib/k3s/k3s-provider");
   const base = { resourceType: "K3sAgent", role: "agent", node: "a1", hostname: "a1", token: UNKNOWN, config: "x", joinTimeoutSeconds: 60, drainTimeoutSeconds: 60 };
-  const unknownSsh = checkNode({ ...base, ssh: UNKNOWN, apiSsh: { host: "127.0.0.1", port: 22, user: "root", hostKey: "k" } });
+  const unknownSsh = checkNode({ ...base, ssh: UNKNOWN, apiSsh: { address: "127.0.0.1", port: 22, user: "root", hostKey: "k" } });
   expect(unknownSsh.failures.filter((f) => f.property.startsWith("ssh"))).toEqual([]);
-  const missing = checkNode({ ...base, ssh: undefined, apiSsh: { host: "127.0.0.1", port: 22, user: "root" } });
+  const missing = checkNode({ ...base, ssh: undefined, apiSsh: { address: "127.0.0.1", port: 22, user: "root" } });
   expect(missing.failures.map((f) => f.property)).toContain("ssh");
 });
