@@ -30,7 +30,7 @@ export const k3sProvider: pulumi.dynamic.ResourceProvider = {
   },
   async diff(_id, olds, news) {
     const impl = require(ROOT + "/lib/k3s/k3s-provider") as typeof import("../lib/k3s/k3s-provider");
-    return news.resourceType === "K3sKubeconfig" ? impl.diffKubeconfig(olds, news) : impl.diffNode(olds, news);
+    return news.resourceType === "K3sKubeconfig" ? impl.diffKubeconfig(impl.fromState(olds), news) : impl.diffNode(impl.fromState(olds), news);
   },
   async create(inputs) {
     const impl = require(ROOT + "/lib/k3s/k3s-provider") as typeof import("../lib/k3s/k3s-provider");
@@ -46,20 +46,20 @@ export const k3sProvider: pulumi.dynamic.ResourceProvider = {
     const impl = require(ROOT + "/lib/k3s/k3s-provider") as typeof import("../lib/k3s/k3s-provider");
     const log = (m: string) => console.log(m);
     if (news.resourceType === "K3sKubeconfig") return { outs: await impl.createKubeconfig(news, { log }) };
-    return { outs: await impl.updateNodeResource(olds, news, { log }) };
+    return { outs: await impl.updateNodeResource(impl.fromState(olds), news, { log }) };
   },
   async read(id, props) {
     const impl = require(ROOT + "/lib/k3s/k3s-provider") as typeof import("../lib/k3s/k3s-provider");
     if (!props) throw new Error(`${id}: k3s resources cannot be imported; declare the node in the stack config and let \`pulumi up\` join it`);
     const log = (m: string) => console.log(m);
-    if (props.resourceType === "K3sKubeconfig") return { id, props: await impl.readKubeconfig(props, { log }) };
-    const next = await impl.readNode(props, { log });
+    if (props.resourceType === "K3sKubeconfig") return { id, props: await impl.readKubeconfig(impl.fromState(props), { log }) };
+    const next = await impl.readNode(impl.fromState(props), { log });
     return next ? { id, props: next } : { id: "", props: {} };
   },
   async delete(_id, props) {
     const impl = require(ROOT + "/lib/k3s/k3s-provider") as typeof import("../lib/k3s/k3s-provider");
     if (props.resourceType === "K3sKubeconfig") return;
-    await impl.deleteNode(props, { log: (m: string) => console.log(m) });
+    await impl.deleteNode(impl.fromState(props), { log: (m: string) => console.log(m) });
   },
 };
 

@@ -96,6 +96,22 @@ function known(v: unknown): boolean {
   return true;
 }
 
+/**
+ * State written before the SSH endpoint became one type (lib/transport/endpoint.ts) says `host` where it
+ * now says `address`: read such a state's endpoints as the same endpoints, so an existing stack neither
+ * shows a change nor connects nowhere on refresh. Other values pass through unchanged.
+ */
+export function fromState<T extends Record<string, unknown>>(props: T): T {
+  const upgrade = (e: unknown): unknown => {
+    if (!e || typeof e !== "object" || !("host" in e) || "address" in e) return e;
+    const { host, ...rest } = e as { host: unknown };
+    return { address: host, ...rest };
+  };
+  const out: Record<string, unknown> = { ...props };
+  for (const k of ["ssh", "apiSsh"]) if (k in out) out[k] = upgrade(out[k]);
+  return out as T;
+}
+
 // ------------------------------------------------------------------ check / diff
 
 export type { CheckFailure };

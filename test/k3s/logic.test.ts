@@ -7,7 +7,7 @@ import { deploymentPlan } from "../../lib/plan/plan";
 import { nodeLabels, renderK3sConfig } from "../../lib/render/k3s-config";
 import { checkJoinSpec, configNeedsRestart, installArgv, K3sError, NodeJoinSpec, redact } from "../../lib/k3s/join";
 import { checkLabelsAndTaints, labelArgv, labelChange, parseNodeJson, taintArgv, taintChange } from "../../lib/k3s/node";
-import { checkNode, diffNode, UNKNOWN } from "../../lib/k3s/k3s-provider";
+import { checkNode, diffKubeconfig, diffNode, fromState, UNKNOWN } from "../../lib/k3s/k3s-provider";
 import { validRaw } from "../model/fixtures";
 
 const fleet = parseFleet(validRaw());
@@ -124,6 +124,15 @@ describe("resource diff", () => {
     expect(diffNode(base, { ...base, token: "u".repeat(48) }).replaces).toEqual(["token"]);
     expect(diffNode(base, { ...base, cluster: "join-srv1-b" }).replaces).toEqual(["cluster"]);
     expect(diffNode(base, { ...base, hostname: "j2" }).replaces).toEqual(["hostname"]);
+  });
+  test("state written with `host` endpoints (before the one endpoint type) reads as the same endpoints: no diff", () => {
+    const legacy = { ...base, ssh: { host: "10.0.0.20", port: 22, user: "root" }, apiSsh: { host: "10.0.0.11", port: 22, user: "root", hostKey: "ssh-ed25519 K" } };
+    const news = { ...base, apiSsh: { ...base.apiSsh, hostKey: "ssh-ed25519 K" } };
+    expect(diffNode(legacy, news).changes).toBe(true); // read as written, the endpoints differ
+    expect(fromState(legacy).ssh).toEqual(base.ssh);
+    expect(diffNode(fromState(legacy), news)).toEqual({ changes: false, replaces: [], deleteBeforeReplace: true });
+    expect(diffKubeconfig(fromState({ apiSsh: legacy.apiSsh, server: "s" }), { apiSsh: news.apiSsh, server: "s" }).changes).toBe(false);
+    expect(fromState(base)).toEqual(base);
   });
   test("check tolerates unknown values in preview and reports real problems", () => {
     expect(checkNode({ ...base, token: UNKNOWN, generation: UNKNOWN }).failures).toEqual([]);
