@@ -95,7 +95,6 @@ export interface K3sNodeArgs {
   cluster?: pulumi.Input<string>;
 }
 
-
 function nodeProps(args: K3sNodeArgs, resourceType: string, role: string, firstServer: boolean): Record<string, unknown> {
   return {
     resourceType,
@@ -128,8 +127,19 @@ export class K3sServer extends pulumi.dynamic.Resource {
   declare readonly joinedAt: pulumi.Output<string>;
   declare readonly hostname: pulumi.Output<string>;
 
-  constructor(name: string, args: K3sNodeArgs & { /** This server runs cluster-init. Default false; a change replaces. */ firstServer?: boolean }, opts?: pulumi.CustomResourceOptions) {
-    super(k3sProvider, name, nodeProps(args, "K3sServer", "server", args.firstServer ?? false), { ...opts, additionalSecretOutputs: ["token", "privateKey", ...(opts?.additionalSecretOutputs ?? [])] }, "k3s", "K3sServer");
+  constructor(
+    name: string,
+    args: K3sNodeArgs & { /** This server runs cluster-init. Default false; a change replaces. */ firstServer?: boolean },
+    opts?: pulumi.CustomResourceOptions,
+  ) {
+    super(
+      k3sProvider,
+      name,
+      nodeProps(args, "K3sServer", "server", args.firstServer ?? false),
+      { ...opts, additionalSecretOutputs: ["token", "privateKey", ...(opts?.additionalSecretOutputs ?? [])] },
+      "k3s",
+      "K3sServer",
+    );
   }
 }
 
@@ -140,7 +150,14 @@ export class K3sAgent extends pulumi.dynamic.Resource {
   declare readonly hostname: pulumi.Output<string>;
 
   constructor(name: string, args: K3sNodeArgs, opts?: pulumi.CustomResourceOptions) {
-    super(k3sProvider, name, nodeProps(args, "K3sAgent", "agent", false), { ...opts, additionalSecretOutputs: ["token", "privateKey", ...(opts?.additionalSecretOutputs ?? [])] }, "k3s", "K3sAgent");
+    super(
+      k3sProvider,
+      name,
+      nodeProps(args, "K3sAgent", "agent", false),
+      { ...opts, additionalSecretOutputs: ["token", "privateKey", ...(opts?.additionalSecretOutputs ?? [])] },
+      "k3s",
+      "K3sAgent",
+    );
   }
 }
 

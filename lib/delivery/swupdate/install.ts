@@ -80,8 +80,17 @@ const HW_RE = /^[A-Za-z0-9._+-]+$/;
 const SELECTION_RE = /^[A-Za-z0-9_-]+,[A-Za-z0-9_-]+$/;
 
 /** The swupdate argv (pure). */
-export function swupdateArgv(o: { certPath: string; hardware: string; hwRevision: string; selection?: string; aesKeyPath?: string; certPurpose?: string; bundlePath: string }): string[] {
-  if (!HW_RE.test(o.hardware) || !HW_RE.test(o.hwRevision)) throw new Error(`hardware ${JSON.stringify(o.hardware)} / revision ${JSON.stringify(o.hwRevision)} must be [A-Za-z0-9._+-]`);
+export function swupdateArgv(o: {
+  certPath: string;
+  hardware: string;
+  hwRevision: string;
+  selection?: string;
+  aesKeyPath?: string;
+  certPurpose?: string;
+  bundlePath: string;
+}): string[] {
+  if (!HW_RE.test(o.hardware) || !HW_RE.test(o.hwRevision))
+    throw new Error(`hardware ${JSON.stringify(o.hardware)} / revision ${JSON.stringify(o.hwRevision)} must be [A-Za-z0-9._+-]`);
   if (o.selection !== undefined && !SELECTION_RE.test(o.selection)) throw new Error(`selection ${JSON.stringify(o.selection)} must look like "stable,main"`);
   const argv = ["swupdate", "-v", "-k", o.certPath];
   if (o.certPurpose) argv.push("--cert-purpose", o.certPurpose);
@@ -112,7 +121,14 @@ function where(spec: SwupdateSpec, label?: string): string {
 
 async function connectNode(spec: SwupdateSpec, creds: SshCredentials, connect: Connect, retryForMs: number, phase: "connect" | "boot"): Promise<SshHost> {
   if (!spec.node.hostKey) {
-    throw new DeliveryError(spec.nodeName, "connect", where(spec), "no host key is pinned for this node, and SWUpdate nodes are not flashed by this program, so an unknown key cannot be trusted", "", `set nodes[${spec.nodeName}].ssh.hostKey to the node's public host key (check it on the console: ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub)`);
+    throw new DeliveryError(
+      spec.nodeName,
+      "connect",
+      where(spec),
+      "no host key is pinned for this node, and SWUpdate nodes are not flashed by this program, so an unknown key cannot be trusted",
+      "",
+      `set nodes[${spec.nodeName}].ssh.hostKey to the node's public host key (check it on the console: ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub)`,
+    );
   }
   try {
     return await connect(
@@ -125,7 +141,13 @@ async function connectNode(spec: SwupdateSpec, creds: SshCredentials, connect: C
       }),
     );
   } catch (e) {
-    throw asDeliveryError(e, spec.nodeName, phase, where(spec), phase === "connect" ? `check that ${spec.nodeName} is up at ${spec.node.address}:${spec.node.port}; nothing was changed on it` : "");
+    throw asDeliveryError(
+      e,
+      spec.nodeName,
+      phase,
+      where(spec),
+      phase === "connect" ? `check that ${spec.nodeName} is up at ${spec.node.address}:${spec.node.port}; nothing was changed on it` : "",
+    );
   }
 }
 
@@ -141,7 +163,8 @@ export async function installBundle(spec: SwupdateSpec, secrets: SwupdateSecrets
   if (!sha) throw new DeliveryError(spec.nodeName, "check", where(spec), `bundle sha256 ${JSON.stringify(spec.bundle.sha256)} is not a sha256`);
   const dir = (spec.remoteDir ?? DELIVERY_DEFAULTS.swupdateRemoteDir).replace(/\/+$/, "");
   const base = spec.bundle.path.split("/").pop()!;
-  if (!/^[A-Za-z0-9._+-]+$/.test(base)) throw new DeliveryError(spec.nodeName, "check", where(spec), `bundle file name ${JSON.stringify(base)} must be [A-Za-z0-9._+-]`);
+  if (!/^[A-Za-z0-9._+-]+$/.test(base))
+    throw new DeliveryError(spec.nodeName, "check", where(spec), `bundle file name ${JSON.stringify(base)} must be [A-Za-z0-9._+-]`);
   const remoteBundle = `${dir}/${base}`;
   const certPath = spec.certPath ?? (spec.certificate !== undefined ? `${dir}/swupdate-cert.pem` : "/etc/swupdate/swupdate.pem");
 
@@ -181,7 +204,11 @@ export async function installBundle(spec: SwupdateSpec, secrets: SwupdateSecrets
     // upload
     progress.report("upload", 0, `→ ${remoteBundle}`);
     try {
-      const up = await node.upload(spec.bundle.path, remoteBundle, { sha256: sha, mode: 0o600, onProgress: (s, t) => progress.report("upload", t ? (100 * s) / t : 100) });
+      const up = await node.upload(spec.bundle.path, remoteBundle, {
+        sha256: sha,
+        mode: 0o600,
+        onProgress: (s, t) => progress.report("upload", t ? (100 * s) / t : 100),
+      });
       uploadSkipped = up.skipped;
       if (spec.certificate !== undefined) {
         const argv = ["sh", "-c", 'umask 022; mkdir -p "$(dirname "$1")" && cat > "$1.tmp" && mv -f "$1.tmp" "$1"', "sh", certPath];
@@ -204,12 +231,26 @@ export async function installBundle(spec: SwupdateSpec, secrets: SwupdateSecrets
         const r = await node.run(["sh", "-c", 'umask 077; cat > "$1"', "sh", aesPath], { stdin: secrets.aesKey.trim() + "\n", timeoutMs: 30_000 });
         if (r.code !== 0) throw new DeliveryError(spec.nodeName, "install", w, "cannot write the AES key file", tailLines(r.stderr, 10));
       }
-      const argv = swupdateArgv({ certPath, hardware: spec.hardware, hwRevision: spec.hwRevision, selection: spec.selection, aesKeyPath: aesPath, certPurpose: spec.certPurpose, bundlePath: remoteBundle });
+      const argv = swupdateArgv({
+        certPath,
+        hardware: spec.hardware,
+        hwRevision: spec.hwRevision,
+        selection: spec.selection,
+        aesKeyPath: aesPath,
+        certPurpose: spec.certPurpose,
+        bundlePath: remoteBundle,
+      });
       let res: RunResult;
       try {
         res = await node.run(argv, { timeoutMs: (spec.installTimeoutSeconds ?? DELIVERY_DEFAULTS.installTimeoutSeconds) * 1000 });
       } catch (e) {
-        throw asDeliveryError(e, spec.nodeName, "install", w, "the install was interrupted: the target partition may be partly written; run `pulumi up` again to reinstall");
+        throw asDeliveryError(
+          e,
+          spec.nodeName,
+          "install",
+          w,
+          "the install was interrupted: the target partition may be partly written; run `pulumi up` again to reinstall",
+        );
       }
       const output = text(res);
       logTail = tailLines(output, 40);
@@ -221,7 +262,9 @@ export async function installBundle(spec: SwupdateSpec, secrets: SwupdateSecrets
           w,
           `${outcome.message}; the node keeps its current image ${short(current)}`,
           output,
-          "check that the bundle is signed with the key matching swupdate.certificate, built for " + `${spec.hardware} revision ${spec.hwRevision}` + (spec.selection ? ` with selection ${spec.selection}` : ""),
+          "check that the bundle is signed with the key matching swupdate.certificate, built for " +
+            `${spec.hardware} revision ${spec.hwRevision}` +
+            (spec.selection ? ` with selection ${spec.selection}` : ""),
         );
       }
     } finally {
@@ -234,7 +277,15 @@ export async function installBundle(spec: SwupdateSpec, secrets: SwupdateSecrets
     const rebootArgv = spec.rebootArgv ?? ["reboot"];
     try {
       const r = await node.run(rebootArgv, { timeoutMs: 30_000 });
-      if (r.code !== 0 && r.code !== null) throw new DeliveryError(spec.nodeName, "reboot", w, `\`${rebootArgv.join(" ")}\` exited ${r.code}`, text(r), "the update is installed; reboot the node by hand, then run `pulumi up` again");
+      if (r.code !== 0 && r.code !== null)
+        throw new DeliveryError(
+          spec.nodeName,
+          "reboot",
+          w,
+          `\`${rebootArgv.join(" ")}\` exited ${r.code}`,
+          text(r),
+          "the update is installed; reboot the node by hand, then run `pulumi up` again",
+        );
     } catch (e) {
       if (e instanceof DeliveryError) throw e; // a dropped connection is what a reboot looks like
     }
@@ -249,7 +300,14 @@ export async function installBundle(spec: SwupdateSpec, secrets: SwupdateSecrets
   for (;;) {
     const left = deadline - Date.now();
     if (left <= 0) {
-      throw new DeliveryError(spec.nodeName, "boot", where(spec), `the node did not come back from the reboot within delivery.bootTimeoutSeconds (${spec.bootTimeoutSeconds} s)${last ? `: ${last}` : ""}`, "", "look at the node's console; the update is installed on its target, the bootloader may have fallen back");
+      throw new DeliveryError(
+        spec.nodeName,
+        "boot",
+        where(spec),
+        `the node did not come back from the reboot within delivery.bootTimeoutSeconds (${spec.bootTimeoutSeconds} s)${last ? `: ${last}` : ""}`,
+        "",
+        "look at the node's console; the update is installed on its target, the bootloader may have fallen back",
+      );
     }
     let h: SshHost | undefined;
     try {
@@ -259,7 +317,14 @@ export async function installBundle(spec: SwupdateSpec, secrets: SwupdateSecrets
         progress.report("verify");
         const running = await readImageId(h);
         if (running !== spec.imageId) {
-          throw new DeliveryError(spec.nodeName, "verify", h.label, `after the update and reboot the node reports image id ${running ?? "(none)"}, not ${spec.imageId}: it booted its old image (bootloader fallback?)`, logTail, "check the bootloader's A/B switch and the selection / target devices of the bundle");
+          throw new DeliveryError(
+            spec.nodeName,
+            "verify",
+            h.label,
+            `after the update and reboot the node reports image id ${running ?? "(none)"}, not ${spec.imageId}: it booted its old image (bootloader fallback?)`,
+            logTail,
+            "check the bootloader's A/B switch and the selection / target devices of the bundle",
+          );
         }
         progress.report("done", 100, `image ${short(running)}`);
         return { runningImageId: running, alreadyCurrent: false, uploadSkipped, logTail };
