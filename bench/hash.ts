@@ -85,7 +85,9 @@ async function main(): Promise<void> {
   }
   const size = fs.statSync(file).size;
   const mib = size / 1024 / 1024;
-  console.log(`file: ${file} (${mib.toFixed(0)} MiB); CPU: ${os.cpus()[0]?.model ?? "?"}; sha_ni: ${/\bsha_ni\b/.test(fs.readFileSync("/proc/cpuinfo", "utf8"))}; OpenSSL ${process.versions.openssl}`);
+  console.log(
+    `file: ${file} (${mib.toFixed(0)} MiB); CPU: ${os.cpus()[0]?.model ?? "?"}; sha_ni: ${/\bsha_ni\b/.test(fs.readFileSync("/proc/cpuinfo", "utf8"))}; OpenSSL ${process.versions.openssl}`,
+  );
   try {
     sha256sum(file); // warm the page cache
     const theirs: Timed[] = [];
@@ -101,19 +103,35 @@ async function main(): Promise<void> {
     const line = (label: string, xs: Timed[]) => {
       const w = median(xs.map((x) => x.wallMs));
       const c = median(xs.map((x) => x.cpuMs));
-      console.log(`${label} ${rate(w)} MiB/s wall, ${rate(c)} MiB/s per CPU-second (medians of ${rounds}; wall ms ${xs.map((x) => x.wallMs.toFixed(0)).join(", ")})`);
+      console.log(
+        `${label} ${rate(w)} MiB/s wall, ${rate(c)} MiB/s per CPU-second (medians of ${rounds}; wall ms ${xs.map((x) => x.wallMs.toFixed(0)).join(", ")})`,
+      );
       return { w, c };
     };
-    console.log(`load average: ${os.loadavg().map((x) => x.toFixed(1)).join(" ")} on ${os.cpus().length} CPUs`);
+    console.log(
+      `load average: ${os
+        .loadavg()
+        .map((x) => x.toFixed(1))
+        .join(" ")} on ${os.cpus().length} CPUs`,
+    );
     const t = line("sha256sum:           ", theirs);
     const o = line("hashFile (4 MiB x2): ", mine);
     console.log(`ratio ours/sha256sum: ${(t.w / o.w).toFixed(2)} wall-clock, ${(t.c / o.c).toFixed(2)} CPU time (goal >= 0.9)`);
-    console.log(`our peak RSS:         ${(Math.max(...mine.map((x) => x.maxRssKiB)) / 1024).toFixed(1)} MiB (whole node process; goal < 100 MB); sha256sum ${(Math.max(...theirs.map((x) => x.maxRssKiB)) / 1024).toFixed(1)} MiB`);
+    console.log(
+      `our peak RSS:         ${(Math.max(...mine.map((x) => x.maxRssKiB)) / 1024).toFixed(1)} MiB (whole node process; goal < 100 MB); sha256sum ${(Math.max(...theirs.map((x) => x.maxRssKiB)) / 1024).toFixed(1)} MiB`,
+    );
     console.log(`digest:               ${theirs[0].hex}`);
     console.log("variants (one run each):");
-    for (const [mode, chunk] of [["hashFile", 1], ["hashFile", 16], ["stream", 1], ["stream", 4]] as const) {
+    for (const [mode, chunk] of [
+      ["hashFile", 1],
+      ["hashFile", 16],
+      ["stream", 1],
+      ["stream", 4],
+    ] as const) {
       const v = ours(file, mode, chunk);
-      console.log(`  ${mode.padEnd(8)} ${String(chunk).padStart(2)} MiB: ${rate(v.wallMs)} MiB/s wall, ${rate(v.cpuMs)} MiB/s per CPU-second, peak RSS ${(v.maxRssKiB / 1024).toFixed(1)} MiB`);
+      console.log(
+        `  ${mode.padEnd(8)} ${String(chunk).padStart(2)} MiB: ${rate(v.wallMs)} MiB/s wall, ${rate(v.cpuMs)} MiB/s per CPU-second, peak RSS ${(v.maxRssKiB / 1024).toFixed(1)} MiB`,
+      );
     }
   } finally {
     if (tmpDir && !args.includes("--keep")) fs.rmSync(tmpDir, { recursive: true, force: true });

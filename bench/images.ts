@@ -31,7 +31,7 @@ function sha256File(file: string): string {
   const h = createHash("sha256");
   const fd = fs.openSync(file, "r");
   const buf = Buffer.alloc(8 << 20);
-  for (let n; (n = fs.readSync(fd, buf, 0, buf.length, null)) > 0; ) h.update(buf.subarray(0, n));
+  for (let n; (n = fs.readSync(fd, buf, 0, buf.length, null)) > 0;) h.update(buf.subarray(0, n));
   fs.closeSync(fd);
   return h.digest("hex");
 }
@@ -63,7 +63,11 @@ function files(name: string, i: number, zone: string): ImageEntry[] {
   const f = (p: string, content: string, mode = 0o644): ImageEntry => ({ path: p, content, mode, uid: 0, gid: 0 });
   const role = i === 0 ? "server" : "agent";
   return [
-    f("/etc/rancher/k3s/config.yaml", `node-name: ${name}\nnode-ip: 10.0.0.${10 + i}\ntoken-file: /var/lib/rancher/k3s/join-token\nnode-label:\n  - "zone=${zone}"\n`, 0o600),
+    f(
+      "/etc/rancher/k3s/config.yaml",
+      `node-name: ${name}\nnode-ip: 10.0.0.${10 + i}\ntoken-file: /var/lib/rancher/k3s/join-token\nnode-label:\n  - "zone=${zone}"\n`,
+      0o600,
+    ),
     f("/etc/k3s-role", `${role}\n`),
     f("/etc/hostname", `${name}\n`),
     f("/etc/hwrevision", "turing-rk1 1.0\n"),
@@ -76,7 +80,9 @@ async function main(): Promise<void> {
   const nodes = Number(process.env.BENCH_NODES ?? 10);
   const parallel = Number(process.env.BENCH_PARALLEL ?? os.cpus().length);
   const withWic = process.env.BENCH_WIC !== "0";
-  const tree = (process.env.BENCH_TREE ?? "/usr/share/doc /usr/share/locale /usr/share/perl /usr/share/vim /usr/share/i18n /usr/share/zoneinfo /usr/lib/python3")
+  const tree = (
+    process.env.BENCH_TREE ?? "/usr/share/doc /usr/share/locale /usr/share/perl /usr/share/vim /usr/share/i18n /usr/share/zoneinfo /usr/lib/python3"
+  )
     .split(/\s+/)
     .filter((d) => d && fs.existsSync(d));
   const projectDir = findProjectDir(__dirname);
@@ -115,14 +121,20 @@ async function main(): Promise<void> {
       wicBytes = (18432 + rootSectors + 2048) * 512;
       fs.writeFileSync(wic, "");
       fs.truncateSync(wic, wicBytes);
-      run(["sfdisk", "-q", wic], `label: gpt\nstart=2048, size=16384, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, name=boot\nstart=18432, size=${rootSectors}, type=B921B045-1DF0-41C3-AF44-4C6F280D3FAE, name=root\n`);
+      run(
+        ["sfdisk", "-q", wic],
+        `label: gpt\nstart=2048, size=16384, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, name=boot\nstart=18432, size=${rootSectors}, type=B921B045-1DF0-41C3-AF44-4C6F280D3FAE, name=root\n`,
+      );
       run(["mkfs.ext4", "-q", "-F", "-N", String(treeFiles * 2 + 1024), "-E", `offset=${18432 * 512}`, "-d", root, wic, `${(rootSectors * 512) >> 10}k`]);
       artifacts.wic = await add(wic);
       inputs.push(artifacts.wic.storePath);
     }
     const setupMs = Date.now() - t;
-    console.log(`base: ${tree.length} host dirs, ${treeFiles} files, ${(treeBytes / 1e6).toFixed(0)} MB unpacked; rootfs.tar.gz ${(fs.statSync(rootfs).size / 1e6).toFixed(0)} MB` +
-      (withWic ? `; .wic ${(wicBytes / 1e6).toFixed(0)} MB` : "; no .wic") + `; setup ${secs(setupMs)} (not measured below)`);
+    console.log(
+      `base: ${tree.length} host dirs, ${treeFiles} files, ${(treeBytes / 1e6).toFixed(0)} MB unpacked; rootfs.tar.gz ${(fs.statSync(rootfs).size / 1e6).toFixed(0)} MB` +
+        (withWic ? `; .wic ${(wicBytes / 1e6).toFixed(0)} MB` : "; no .wic") +
+        `; setup ${secs(setupMs)} (not measured below)`,
+    );
 
     const names = Array.from({ length: nodes }, (_, i) => `bench-${i}`);
     const request = (name: string, i: number, zone = "a"): NodeImageRequest => ({
@@ -135,11 +147,15 @@ async function main(): Promise<void> {
     });
     const opts = { projectDir, cacheDir: path.join(tmp, "cache"), pkgs: "host" as const };
     const compose = (zoneOf: (i: number) => string) =>
-      pool(names.map((n, i) => ({ n, i })), parallel, async ({ n, i }) => {
-        const s = Date.now();
-        const r = await composeNodeImage(request(n, i, zoneOf(i)), opts);
-        return { r, ms: Date.now() - s };
-      });
+      pool(
+        names.map((n, i) => ({ n, i })),
+        parallel,
+        async ({ n, i }) => {
+          const s = Date.now();
+          const r = await composeNodeImage(request(n, i, zoneOf(i)), opts);
+          return { r, ms: Date.now() - s };
+        },
+      );
 
     t = Date.now();
     const first = await compose(() => "a");
@@ -162,11 +178,19 @@ async function main(): Promise<void> {
     const perNode = (xs: { ms: number }[]) => xs.map((x) => x.ms).sort((a, b) => a - b);
     const p = perNode(first);
     const q = perNode(second);
-    console.log(`nodes: ${nodes}, parallel builds: ${parallel}, image size per node: ${(imgBytes(first[0].r) / 1e6).toFixed(0)} MB (${first[0].r.files.map((f) => f.path).join(", ")})`);
+    console.log(
+      `nodes: ${nodes}, parallel builds: ${parallel}, image size per node: ${(imgBytes(first[0].r) / 1e6).toFixed(0)} MB (${first[0].r.files.map((f) => f.path).join(", ")})`,
+    );
     console.log(`run 1 (build):        ${secs(firstMs)}   per node min/median/max ${secs(p[0])} / ${secs(p[p.length >> 1])} / ${secs(p[p.length - 1])}`);
-    console.log(`run 2 (no change):    ${secs(secondMs)}   per node min/median/max ${secs(q[0])} / ${secs(q[q.length >> 1])} / ${secs(q[q.length - 1])}   same store paths: ${same}`);
-    console.log(`run 3 (1 label diff): ${secs(thirdMs)}   nodes with a new store path: ${changed.filter(Boolean).length} (${names.filter((_, i) => changed[i]).join(", ")})`);
-    console.log(`ratio run1/run2: ${(firstMs / Math.max(secondMs, 1)).toFixed(0)}x; peak RSS of this process: ${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MB`);
+    console.log(
+      `run 2 (no change):    ${secs(secondMs)}   per node min/median/max ${secs(q[0])} / ${secs(q[q.length >> 1])} / ${secs(q[q.length - 1])}   same store paths: ${same}`,
+    );
+    console.log(
+      `run 3 (1 label diff): ${secs(thirdMs)}   nodes with a new store path: ${changed.filter(Boolean).length} (${names.filter((_, i) => changed[i]).join(", ")})`,
+    );
+    console.log(
+      `ratio run1/run2: ${(firstMs / Math.max(secondMs, 1)).toFixed(0)}x; peak RSS of this process: ${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MB`,
+    );
     if (!same || changed.filter(Boolean).length !== 1 || !changed[pick]) {
       console.error("UNEXPECTED: cache behaviour wrong");
       process.exitCode = 1;

@@ -39,9 +39,23 @@ export function generatedFleet(n: number): Record<string, unknown> {
       const slotIndex = nodes.filter((x) => (x.delivery as { method: string }).method === "tpi").length;
       const bmc = `bmc${Math.floor(slotIndex / 4)}`;
       if (!bmcs.some((b) => b.name === bmc)) bmcs.push({ ...bmcTemplate, name: bmc, address: `127.79.0.${2 + bmcs.length}` });
-      nodes.push({ name: `n${i}`, role, hardware: i % 4 === 0 ? "turing-rk1" : "turing-cm4", address, delivery: { method: "tpi", bmc, slot: (slotIndex % 4) + 1 } });
+      nodes.push({
+        name: `n${i}`,
+        role,
+        hardware: i % 4 === 0 ? "turing-rk1" : "turing-cm4",
+        address,
+        delivery: { method: "tpi", bmc, slot: (slotIndex % 4) + 1 },
+      });
     } else {
-      nodes.push({ name: `n${i}`, role, hardware: "jetson-orin-nano", address, delivery: { method: "swupdate" }, ssh: { ...swupdatePin }, labels: { "example.com/line": `line-${i % 5}` } });
+      nodes.push({
+        name: `n${i}`,
+        role,
+        hardware: "jetson-orin-nano",
+        address,
+        delivery: { method: "swupdate" },
+        ssh: { ...swupdatePin },
+        labels: { "example.com/line": `line-${i % 5}` },
+      });
     }
   }
   c["isar-k3s:nodes"] = nodes;
@@ -67,13 +81,20 @@ function previewOnce(stack: string, config: Record<string, unknown>): { ms: numb
 }
 
 function main(): void {
-  const sizes = process.argv.slice(2).map(Number).filter((x) => x > 0);
-  const fleets: [string, number, Record<string, unknown>][] = [["dev", (devConfig().config as { "isar-k3s:nodes": unknown[] })["isar-k3s:nodes"].length, devConfig()]];
+  const sizes = process.argv
+    .slice(2)
+    .map(Number)
+    .filter((x) => x > 0);
+  const fleets: [string, number, Record<string, unknown>][] = [
+    ["dev", (devConfig().config as { "isar-k3s:nodes": unknown[] })["isar-k3s:nodes"].length, devConfig()],
+  ];
   for (const n of sizes.length ? sizes : [10, 50, 200]) fleets.push([`generated`, n, generatedFleet(n)]);
   console.log("fleet       nodes  resources  preview_s  ms_per_node");
   for (const [label, n, config] of fleets) {
     const r = previewOnce(`bench-${label}-${n}`, config);
-    console.log(`${label.padEnd(10)} ${String(n).padStart(6)} ${String(r.resources).padStart(10)} ${(r.ms / 1000).toFixed(2).padStart(10)} ${(r.ms / n).toFixed(0).padStart(12)}`);
+    console.log(
+      `${label.padEnd(10)} ${String(n).padStart(6)} ${String(r.resources).padStart(10)} ${(r.ms / 1000).toFixed(2).padStart(10)} ${(r.ms / n).toFixed(0).padStart(12)}`,
+    );
   }
 }
 

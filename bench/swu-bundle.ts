@@ -104,7 +104,23 @@ async function main(): Promise<void> {
     fs.mkdirSync(path.join(work, "bundle"));
     const cnf = path.join(work, "req.cnf");
     fs.writeFileSync(cnf, "[req]\ndistinguished_name=dn\nprompt=no\n[dn]\nCN=bench\n[v3]\nkeyUsage=digitalSignature\nextendedKeyUsage=emailProtection\n");
-    const req = spawnSync("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", path.join(work, "key.pem"), "-out", path.join(work, "cert.pem"), "-days", "1", "-config", cnf, "-extensions", "v3"]);
+    const req = spawnSync("openssl", [
+      "req",
+      "-x509",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-keyout",
+      path.join(work, "key.pem"),
+      "-out",
+      path.join(work, "cert.pem"),
+      "-days",
+      "1",
+      "-config",
+      cnf,
+      "-extensions",
+      "v3",
+    ]);
     if (req.status !== 0) throw new Error("openssl req failed");
     // Image: random data, written in 64 MiB chunks.
     const img = path.join(work, "bundle", "rootfs.ext4");
@@ -143,7 +159,9 @@ async function main(): Promise<void> {
     const bestShell = Math.min(...shellTimes);
     const bestOurs = Math.min(...ours.map((o) => o.wall));
     const peak = Math.max(...ours.map((o) => o.maxRssKiB)) / 1024;
-    console.log(`best shell ${bestShell.toFixed(2)} s, best ours ${bestOurs.toFixed(2)} s (incl. node start): ratio shell/ours = ${(bestShell / bestOurs).toFixed(2)}x`);
+    console.log(
+      `best shell ${bestShell.toFixed(2)} s, best ours ${bestOurs.toFixed(2)} s (incl. node start): ratio shell/ours = ${(bestShell / bestOurs).toFixed(2)}x`,
+    );
     console.log(`our peak RSS: ${peak.toFixed(1)} MiB (goal < 100 MB): ${peak * 1.048576 < 100 ? "OK" : "OVER"}`);
     console.log(`speed goal (ours at least as fast): ${bestOurs <= bestShell ? "OK" : "MISSED"}`);
   } finally {

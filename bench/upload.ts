@@ -49,7 +49,19 @@ async function main(): Promise<void> {
     // processes on the machine hits both alike; medians are compared.
     const kh = path.join(tmp, "known_hosts");
     fs.writeFileSync(kh, `${h.address} ${h.hostKey}\n`);
-    const scpArgs = ["-q", "-i", lab.deployKey.path, "-o", `UserKnownHostsFile=${kh}`, "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", file, `root@${h.address}:/var/tmp/scp.bin`];
+    const scpArgs = [
+      "-q",
+      "-i",
+      lab.deployKey.path,
+      "-o",
+      `UserKnownHostsFile=${kh}`,
+      "-o",
+      "StrictHostKeyChecking=yes",
+      "-o",
+      "BatchMode=yes",
+      file,
+      `root@${h.address}:/var/tmp/scp.bin`,
+    ];
     const rounds = Number(arg("--rounds", "3"));
     const times: Record<string, number[]> = { scp: [] };
     const host = await connectSsh({ host: h.address, port: h.port, hostKey: h.hostKey, privateKey: lab.deployKey.privateKey });
@@ -77,14 +89,19 @@ async function main(): Promise<void> {
         });
         const ms = Date.now() - t;
         (times[m] ??= []).push(ms);
-        console.log(`round ${round} ours (${m}):  ${ms} ms  ${mbps(ms)} MB/s incl. verify (transfer alone ${lastByte - firstByte} ms, ${mbps(lastByte - firstByte)} MB/s); skipped=${r.skipped}`);
+        console.log(
+          `round ${round} ours (${m}):  ${ms} ms  ${mbps(ms)} MB/s incl. verify (transfer alone ${lastByte - firstByte} ms, ${mbps(lastByte - firstByte)} MB/s); skipped=${r.skipped}`,
+        );
         await hm.close();
       }
     }
     // median (with an even number of rounds: the lower middle value, for both alike)
     const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
     console.log(`median scp: ${median(times.scp)} ms (${mbps(median(times.scp))} MB/s)`);
-    for (const m of methods) console.log(`median ours(${m}): ${median(times[m])} ms (${mbps(median(times[m]))} MB/s); ratio ours/scp throughput: ${(median(times.scp) / median(times[m])).toFixed(2)} (target >= 0.80)`);
+    for (const m of methods)
+      console.log(
+        `median ours(${m}): ${median(times[m])} ms (${mbps(median(times[m]))} MB/s); ratio ours/scp throughput: ${(median(times.scp) / median(times[m])).toFixed(2)} (target >= 0.80)`,
+      );
     t = Date.now();
     const again = await host.upload(file, `/var/tmp/ours-${methods[0]}.bin`, { sha256 });
     console.log(`re-upload unchanged: skipped=${again.skipped} bytes=${again.bytes} in ${Date.now() - t} ms`);

@@ -52,7 +52,16 @@ export class MachineArtifacts extends pulumi.ComponentResource {
     if (args.isar) {
       build = new IsarBuild(
         `${name}-build`,
-        { ...args.isar, machine: pins.machine, arch: args.arch, image: kasImage, network, imageRecipe: pins.image, distro: pins.distro, projectDir: args.projectDir },
+        {
+          ...args.isar,
+          machine: pins.machine,
+          arch: args.arch,
+          image: kasImage,
+          network,
+          imageRecipe: pins.image,
+          distro: pins.distro,
+          projectDir: args.projectDir,
+        },
         { parent: this },
       );
     }

@@ -79,7 +79,11 @@ export class K3sCluster extends pulumi.ComponentResource {
   /** OpenSSH known_hosts lines of the nodes (pinned or learned host keys), for `ssh -o UserKnownHostsFile=`. */
   public readonly knownHosts: pulumi.Output<string>;
   /** Workload resources (namespaces, manifests, Helm releases), by kind and name. */
-  public readonly workloads: { namespaces: Record<string, k8s.core.v1.Namespace>; manifests: Record<string, k8s.yaml.ConfigFile>; helmReleases: Record<string, k8s.helm.v3.Release> };
+  public readonly workloads: {
+    namespaces: Record<string, k8s.core.v1.Namespace>;
+    manifests: Record<string, k8s.yaml.ConfigFile>;
+    helmReleases: Record<string, k8s.helm.v3.Release>;
+  };
 
   constructor(name: string, args: K3sClusterArgs, opts?: pulumi.ComponentResourceOptions) {
     super("isar-k3s:k3s:Cluster", name, {}, opts);
@@ -145,7 +149,11 @@ function createJoins(parent: pulumi.Resource, name: string, args: K3sClusterArgs
   const deliveredOf = (n: NodeSpec): pulumi.Resource[] => (per[n.name]?.delivered ? [per[n.name]!.delivered!] : []);
 
   const nodes: Record<string, K3sServer | K3sAgent> = {};
-  const first = new K3sServer(`${name}-${plan.firstServer.name}`, { ...common(plan.firstServer), firstServer: true }, { parent, dependsOn: deliveredOf(plan.firstServer) });
+  const first = new K3sServer(
+    `${name}-${plan.firstServer.name}`,
+    { ...common(plan.firstServer), firstServer: true },
+    { parent, dependsOn: deliveredOf(plan.firstServer) },
+  );
   nodes[plan.firstServer.name] = first;
   let previous: K3sServer = first;
   for (const s of plan.joiningServers) {
@@ -158,12 +166,18 @@ function createJoins(parent: pulumi.Resource, name: string, args: K3sClusterArgs
   }
   const knownHosts = pulumi
     .all(fleet.nodes.map((n) => pulumi.output(sshOf(n))))
-    .apply((eps) => renderKnownHosts(eps.map((e) => ({ host: e.address, port: e.port, hostKey: e.hostKey }))));
+    .apply((eps) => renderKnownHosts(eps.map((e) => ({ address: e.address, port: e.port, hostKey: e.hostKey }))));
   return { nodes, apiSsh, privateKey, knownHosts };
 }
 
 /** Namespaces first, then manifests and Helm releases in them, through the cluster's provider. */
-function createWorkloads(parent: pulumi.Resource, name: string, w: Fleet["workloads"], provider: k8s.Provider, projectDir: string | undefined): K3sCluster["workloads"] {
+function createWorkloads(
+  parent: pulumi.Resource,
+  name: string,
+  w: Fleet["workloads"],
+  provider: k8s.Provider,
+  projectDir: string | undefined,
+): K3sCluster["workloads"] {
   const out: K3sCluster["workloads"] = { namespaces: {}, manifests: {}, helmReleases: {} };
   const k8sOpts = { parent, provider };
   for (const ns of w.namespaces) {
@@ -172,7 +186,10 @@ function createWorkloads(parent: pulumi.Resource, name: string, w: Fleet["worklo
   const nsDeps = Object.values(out.namespaces);
   w.manifests.forEach((m, i) => {
     const file = /^https?:\/\//.test(m) || path.isAbsolute(m) ? m : path.resolve(projectDir ?? process.cwd(), m);
-    const base = path.basename(m).replace(/\.(ya?ml|json)$/, "").replace(/[^A-Za-z0-9-]/g, "-");
+    const base = path
+      .basename(m)
+      .replace(/\.(ya?ml|json)$/, "")
+      .replace(/[^A-Za-z0-9-]/g, "-");
     out.manifests[m] = new k8s.yaml.ConfigFile(`${name}-manifest-${i}-${base}`, { file }, { ...k8sOpts, dependsOn: nsDeps });
   });
   for (const h of w.helmCharts) {

@@ -17,7 +17,17 @@ export interface FleetSecrets {
 }
 
 const OBJECT_KEYS: (keyof RawFleetConfig)[] = [
-  "nodes", "bmcs", "artifacts", "isar", "k3s", "swupdate", "network", "delivery", "images", "authorizedKeys", "workloads",
+  "nodes",
+  "bmcs",
+  "artifacts",
+  "isar",
+  "k3s",
+  "swupdate",
+  "network",
+  "delivery",
+  "images",
+  "authorizedKeys",
+  "workloads",
 ];
 
 export function readFleetConfig(cfg = new pulumi.Config("isar-k3s")): { fleet: Fleet; secrets: FleetSecrets } {
@@ -28,7 +38,12 @@ export function readFleetConfig(cfg = new pulumi.Config("isar-k3s")): { fleet: F
     const empty = key === "isar" && typeof v === "object" && v !== null && Object.keys(v).length === 0;
     if (v !== undefined && !empty) raw[key] = v;
   }
-  raw.clusterName = cfg.get("clusterName") || `isar-k3s-${pulumi.getStack()}`.toLowerCase().replace(/[^a-z0-9-]/g, "-").slice(0, 63);
+  raw.clusterName =
+    cfg.get("clusterName") ||
+    `isar-k3s-${pulumi.getStack()}`
+      .toLowerCase()
+      .replace(/[^a-z0-9-]/g, "-")
+      .slice(0, 63);
   const fleet = parseFleet(raw);
   return {
     fleet,

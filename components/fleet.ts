@@ -84,7 +84,15 @@ export class Fleet extends pulumi.ComponentResource {
     this.delivered = byNode(this.fleetNodes, (fnode) => fnode.delivery.runningImageId);
     this.updateManifestPath = this.updateManifest ? this.updateManifest.manifestPath : pulumi.output(undefined);
 
-    this.registerOutputs({ phases: this.phases, nodes: this.nodes, images: this.images, delivered: this.delivered, kubeconfig: this.kubeconfig, knownHosts: this.knownHosts, updateManifestPath: this.updateManifestPath });
+    this.registerOutputs({
+      phases: this.phases,
+      nodes: this.nodes,
+      images: this.images,
+      delivered: this.delivered,
+      kubeconfig: this.kubeconfig,
+      knownHosts: this.knownHosts,
+      updateManifestPath: this.updateManifestPath,
+    });
   }
 }
 
@@ -111,7 +119,15 @@ function createMachineArtifacts(parent: pulumi.Resource, name: string, fleet: Fl
     const users = fleet.nodes.filter((n) => n.hardware === hw);
     out[hw] = new MachineArtifacts(
       `${name}-${hw}`,
-      { hardware: hw, pins: fleet.artifacts[hw]!, arch: users[0].arch, isar: fleet.isar, network: fleet.network.profile, roles: users.map((n) => n.role), projectDir },
+      {
+        hardware: hw,
+        pins: fleet.artifacts[hw]!,
+        arch: users[0].arch,
+        isar: fleet.isar,
+        network: fleet.network.profile,
+        roles: users.map((n) => n.role),
+        projectDir,
+      },
       { parent },
     );
   }
@@ -157,14 +173,27 @@ function createFleetNodes(
 }
 
 /** The fleet update manifest, when any node is delivered with SWUpdate. */
-function createUpdateManifest(parent: pulumi.Resource, name: string, fleet: FleetModel, fleetNodes: Record<string, FleetNode>, outputDir: string): FleetUpdate | undefined {
+function createUpdateManifest(
+  parent: pulumi.Resource,
+  name: string,
+  fleet: FleetModel,
+  fleetNodes: Record<string, FleetNode>,
+  outputDir: string,
+): FleetUpdate | undefined {
   const swNodes = fleet.nodes.filter((n) => n.delivery.method === "swupdate");
   if (swNodes.length === 0) return undefined;
   return new FleetUpdate(
     `${name}-update-manifest`,
     {
       version: fleet.swupdate.version,
-      nodes: swNodes.map((n) => ({ name: n.name, address: n.address, arch: n.arch, hardware: n.hardware, role: n.role, selection: n.delivery.method === "swupdate" ? n.delivery.selection : undefined })),
+      nodes: swNodes.map((n) => ({
+        name: n.name,
+        address: n.address,
+        arch: n.arch,
+        hardware: n.hardware,
+        role: n.role,
+        selection: n.delivery.method === "swupdate" ? n.delivery.selection : undefined,
+      })),
       bundles: swNodes.map((n) => {
         const b = fleetNodes[n.name].bundle!;
         return { hardware: n.hardware, node: n.name, path: b.path, sha256: b.sha256, size: b.size };

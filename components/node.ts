@@ -56,7 +56,8 @@ export class FleetNode extends pulumi.ComponentResource {
     const projectDir = args.projectDir ?? process.cwd();
     this.imageInputs = { ...args.artifacts.pinnedSha256, files: args.filesDigest };
     this.image = createNodeImage(this, name, args, projectDir);
-    if (args.node.delivery.method === "swupdate") this.bundle = createSwuBundle(this, name, args, this.image, args.outputDir ?? path.join(projectDir, ".cache", pulumi.getStack()));
+    if (args.node.delivery.method === "swupdate")
+      this.bundle = createSwuBundle(this, name, args, this.image, args.outputDir ?? path.join(projectDir, ".cache", pulumi.getStack()));
     this.delivery = createDelivery(this, name, args, this.image, this.bundle, this.imageInputs);
     this.registerOutputs({ storePath: this.image.storePath, imageId: this.image.imageId, bundle: this.bundle?.path, imageInputs: this.imageInputs });
   }
@@ -133,7 +134,9 @@ function createSwuBundle(parent: pulumi.Resource, name: string, args: FleetNodeA
       certificate: fleet.swupdate.certificate,
       signingKey: args.swupdateSigningKey,
       encryptionKey: fleet.swupdate.encrypt ? args.swupdateAesKey : undefined,
-      selection: d.selection ? { set: d.selection.split(",")[0], rootDevices: { main: d.rootDevice, ...(d.altRootDevice ? { alt: d.altRootDevice } : {}) } } : undefined,
+      selection: d.selection
+        ? { set: d.selection.split(",")[0], rootDevices: { main: d.rootDevice, ...(d.altRootDevice ? { alt: d.altRootDevice } : {}) } }
+        : undefined,
       outputDir,
       fileName: `${node.name}-${node.hardware}-${fleet.swupdate.version}.swu`,
     },

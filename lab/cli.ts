@@ -93,7 +93,9 @@ function printStatus(st: LabStatus, json: boolean): void {
   process.stdout.write(`lab ${st.dir}\n`);
   for (const h of Object.values(st.hosts)) {
     const what = h.role === "bmc" ? "bmc" : h.tpi ? `tpi ${h.tpi.bmc} slot ${h.tpi.slot}` : "swupdate";
-    process.stdout.write(`  ${h.name.padEnd(10)} ${`${h.user}@${h.address}:${h.port}`.padEnd(26)} ${(h.up ? "up" : h.powered ? "powered, not answering" : "off").padEnd(10)} ${what.padEnd(18)} ${h.hostKey ?? "(no host key yet)"}\n`);
+    process.stdout.write(
+      `  ${h.name.padEnd(10)} ${`${h.user}@${h.address}:${h.port}`.padEnd(26)} ${(h.up ? "up" : h.powered ? "powered, not answering" : "off").padEnd(10)} ${what.padEnd(18)} ${h.hostKey ?? "(no host key yet)"}\n`,
+    );
   }
   if (st.faults.length) process.stdout.write(`  faults: ${JSON.stringify(st.faults)}\n`);
 }
@@ -180,8 +182,19 @@ async function main(argv: string[]): Promise<number> {
         const f = path.join(d, "lab.json");
         if (!fs.existsSync(f)) throw e;
         const st = JSON.parse(fs.readFileSync(f, "utf8")) as LabStatus & { pid?: number };
-        for (const h of Object.values(st.hosts)) if (h.initPid) try { process.kill(h.initPid, "SIGKILL"); } catch { /* gone */ }
-        if (st.pid) try { process.kill(st.pid, "SIGTERM"); } catch { /* gone */ }
+        for (const h of Object.values(st.hosts))
+          if (h.initPid)
+            try {
+              process.kill(h.initPid, "SIGKILL");
+            } catch {
+              /* gone */
+            }
+        if (st.pid)
+          try {
+            process.kill(st.pid, "SIGTERM");
+          } catch {
+            /* gone */
+          }
       }
       const end = Date.now() + 10_000;
       while (fs.existsSync(path.join(d, "ctl.sock")) && Date.now() < end) await new Promise((r) => setTimeout(r, 100));
@@ -194,7 +207,8 @@ async function main(argv: string[]): Promise<number> {
       const kind = a.pos[0];
       let body: unknown;
       if (kind === "clear") body = { clear: a.pos[1] ?? true };
-      else if (kind === "flash-error") body = { kind, ...(a.opts.slot ? { slot: Number(a.opts.slot) } : {}), ...(a.opts.message ? { message: String(a.opts.message) } : {}) } as LabFault;
+      else if (kind === "flash-error")
+        body = { kind, ...(a.opts.slot ? { slot: Number(a.opts.slot) } : {}), ...(a.opts.message ? { message: String(a.opts.message) } : {}) } as LabFault;
       else if (kind === "never-boot") {
         if (!a.opts.node) throw new Error("fault never-boot needs --node <name>");
         body = { kind, node: String(a.opts.node) } as LabFault;
@@ -211,7 +225,13 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     default:
-      process.stdout.write(fs.readFileSync(__filename, "utf8").split("*/")[0].replace(/^\/\*\*?/, "").replace(/^ \* ?/gm, "") + "\n");
+      process.stdout.write(
+        fs
+          .readFileSync(__filename, "utf8")
+          .split("*/")[0]
+          .replace(/^\/\*\*?/, "")
+          .replace(/^ \* ?/gm, "") + "\n",
+      );
       return a.cmd === "help" ? 0 : 2;
   }
 }

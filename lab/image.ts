@@ -65,7 +65,9 @@ export async function findExtFilesystems(imagePath: string): Promise<number[]> {
 
 /** Does the filesystem at `offset` have this path? */
 async function hasPath(imagePath: string, offset: number, p: string): Promise<boolean> {
-  const r = await exec("debugfs", ["-R", `stat "${p}"`, `${imagePath}?offset=${offset}`], { maxBuffer: 1 << 20 }).catch((e) => e as { stdout?: string; stderr?: string });
+  const r = await exec("debugfs", ["-R", `stat "${p}"`, `${imagePath}?offset=${offset}`], { maxBuffer: 1 << 20 }).catch(
+    (e) => e as { stdout?: string; stderr?: string },
+  );
   return !/not found|File not found|Bad magic|Couldn't find/i.test(`${r.stderr ?? ""}`) && /Inode:/.test(`${r.stdout ?? ""}`);
 }
 
@@ -111,7 +113,13 @@ export async function extractFromImage(imagePath: string, offset: number, destRo
   try {
     await exec("debugfs", ["-f", cmdFile, spec], { maxBuffer: 4 << 20 });
   } catch (e) {
-    throw new Error(`lab image: debugfs could not read ${imagePath} at offset ${offset}: ${String((e as { stderr?: string }).stderr ?? e).split("\n").slice(-10).join("\n")}`, { cause: e });
+    throw new Error(
+      `lab image: debugfs could not read ${imagePath} at offset ${offset}: ${String((e as { stderr?: string }).stderr ?? e)
+        .split("\n")
+        .slice(-10)
+        .join("\n")}`,
+      { cause: e },
+    );
   } finally {
     await fs.promises.rm(cmdFile, { force: true });
   }

@@ -43,9 +43,7 @@ export function projectRoot(): string {
 }
 
 export type LabFault =
-  | { kind: "flash-error"; slot?: number; message?: string }
-  | { kind: "never-boot"; node: string }
-  | { kind: "bmc-unreachable"; bmc?: string };
+  { kind: "flash-error"; slot?: number; message?: string } | { kind: "never-boot"; node: string } | { kind: "bmc-unreachable"; bmc?: string };
 
 export interface LabHostInfo {
   name: string;
@@ -219,7 +217,9 @@ export class Lab {
     // dir open.
     const overlaid = ["/etc", "/var", "/opt", "/srv", "/usr"];
     const abs = path.resolve(dir);
-    for (const o of overlaid) if (abs === o || abs.startsWith(o + "/")) throw new Error(`lab dir ${abs} is under ${o}, which the lab hosts overlay: use a directory in the project (e.g. .lab/dev), your home or /tmp`);
+    for (const o of overlaid)
+      if (abs === o || abs.startsWith(o + "/"))
+        throw new Error(`lab dir ${abs} is under ${o}, which the lab hosts overlay: use a directory in the project (e.g. .lab/dev), your home or /tmp`);
     this.log(`starting lab in ${abs}`);
 
     // deploy key
@@ -236,7 +236,16 @@ export class Lab {
         powered: false,
         startSeq: 0,
         uart: "",
-        info: { name: h.name, role: h.role, address: h.address!, port: h.port ?? 22, user: h.user ?? "root", rootDir: hdir, tpi: h.tpi, swupdate: h.swupdate ? true : undefined },
+        info: {
+          name: h.name,
+          role: h.role,
+          address: h.address!,
+          port: h.port ?? 22,
+          user: h.user ?? "root",
+          rootDir: hdir,
+          tpi: h.tpi,
+          swupdate: h.swupdate ? true : undefined,
+        },
       };
       this.rt.set(h.name, r);
       this.hosts[h.name] = r.info;
@@ -266,11 +275,15 @@ export class Lab {
     // those that were powered when the lab last stopped (a lab restart is not a power cut of the boards)
     const poweredFile = path.join(dir, "powered-slots.json");
     const wasPowered: string[] = fs.existsSync(poweredFile) && !opts.fresh ? JSON.parse(fs.readFileSync(poweredFile, "utf8")) : [];
-    await Promise.all([...this.rt.values()].filter((r) => !r.spec.tpi || wasPowered.includes(r.spec.name)).map(async (r) => {
-      r.powered = true;
-      if (r.spec.tpi) await this.powerOnHost(r);
-      else await this.bootHost(r);
-    }));
+    await Promise.all(
+      [...this.rt.values()]
+        .filter((r) => !r.spec.tpi || wasPowered.includes(r.spec.name))
+        .map(async (r) => {
+          r.powered = true;
+          if (r.spec.tpi) await this.powerOnHost(r);
+          else await this.bootHost(r);
+        }),
+    );
     if (opts.ownerPid) {
       const t = setInterval(() => {
         if (!pidAlive(opts.ownerPid!)) void this.stop();
@@ -290,9 +303,12 @@ export class Lab {
   /** Per-host tools: reboot/poweroff/halt/shutdown on every host, tpi on BMCs. */
   private async installTools(r: HostRuntime): Promise<void> {
     const sbin = path.join(r.dir, "sbin");
-    const rebootSh = "#!/bin/sh\n# isar-k3s lab: simulated reboot. Process 1 of this host (lab/node-init.sh) restarts the host on SIGHUP.\necho 'lab: rebooting' >&2\n(sleep 0.3; kill -HUP 1) </dev/null >/dev/null 2>&1 &\nexit 0\n";
-    const poweroffSh = "#!/bin/sh\n# isar-k3s lab: simulated power off (SIGUSR1 to process 1).\n(sleep 0.3; kill -USR1 1) </dev/null >/dev/null 2>&1 &\nexit 0\n";
-    const shutdownSh = '#!/bin/sh\n# isar-k3s lab: shutdown -r reboots, anything else powers off.\nfor a in "$@"; do case "$a" in -r|--reboot) exec /usr/local/sbin/reboot;; esac; done\nexec /usr/local/sbin/poweroff\n';
+    const rebootSh =
+      "#!/bin/sh\n# isar-k3s lab: simulated reboot. Process 1 of this host (lab/node-init.sh) restarts the host on SIGHUP.\necho 'lab: rebooting' >&2\n(sleep 0.3; kill -HUP 1) </dev/null >/dev/null 2>&1 &\nexit 0\n";
+    const poweroffSh =
+      "#!/bin/sh\n# isar-k3s lab: simulated power off (SIGUSR1 to process 1).\n(sleep 0.3; kill -USR1 1) </dev/null >/dev/null 2>&1 &\nexit 0\n";
+    const shutdownSh =
+      '#!/bin/sh\n# isar-k3s lab: shutdown -r reboots, anything else powers off.\nfor a in "$@"; do case "$a" in -r|--reboot) exec /usr/local/sbin/reboot;; esac; done\nexec /usr/local/sbin/poweroff\n';
     await fs.promises.writeFile(path.join(sbin, "reboot"), rebootSh, { mode: 0o755 });
     await fs.promises.writeFile(path.join(sbin, "poweroff"), poweroffSh, { mode: 0o755 });
     await fs.promises.writeFile(path.join(sbin, "halt"), poweroffSh, { mode: 0o755 });
@@ -301,14 +317,20 @@ export class Lab {
       // k3s stand-in wrappers in the node's /usr/local/bin (kept across a re-flash, like the real k3s binary in the image)
       const env = [`K3S_SIM_CLUSTER=${K3S_CLUSTER_MOUNT}`, `K3S_SIM_JOIN_SECONDS=${this.spec.k3s.joinSeconds ?? 1}`];
       await new Promise<void>((resolve, reject) =>
-        execFile(process.execPath, [path.join(this.root, "lab", "k3s", "k3s"), "k3s-sim", "install-into", path.join(r.dir, "bin"), ...env], (e) => (e ? reject(e) : resolve())),
+        execFile(process.execPath, [path.join(this.root, "lab", "k3s", "k3s"), "k3s-sim", "install-into", path.join(r.dir, "bin"), ...env], (e) =>
+          e ? reject(e) : resolve(),
+        ),
       );
     }
     if (r.spec.role === "bmc") {
       const url = `http://${r.info.address}:${this.spec.bmcdPort ?? 80}`;
       const node = fs.realpathSync(process.execPath);
       const tpi = path.join(this.root, "lab", "tpi");
-      await fs.promises.writeFile(path.join(r.dir, "bin", "tpi"), `#!/bin/sh\n# isar-k3s lab: the BMC's tpi (lab/tpi) talking to this lab's bmcd.\nTPI_LAB_URL='${url}' exec '${node}' '${tpi}' "$@"\n`, { mode: 0o755 });
+      await fs.promises.writeFile(
+        path.join(r.dir, "bin", "tpi"),
+        `#!/bin/sh\n# isar-k3s lab: the BMC's tpi (lab/tpi) talking to this lab's bmcd.\nTPI_LAB_URL='${url}' exec '${node}' '${tpi}' "$@"\n`,
+        { mode: 0o755 },
+      );
     }
   }
 
@@ -356,7 +378,8 @@ export class Lab {
     r.info.hostKey = await publicKeyOf(key);
     const hn = this.backingPath(r.spec.name, "/etc/hostname");
     if (!fs.existsSync(hn)) await this.writeFileIn(r, "/etc/hostname", (r.spec.hostname ?? r.spec.name) + "\n");
-    if (r.spec.hwRevision && !fs.existsSync(this.backingPath(r.spec.name, "/etc/hwrevision"))) await this.writeFileIn(r, "/etc/hwrevision", r.spec.hwRevision + "\n");
+    if (r.spec.hwRevision && !fs.existsSync(this.backingPath(r.spec.name, "/etc/hwrevision")))
+      await this.writeFileIn(r, "/etc/hwrevision", r.spec.hwRevision + "\n");
     const keys = [this.deployKey.publicKey, ...(this.spec.authorizedKeys ?? [])].join("\n") + "\n";
     await this.authorize(r, keys);
     if (r.spec.role === "bmc") await fs.promises.mkdir(this.backingPath(r.spec.name, "/mnt/sdcard"), { recursive: true });
@@ -394,7 +417,10 @@ export class Lab {
         const shadowSrc = fs.existsSync(this.backingPath(r.spec.name, "/etc/shadow")) ? this.backingPath(r.spec.name, "/etc/shadow") : "/etc/shadow";
         const shadow = await fs.promises.readFile(shadowSrc, "utf8");
         await this.writeFileIn(r, "/etc/shadow", shadow.replace(/\n?$/, "\n") + `${user}:*:19000:0:99999:7:::\n`, 0o640);
-        const group = await fs.promises.readFile(fs.existsSync(this.backingPath(r.spec.name, "/etc/group")) ? this.backingPath(r.spec.name, "/etc/group") : "/etc/group", "utf8");
+        const group = await fs.promises.readFile(
+          fs.existsSync(this.backingPath(r.spec.name, "/etc/group")) ? this.backingPath(r.spec.name, "/etc/group") : "/etc/group",
+          "utf8",
+        );
         await this.writeFileIn(r, "/etc/group", group.replace(/\n?$/, "\n") + `${user}:x:${gid}:\n`);
       }
     }
@@ -448,7 +474,25 @@ export class Lab {
     r.intentionalStop = false;
     const child = spawn(
       "setpriv",
-      ["--pdeathsig", "KILL", "--", "unshare", "--mount", "--uts", "--pid", "--fork", "--mount-proc", "--propagation", "private", "--kill-child", "--", "bash", path.join(this.root, "lab", "node-init.sh"), r.dir, this.root],
+      [
+        "--pdeathsig",
+        "KILL",
+        "--",
+        "unshare",
+        "--mount",
+        "--uts",
+        "--pid",
+        "--fork",
+        "--mount-proc",
+        "--propagation",
+        "private",
+        "--kill-child",
+        "--",
+        "bash",
+        path.join(this.root, "lab", "node-init.sh"),
+        r.dir,
+        this.root,
+      ],
       { stdio: ["ignore", logFd, logFd] },
     );
     fs.closeSync(logFd);
@@ -473,7 +517,9 @@ export class Lab {
     // the pid of process 1 (unshare's child)
     const deadline = Date.now() + 5000;
     while (Date.now() < deadline && r.proc === child) {
-      const kids = fs.existsSync(`/proc/${child.pid}/task/${child.pid}/children`) ? fs.readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, "utf8").trim() : "";
+      const kids = fs.existsSync(`/proc/${child.pid}/task/${child.pid}/children`)
+        ? fs.readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, "utf8").trim()
+        : "";
       if (kids) {
         r.initPid = Number(kids.split(/\s+/)[0]);
         break;
@@ -491,7 +537,9 @@ export class Lab {
     }
     if (this.spec.k3s && r.spec.role !== "bmc") await this.bootK3s(r);
     r.up = true;
-    const hostname = fs.existsSync(this.hostPath(r.spec.name, "/etc/hostname")) ? fs.readFileSync(this.hostPath(r.spec.name, "/etc/hostname"), "utf8").trim() : r.spec.name;
+    const hostname = fs.existsSync(this.hostPath(r.spec.name, "/etc/hostname"))
+      ? fs.readFileSync(this.hostPath(r.spec.name, "/etc/hostname"), "utf8").trim()
+      : r.spec.name;
     r.uart += `\r\n[    0.000000] Booting Linux on physical CPU 0x0\r\n[    2.104000] EXT4-fs (mmcblk0p1): mounted filesystem\r\n\r\nDebian GNU/Linux ${hostname} ttyS0\r\n\r\n${hostname} login: `;
     this.log(`${r.spec.name}: up at ${r.info.address}:${r.info.port} (process 1 = ${r.initPid})`);
     await this.writeState();
@@ -553,7 +601,7 @@ export class Lab {
     if (r.bootedGeneration === gen) return true; // same eMMC as last boot: keep state
     const off = await findRootFilesystem(img);
     if (off === undefined) {
-      r.uart += "\r\nWrong image format for \"source\" command\r\nNo bootable device found\r\n";
+      r.uart += '\r\nWrong image format for "source" command\r\nNo bootable device found\r\n';
       this.log(`${r.spec.name}: flashed eMMC has no ext4 root filesystem with /etc, not booting`);
       return false;
     }
@@ -604,7 +652,13 @@ export class Lab {
     const stage = path.join(r.dir, "stage");
     await fs.promises.rm(stage, { recursive: true, force: true });
     await fs.promises.mkdir(stage, { recursive: true });
-    const got = await extractFromImage(img, off, stage, BOOT_FILES.filter((f) => !f.startsWith("/root/")), BOOT_DIRS);
+    const got = await extractFromImage(
+      img,
+      off,
+      stage,
+      BOOT_FILES.filter((f) => !f.startsWith("/root/")),
+      BOOT_DIRS,
+    );
     for (const p of got) {
       const dst = this.backingPath(r.spec.name, p);
       await fs.promises.mkdir(path.dirname(dst), { recursive: true });
@@ -651,7 +705,9 @@ export class Lab {
     const mount = 'mkdir -p "$2" && { mountpoint -q "$2" || { mount --bind "$1" "$2" && mount -o remount,bind,rw "$2"; }; }';
     const run = (argv: string[]) =>
       new Promise<void>((resolve, reject) =>
-        execFile("nsenter", ["-t", String(r.initPid), "-m", "-u", "-p", "-r", "-w", "--", ...argv], { timeout: 30_000 }, (e, _o, err) => (e ? reject(new Error(`${argv.join(" ")}: ${err || e.message}`)) : resolve())),
+        execFile("nsenter", ["-t", String(r.initPid), "-m", "-u", "-p", "-r", "-w", "--", ...argv], { timeout: 30_000 }, (e, _o, err) =>
+          e ? reject(new Error(`${argv.join(" ")}: ${err || e.message}`)) : resolve(),
+        ),
       );
     await run(["sh", "-c", mount, "sh", shared, K3S_CLUSTER_MOUNT]);
     await run(["/usr/local/bin/k3s-sim", "boot"]);
@@ -690,7 +746,11 @@ export class Lab {
         if (fs.readlinkSync(`/proc/${e}/ns/pid`) !== ns) continue;
         const stat = fs.readFileSync(`/proc/${e}/stat`, "utf8");
         const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-        const cmd = fs.readFileSync(`/proc/${e}/cmdline`, "utf8").split("\0").filter((s) => s).join(" ");
+        const cmd = fs
+          .readFileSync(`/proc/${e}/cmdline`, "utf8")
+          .split("\0")
+          .filter((s) => s)
+          .join(" ");
         out.push({ pid: Number(e), ppid, cmd });
       } catch {
         /* process ended */
@@ -841,7 +901,9 @@ export class Lab {
       });
     });
     server.requestTimeout = 0;
-    await new Promise<void>((resolve, reject) => server.listen({ host: r.info.address, port: this.spec.bmcdPort ?? 80, exclusive: true }, resolve).once("error", reject));
+    await new Promise<void>((resolve, reject) =>
+      server.listen({ host: r.info.address, port: this.spec.bmcdPort ?? 80, exclusive: true }, resolve).once("error", reject),
+    );
     st.server = server;
   }
 
@@ -860,7 +922,9 @@ export class Lab {
     }
     const auth = req.headers.authorization;
     if (auth) {
-      const [u, p] = Buffer.from(auth.replace(/^Basic /, ""), "base64").toString().split(":");
+      const [u, p] = Buffer.from(auth.replace(/^Basic /, ""), "base64")
+        .toString()
+        .split(":");
       if (u !== "root" || p !== (this.spec.bmcPassword ?? "turing")) return fail(401, "authentication failed");
     }
     const nodeParam = q.get("node");
@@ -869,7 +933,7 @@ export class Lab {
     const route = `${req.method} ${url.pathname}`;
     if (route === "GET /api/power") {
       const out: Record<string, boolean> = {};
-      for (const s of SLOTS) out[`node${s}`] = this.slotNode(st.name, s)?.powered ?? (this.emptyPower[`${st.name}/${s}`] ?? false);
+      for (const s of SLOTS) out[`node${s}`] = this.slotNode(st.name, s)?.powered ?? this.emptyPower[`${st.name}/${s}`] ?? false;
       res.end(JSON.stringify(out));
       return;
     }
@@ -907,7 +971,16 @@ export class Lab {
     }
     if (route === "GET /api/info") {
       req.resume();
-      return void res.end(JSON.stringify({ api: "1.1", build_version: "2.0.5-isar-k3s-lab", buildroot: "2023.02", ip: bmcHost.info.address, mac: "02:00:00:00:00:01", version: "2.0.5" }));
+      return void res.end(
+        JSON.stringify({
+          api: "1.1",
+          build_version: "2.0.5-isar-k3s-lab",
+          buildroot: "2023.02",
+          ip: bmcHost.info.address,
+          mac: "02:00:00:00:00:01",
+          version: "2.0.5",
+        }),
+      );
     }
     if (route === "GET /api/uart" || route === "POST /api/uart") {
       if (!node) return fail(400, "uart needs --node");
@@ -925,7 +998,10 @@ export class Lab {
         r.uart += cmd + "\r\n";
         if (r.up && r.initPid) {
           // the serial console is a root shell on the node
-          const out = await execP("nsenter", ["-t", String(r.initPid), "-m", "-u", "-p", "-r", "-w", "--", "sh", "-c", cmd], { timeout: 30_000, maxBuffer: 1 << 20 }).then(
+          const out = await execP("nsenter", ["-t", String(r.initPid), "-m", "-u", "-p", "-r", "-w", "--", "sh", "-c", cmd], {
+            timeout: 30_000,
+            maxBuffer: 1 << 20,
+          }).then(
             (o) => o.stdout + o.stderr,
             (e: { stdout?: string; stderr?: string }) => (e.stdout ?? "") + (e.stderr ?? ""),
           );
@@ -969,14 +1045,16 @@ export class Lab {
     const name = q.get("name") ?? "image";
     const size = Number(q.get("size") ?? 0);
     const wantSha = q.get("sha256")?.toLowerCase();
-    const fault = this.faults.find((f) => f.kind === "flash-error" && (f.slot === undefined || f.slot === node)) as Extract<LabFault, { kind: "flash-error" }> | undefined;
+    const fault = this.faults.find((f) => f.kind === "flash-error" && (f.slot === undefined || f.slot === node)) as
+      Extract<LabFault, { kind: "flash-error" }> | undefined;
     const target = this.slotNode(st.name, node);
     const emmc = this.emmcPath(st.name, node);
     const tmp = emmc + ".writing";
     const rate = (this.spec.flashRateMBps ?? 100) * 1e6;
     this.log(`bmcd ${st.name}: flashing ${name} (${size} bytes) to node ${node}${fault ? " [fault: flash-error]" : ""}`);
     try {
-      if (target) await this.powerOff(target.spec.name); // the module is held in flash mode
+      if (target)
+        await this.powerOff(target.spec.name); // the module is held in flash mode
       else this.emptyPower[`${st.name}/${node}`] = false;
       const hash = crypto.createHash("sha256");
       let received = 0;
@@ -1029,7 +1107,8 @@ export class Lab {
         if (code !== 0) failure = `could not decompress ${name}: not a valid .xz file`;
       }
       if (!failure && size && received !== size) failure = `transfer ended after ${received} of ${size} bytes`;
-      if (!failure && wantSha && q.get("skipCrc") !== "1" && hash.digest("hex") !== wantSha) failure = `checksum mismatch: the image's sha256 is not ${wantSha}`;
+      if (!failure && wantSha && q.get("skipCrc") !== "1" && hash.digest("hex") !== wantSha)
+        failure = `checksum mismatch: the image's sha256 is not ${wantSha}`;
       if (failure) {
         // a failed flash leaves a module that does not boot
         const fd = fs.openSync(tmp, "r+");

@@ -72,14 +72,23 @@ export function labSpecFromFleet(fleet: Fleet, extra: Partial<LabSpec> & { hostK
     hosts.push({ name: b.name, role: "bmc", address: b.address, port: b.ssh.port, user: b.ssh.user, hostKeyFile: extra.hostKeyFiles?.[b.name] });
   }
   for (const n of fleet.nodes) {
-    const h: LabHostSpec = { name: n.name, role: "node", address: n.address, port: n.ssh.port, user: n.ssh.user, hostname: n.hostname, hostKeyFile: extra.hostKeyFiles?.[n.name] };
+    const h: LabHostSpec = {
+      name: n.name,
+      role: "node",
+      address: n.address,
+      port: n.ssh.port,
+      user: n.ssh.user,
+      hostname: n.hostname,
+      hostKeyFile: extra.hostKeyFiles?.[n.name],
+    };
     if (n.delivery.method === "tpi") h.tpi = { bmc: n.delivery.bmc, slot: n.delivery.slot };
     else {
       // the node's root device(s) become 1 GiB sparse files in its /dev; other partitions are not simulated
       const devs = [n.delivery.rootDevice, n.delivery.altRootDevice].filter((d): d is string => d !== undefined);
       const devices: Record<string, number> = {};
       for (const d of devs) {
-        if (!/^\/dev\/[A-Za-z0-9._-]+$/.test(d)) throw new Error(`lab: node ${n.name}: root device ${d} must be a plain /dev/<name> path for the simulated lab`);
+        if (!/^\/dev\/[A-Za-z0-9._-]+$/.test(d))
+          throw new Error(`lab: node ${n.name}: root device ${d} must be a plain /dev/<name> path for the simulated lab`);
         devices[d.slice("/dev/".length)] = 1 << 30;
       }
       h.swupdate = { devices };
@@ -101,15 +110,19 @@ export function validateSpec(spec: LabSpec): void {
     if (!/^[a-z0-9][a-z0-9-]{0,62}$/.test(h.name)) problems.push(`${p}: name must be [a-z0-9-], 1-63 chars`);
     if (names.has(h.name)) problems.push(`${p}: duplicate name`);
     names.add(h.name);
-    if (h.address !== undefined && !isLoopbackV4(h.address)) problems.push(`${p}: address ${h.address} is not a 127.0.0.0/8 host address: lab traffic must stay on this machine`);
+    if (h.address !== undefined && !isLoopbackV4(h.address))
+      problems.push(`${p}: address ${h.address} is not a 127.0.0.0/8 host address: lab traffic must stay on this machine`);
     if (h.tpi) {
       const bmc = spec.hosts.find((b) => b.name === h.tpi!.bmc);
       if (!bmc || bmc.role !== "bmc") problems.push(`${p}: tpi.bmc ${h.tpi.bmc} is not a BMC host of this lab`);
       if (![1, 2, 3, 4].includes(h.tpi.slot)) problems.push(`${p}: tpi.slot must be 1-4`);
-      if (spec.hosts.some((o) => o !== h && o.tpi && o.tpi.bmc === h.tpi!.bmc && o.tpi.slot === h.tpi!.slot)) problems.push(`${p}: slot ${h.tpi.slot} of ${h.tpi.bmc} is taken twice`);
+      if (spec.hosts.some((o) => o !== h && o.tpi && o.tpi.bmc === h.tpi!.bmc && o.tpi.slot === h.tpi!.slot))
+        problems.push(`${p}: slot ${h.tpi.slot} of ${h.tpi.bmc} is taken twice`);
     }
     if (h.role === "bmc" && (h.tpi || h.swupdate)) problems.push(`${p}: a BMC cannot be a tpi or swupdate node`);
-    if (h.swupdate) for (const d of Object.keys(h.swupdate.devices)) if (!/^[A-Za-z0-9._-]+$/.test(d)) problems.push(`${p}: device name ${d} must be a plain file name under /dev`);
+    if (h.swupdate)
+      for (const d of Object.keys(h.swupdate.devices))
+        if (!/^[A-Za-z0-9._-]+$/.test(d)) problems.push(`${p}: device name ${d} must be a plain file name under /dev`);
   }
   const eps = new Set<string>();
   for (const h of spec.hosts) {
@@ -135,10 +148,14 @@ function probe(address: string, port: number): Promise<boolean> {
  */
 export async function allocateAddresses(spec: LabSpec): Promise<LabSpec> {
   const bmcdPort = spec.bmcdPort ?? 80;
-  const endpoints = (hosts: LabHostSpec[]) => hosts.flatMap((h) => [[h.address!, h.port ?? 22] as const, ...(h.role === "bmc" ? [[h.address!, bmcdPort] as const] : [])]);
+  const endpoints = (hosts: LabHostSpec[]) =>
+    hosts.flatMap((h) => [[h.address!, h.port ?? 22] as const, ...(h.role === "bmc" ? [[h.address!, bmcdPort] as const] : [])]);
   const fixed = spec.hosts.filter((h) => h.address);
   for (const [a, p] of endpoints(fixed)) {
-    if (!(await probe(a, p))) throw new Error(`lab: ${a}:${p} is already in use: is another lab (or the dev lab) running with the same addresses? Stop it (\`node bin/lab/cli.js stop --dir <dir>\`) or change the addresses`);
+    if (!(await probe(a, p)))
+      throw new Error(
+        `lab: ${a}:${p} is already in use: is another lab (or the dev lab) running with the same addresses? Stop it (\`node bin/lab/cli.js stop --dir <dir>\`) or change the addresses`,
+      );
   }
   if (fixed.length === spec.hosts.length) return spec;
   for (let attempt = 0; attempt < 30; attempt++) {

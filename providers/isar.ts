@@ -163,7 +163,19 @@ const buildProvider: pulumi.dynamic.ResourceProvider = {
     return { id: `${outs.deployDir}#${outs.logPath}`, outs };
   },
   async update(_id, olds, news) {
-    const keep = { buildPath: olds.buildPath, deployDir: olds.deployDir, logPath: olds.logPath, durationMs: olds.durationMs, rootfs: olds.rootfs, kernel: olds.kernel, initramfs: olds.initramfs, wic: olds.wic, dtbs: olds.dtbs, files: olds.files, missing: olds.missing };
+    const keep = {
+      buildPath: olds.buildPath,
+      deployDir: olds.deployDir,
+      logPath: olds.logPath,
+      durationMs: olds.durationMs,
+      rootfs: olds.rootfs,
+      kernel: olds.kernel,
+      initramfs: olds.initramfs,
+      wic: olds.wic,
+      dtbs: olds.dtbs,
+      files: olds.files,
+      missing: olds.missing,
+    };
     return { outs: { ...news, ...keep } };
   },
   async read(id, props) {

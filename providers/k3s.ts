@@ -30,7 +30,7 @@ export const k3sProvider: pulumi.dynamic.ResourceProvider = {
   },
   async diff(_id, olds, news) {
     const impl = require(ROOT + "/lib/k3s/k3s-provider") as typeof import("../lib/k3s/k3s-provider");
-    return news.resourceType === "K3sKubeconfig" ? impl.diffKubeconfig(olds, news) : impl.diffNode(olds, news);
+    return news.resourceType === "K3sKubeconfig" ? impl.diffKubeconfig(impl.fromState(olds), news) : impl.diffNode(impl.fromState(olds), news);
   },
   async create(inputs) {
     const impl = require(ROOT + "/lib/k3s/k3s-provider") as typeof import("../lib/k3s/k3s-provider");
@@ -46,20 +46,20 @@ export const k3sProvider: pulumi.dynamic.ResourceProvider = {
     const impl = require(ROOT + "/lib/k3s/k3s-provider") as typeof import("../lib/k3s/k3s-provider");
     const log = (m: string) => console.log(m);
     if (news.resourceType === "K3sKubeconfig") return { outs: await impl.createKubeconfig(news, { log }) };
-    return { outs: await impl.updateNodeResource(olds, news, { log }) };
+    return { outs: await impl.updateNodeResource(impl.fromState(olds), news, { log }) };
   },
   async read(id, props) {
     const impl = require(ROOT + "/lib/k3s/k3s-provider") as typeof import("../lib/k3s/k3s-provider");
     if (!props) throw new Error(`${id}: k3s resources cannot be imported; declare the node in the stack config and let \`pulumi up\` join it`);
     const log = (m: string) => console.log(m);
-    if (props.resourceType === "K3sKubeconfig") return { id, props: await impl.readKubeconfig(props, { log }) };
-    const next = await impl.readNode(props, { log });
+    if (props.resourceType === "K3sKubeconfig") return { id, props: await impl.readKubeconfig(impl.fromState(props), { log }) };
+    const next = await impl.readNode(impl.fromState(props), { log });
     return next ? { id, props: next } : { id: "", props: {} };
   },
   async delete(_id, props) {
     const impl = require(ROOT + "/lib/k3s/k3s-provider") as typeof import("../lib/k3s/k3s-provider");
     if (props.resourceType === "K3sKubeconfig") return;
-    await impl.deleteNode(props, { log: (m: string) => console.log(m) });
+    await impl.deleteNode(impl.fromState(props), { log: (m: string) => console.log(m) });
   },
 };
 
@@ -95,7 +95,6 @@ export interface K3sNodeArgs {
   cluster?: pulumi.Input<string>;
 }
 
-
 function nodeProps(args: K3sNodeArgs, resourceType: string, role: string, firstServer: boolean): Record<string, unknown> {
   return {
     resourceType,
@@ -128,8 +127,19 @@ export class K3sServer extends pulumi.dynamic.Resource {
   declare readonly joinedAt: pulumi.Output<string>;
   declare readonly hostname: pulumi.Output<string>;
 
-  constructor(name: string, args: K3sNodeArgs & { /** This server runs cluster-init. Default false; a change replaces. */ firstServer?: boolean }, opts?: pulumi.CustomResourceOptions) {
-    super(k3sProvider, name, nodeProps(args, "K3sServer", "server", args.firstServer ?? false), { ...opts, additionalSecretOutputs: ["token", "privateKey", ...(opts?.additionalSecretOutputs ?? [])] }, "k3s", "K3sServer");
+  constructor(
+    name: string,
+    args: K3sNodeArgs & { /** This server runs cluster-init. Default false; a change replaces. */ firstServer?: boolean },
+    opts?: pulumi.CustomResourceOptions,
+  ) {
+    super(
+      k3sProvider,
+      name,
+      nodeProps(args, "K3sServer", "server", args.firstServer ?? false),
+      { ...opts, additionalSecretOutputs: ["token", "privateKey", ...(opts?.additionalSecretOutputs ?? [])] },
+      "k3s",
+      "K3sServer",
+    );
   }
 }
 
@@ -140,7 +150,14 @@ export class K3sAgent extends pulumi.dynamic.Resource {
   declare readonly hostname: pulumi.Output<string>;
 
   constructor(name: string, args: K3sNodeArgs, opts?: pulumi.CustomResourceOptions) {
-    super(k3sProvider, name, nodeProps(args, "K3sAgent", "agent", false), { ...opts, additionalSecretOutputs: ["token", "privateKey", ...(opts?.additionalSecretOutputs ?? [])] }, "k3s", "K3sAgent");
+    super(
+      k3sProvider,
+      name,
+      nodeProps(args, "K3sAgent", "agent", false),
+      { ...opts, additionalSecretOutputs: ["token", "privateKey", ...(opts?.additionalSecretOutputs ?? [])] },
+      "k3s",
+      "K3sAgent",
+    );
   }
 }
 

@@ -133,7 +133,16 @@ export class SwuBundle extends pulumi.dynamic.Resource {
     super(
       provider,
       name,
-      { ...props, path: undefined, size: undefined, sha256: undefined, swDescription: undefined, entries: undefined, outputValid: undefined, fileIdentity: undefined },
+      {
+        ...props,
+        path: undefined,
+        size: undefined,
+        sha256: undefined,
+        swDescription: undefined,
+        entries: undefined,
+        outputValid: undefined,
+        fileIdentity: undefined,
+      },
       { ...opts, additionalSecretOutputs: [...(opts?.additionalSecretOutputs ?? []), "signingKey", "encryptionKey"] },
       "isar-k3s",
       "SwuBundle",

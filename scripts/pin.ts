@@ -44,16 +44,35 @@ export function parseArgs(argv: string[]): PinArgs | string {
     };
     try {
       switch (k) {
-        case "--stack": a.stack = val(); break;
-        case "--machine": a.machines.push(val()); break;
-        case "--deploy-dir": a.deployDir = val(); break;
-        case "--version": a.version = val(); break;
-        case "--project-dir": a.projectDir = path.resolve(val()); break;
-        case "--dry-run": a.dryRun = true; break;
-        case "--no-store": a.store = false; break;
-        case "--no-cache": a.cache = false; break;
-        case "-h": case "--help": return USAGE;
-        default: return `unknown argument ${JSON.stringify(k)}\n${USAGE}`;
+        case "--stack":
+          a.stack = val();
+          break;
+        case "--machine":
+          a.machines.push(val());
+          break;
+        case "--deploy-dir":
+          a.deployDir = val();
+          break;
+        case "--version":
+          a.version = val();
+          break;
+        case "--project-dir":
+          a.projectDir = path.resolve(val());
+          break;
+        case "--dry-run":
+          a.dryRun = true;
+          break;
+        case "--no-store":
+          a.store = false;
+          break;
+        case "--no-cache":
+          a.cache = false;
+          break;
+        case "-h":
+        case "--help":
+          return USAGE;
+        default:
+          return `unknown argument ${JSON.stringify(k)}\n${USAGE}`;
       }
     } catch (e) {
       return `${(e as Error).message}\n${USAGE}`;

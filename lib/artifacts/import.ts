@@ -20,7 +20,19 @@ import * as os from "os";
 import * as path from "path";
 import type { ArtifactKind, ArtifactPin, NetworkProfile } from "../model/types";
 import { hexToSri, normalizeSha256 } from "../model/checks";
-import { DownloadError, FileHash, HashCache, HashMismatchError, StatFingerprint, downloadToFile, fingerprintOf, hashFile, hexForms, redactUrl, sameFingerprint } from "./hash";
+import {
+  DownloadError,
+  FileHash,
+  HashCache,
+  HashMismatchError,
+  StatFingerprint,
+  downloadToFile,
+  fingerprintOf,
+  hashFile,
+  hexForms,
+  redactUrl,
+  sameFingerprint,
+} from "./hash";
 import { NixStoreOptions, addFixed, fixedOutputStorePath, isStorePathValid, isValidStoreName, defaultStoreDir } from "./nixstore";
 import { KasImageOverlay, formatCommand, kasBuildArgv } from "./isar-names";
 
@@ -225,7 +237,17 @@ export async function importArtifact(req: ImportRequest): Promise<ArtifactOutput
     // fingerprint after hashing: nix-store does not modify the source, so this is the state we verified
     const st = await fs.promises.stat(file);
     if (st.size !== got.size) throw new Error(`ISAR artifact '${req.name}': ${file} changed while it was being imported; re-run when the build has finished`);
-    return { ...base, size: got.size, sha256: got.hex, sri: got.sri, nixBase32: got.nixBase32, storePath, sourcePath: file, mtimeMs: st.mtimeMs, fingerprint: fingerprintOf(st) };
+    return {
+      ...base,
+      size: got.size,
+      sha256: got.hex,
+      sri: got.sri,
+      nixBase32: got.nixBase32,
+      storePath,
+      sourcePath: file,
+      mtimeMs: st.mtimeMs,
+      fingerprint: fingerprintOf(st),
+    };
   }
 
   // URL source (credentials in the URL never reach messages or outputs)
@@ -236,7 +258,17 @@ export async function importArtifact(req: ImportRequest): Promise<ArtifactOutput
   if (await isStorePathValid(expectedPath, req.nix)) {
     const st = await fs.promises.stat(expectedPath);
     const f = hexForms(specified);
-    return { ...base, size: st.size, sha256: f.hex, sri: f.sri, nixBase32: f.nixBase32, storePath: expectedPath, sourcePath: shownUrl, mtimeMs: null, fingerprint: null };
+    return {
+      ...base,
+      size: st.size,
+      sha256: f.hex,
+      sri: f.sri,
+      nixBase32: f.nixBase32,
+      storePath: expectedPath,
+      sourcePath: shownUrl,
+      mtimeMs: null,
+      fingerprint: null,
+    };
   }
   const stage = await fs.promises.mkdtemp(path.join(req.downloadDir ?? os.tmpdir(), "isar-artifact-"));
   try {
@@ -250,7 +282,17 @@ export async function importArtifact(req: ImportRequest): Promise<ArtifactOutput
       throw e;
     }
     const storePath = await addFixed(dest, specified, req.nix);
-    return { ...base, size: got.size, sha256: got.hex, sri: got.sri, nixBase32: got.nixBase32, storePath, sourcePath: shownUrl, mtimeMs: null, fingerprint: null };
+    return {
+      ...base,
+      size: got.size,
+      sha256: got.hex,
+      sri: got.sri,
+      nixBase32: got.nixBase32,
+      storePath,
+      sourcePath: shownUrl,
+      mtimeMs: null,
+      fingerprint: null,
+    };
   } finally {
     await fs.promises.rm(stage, { recursive: true, force: true });
   }

@@ -106,7 +106,11 @@ const SAFE_COMPONENT = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 
 /** The colon-joined kas config list (relative to the ISAR tree) for a target. */
 export function kasConfigList(t: KasTarget): string {
-  for (const [what, v] of [["machine", t.machine], ["image", t.image], ["network", t.network]] as const) {
+  for (const [what, v] of [
+    ["machine", t.machine],
+    ["image", t.image],
+    ["network", t.network],
+  ] as const) {
     if (!SAFE_COMPONENT.test(v)) throw new Error(`kas ${what} ${JSON.stringify(v)} is not a plain file name component ([A-Za-z0-9._-])`);
   }
   for (const o of t.extraOverlays ?? []) {

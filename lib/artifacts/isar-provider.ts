@@ -60,27 +60,51 @@ export function checkArtifactInputs(news: Record<string, unknown>): CheckFailure
   need("machine");
   need("version");
   need("projectDir");
-  if (isStr(news.machine) && !/^[a-z0-9][a-z0-9._-]*$/.test(news.machine)) f.push({ property: "machine", reason: `${JSON.stringify(news.machine)} is not an ISAR MACHINE name ([a-z0-9._-])` });
-  if (isStr(news.version) && !isVersionString(news.version)) f.push({ property: "version", reason: `${JSON.stringify(news.version)} is not a version label ([A-Za-z0-9._+-])` });
+  if (isStr(news.machine) && !/^[a-z0-9][a-z0-9._-]*$/.test(news.machine))
+    f.push({ property: "machine", reason: `${JSON.stringify(news.machine)} is not an ISAR MACHINE name ([a-z0-9._-])` });
+  if (isStr(news.version) && !isVersionString(news.version))
+    f.push({ property: "version", reason: `${JSON.stringify(news.version)} is not a version label ([A-Za-z0-9._+-])` });
   if (!(ARTIFACT_KINDS as readonly unknown[]).includes(news.kind)) f.push({ property: "kind", reason: `kind must be one of ${ARTIFACT_KINDS.join(", ")}` });
   if (!isStr(news.sha256) || !normalizeSha256(news.sha256)) {
-    f.push({ property: "sha256", reason: `${JSON.stringify(news.sha256)} is not a sha256: give 64 hex digits or SRI "sha256-<base64>" (\`npm run pin\` computes it)` });
+    f.push({
+      property: "sha256",
+      reason: `${JSON.stringify(news.sha256)} is not a sha256: give 64 hex digits or SRI "sha256-<base64>" (\`npm run pin\` computes it)`,
+    });
   }
   const hasPath = news.path !== undefined;
   const hasUrl = news.url !== undefined;
-  if (hasPath === hasUrl) f.push({ property: hasPath ? "url" : "path", reason: "set exactly one of path (a file in the ISAR deploy directory) or url (http/https)" });
-  if (hasPath && (!isStr(news.path) || news.path === "" || /[\0\n]/.test(news.path))) f.push({ property: "path", reason: "path must be a non-empty file path on one line" });
-  if (hasUrl && (!isStr(news.url) || !/^https?:\/\/\S+$/.test(news.url))) f.push({ property: "url", reason: `${JSON.stringify(news.url)} is not an http(s) URL` });
-  if (news.refreshVerify !== undefined && news.refreshVerify !== "stat" && news.refreshVerify !== "full") f.push({ property: "refreshVerify", reason: 'refreshVerify must be "stat" or "full"' });
-  if (news.kasImage !== undefined && !(KAS_IMAGE_OVERLAYS as readonly unknown[]).includes(news.kasImage)) f.push({ property: "kasImage", reason: `kasImage must be one of ${KAS_IMAGE_OVERLAYS.join(", ")}` });
-  if (news.network !== undefined && !(NETWORK_PROFILES as readonly unknown[]).includes(news.network)) f.push({ property: "network", reason: `network must be one of ${NETWORK_PROFILES.join(", ")}` });
+  if (hasPath === hasUrl)
+    f.push({ property: hasPath ? "url" : "path", reason: "set exactly one of path (a file in the ISAR deploy directory) or url (http/https)" });
+  if (hasPath && (!isStr(news.path) || news.path === "" || /[\0\n]/.test(news.path)))
+    f.push({ property: "path", reason: "path must be a non-empty file path on one line" });
+  if (hasUrl && (!isStr(news.url) || !/^https?:\/\/\S+$/.test(news.url)))
+    f.push({ property: "url", reason: `${JSON.stringify(news.url)} is not an http(s) URL` });
+  if (news.refreshVerify !== undefined && news.refreshVerify !== "stat" && news.refreshVerify !== "full")
+    f.push({ property: "refreshVerify", reason: 'refreshVerify must be "stat" or "full"' });
+  if (news.kasImage !== undefined && !(KAS_IMAGE_OVERLAYS as readonly unknown[]).includes(news.kasImage))
+    f.push({ property: "kasImage", reason: `kasImage must be one of ${KAS_IMAGE_OVERLAYS.join(", ")}` });
+  if (news.network !== undefined && !(NETWORK_PROFILES as readonly unknown[]).includes(news.network))
+    f.push({ property: "network", reason: `network must be one of ${NETWORK_PROFILES.join(", ")}` });
   return f;
 }
 
-const norm = (v: unknown) => (isStr(v) ? normalizeSha256(v) ?? v : v);
+const norm = (v: unknown) => (isStr(v) ? (normalizeSha256(v) ?? v) : v);
 
 /** Keys whose change is an in-place update (metadata, hints): no rehash unless the resolved source moved. */
-const ARTIFACT_UPDATE_KEYS = ["name", "machine", "version", "kind", "projectDir", "refreshVerify", "downloadDir", "stack", "configPath", "kasDir", "kasImage", "network"] as const;
+const ARTIFACT_UPDATE_KEYS = [
+  "name",
+  "machine",
+  "version",
+  "kind",
+  "projectDir",
+  "refreshVerify",
+  "downloadDir",
+  "stack",
+  "configPath",
+  "kasDir",
+  "kasImage",
+  "network",
+] as const;
 
 export function diffArtifact(olds: Partial<ArtifactState>, news: Partial<ArtifactInputs>): DiffDecision {
   const replaces: string[] = [];
@@ -177,9 +201,12 @@ export function checkBuildInputs(news: Record<string, unknown>): CheckFailure[] 
     if (isStr(news[k]) && !/^[a-z0-9][a-z0-9._-]*$/.test(news[k] as string)) f.push({ property: k, reason: `${JSON.stringify(news[k])} must be [a-z0-9._-]` });
   }
   if (news.engine !== "podman" && news.engine !== "docker") f.push({ property: "engine", reason: 'engine must be "podman" or "docker"' });
-  if (typeof news.timeoutSeconds !== "number" || !(news.timeoutSeconds > 0)) f.push({ property: "timeoutSeconds", reason: "timeoutSeconds must be a positive number of seconds" });
-  if (!(KAS_IMAGE_OVERLAYS as readonly unknown[]).includes(news.image)) f.push({ property: "image", reason: `image must be one of ${KAS_IMAGE_OVERLAYS.join(", ")}` });
-  if (!(NETWORK_PROFILES as readonly unknown[]).includes(news.network)) f.push({ property: "network", reason: `network must be one of ${NETWORK_PROFILES.join(", ")}` });
+  if (typeof news.timeoutSeconds !== "number" || !(news.timeoutSeconds > 0))
+    f.push({ property: "timeoutSeconds", reason: "timeoutSeconds must be a positive number of seconds" });
+  if (!(KAS_IMAGE_OVERLAYS as readonly unknown[]).includes(news.image))
+    f.push({ property: "image", reason: `image must be one of ${KAS_IMAGE_OVERLAYS.join(", ")}` });
+  if (!(NETWORK_PROFILES as readonly unknown[]).includes(news.network))
+    f.push({ property: "network", reason: `network must be one of ${NETWORK_PROFILES.join(", ")}` });
   if (!(ARCHES as readonly unknown[]).includes(news.arch)) f.push({ property: "arch", reason: `arch must be one of ${ARCHES.join(", ")}` });
   if (news.extraOverlays !== undefined && (!Array.isArray(news.extraOverlays) || news.extraOverlays.some((o) => !isStr(o) || o === "" || o.includes(":")))) {
     f.push({ property: "extraOverlays", reason: "extraOverlays must be a list of overlay file paths without ':'" });
@@ -188,7 +215,22 @@ export function checkBuildInputs(news: Record<string, unknown>): CheckFailure[] 
 }
 
 /** Inputs whose change means a different image, so a rebuild. */
-const REBUILD_KEYS = ["kasDir", "workDir", "buildDir", "engine", "machine", "image", "network", "extraOverlays", "arch", "imageRecipe", "distro", "rootfsType", "wicType", "triggers"] as const;
+const REBUILD_KEYS = [
+  "kasDir",
+  "workDir",
+  "buildDir",
+  "engine",
+  "machine",
+  "image",
+  "network",
+  "extraOverlays",
+  "arch",
+  "imageRecipe",
+  "distro",
+  "rootfsType",
+  "wicType",
+  "triggers",
+] as const;
 const BUILD_UPDATE_KEYS = ["dlDir", "sstateDir", "timeoutSeconds", "projectDir", "kasContainer", "allowRoot", "searchPath", "killGraceSeconds"] as const;
 
 export function diffBuild(olds: Partial<BuildState>, news: Partial<BuildInputs>): DiffDecision {
@@ -199,7 +241,15 @@ export function diffBuild(olds: Partial<BuildState>, news: Partial<BuildInputs>)
 }
 
 function settingsOf(i: BuildInputs): IsarBuildSettings {
-  return { kasDir: i.kasDir, workDir: i.workDir, buildDir: i.buildDir, dlDir: i.dlDir, sstateDir: i.sstateDir, engine: i.engine, timeoutSeconds: i.timeoutSeconds || DEFAULT_BUILD_TIMEOUT_SECONDS };
+  return {
+    kasDir: i.kasDir,
+    workDir: i.workDir,
+    buildDir: i.buildDir,
+    dlDir: i.dlDir,
+    sstateDir: i.sstateDir,
+    engine: i.engine,
+    timeoutSeconds: i.timeoutSeconds || DEFAULT_BUILD_TIMEOUT_SECONDS,
+  };
 }
 
 /** Run the build and collect its outputs; fails if neither a rootfs nor a disk image was deployed. */
@@ -222,7 +272,20 @@ export async function runBuild(inputs: BuildInputs): Promise<BuildState> {
     );
   }
   const { deployDir, rootfs, kernel, initramfs, wic, dtbs, files } = found;
-  return { ...inputs, buildPath: r.command.buildDir, deployDir, logPath: r.logPath, durationMs: r.durationMs, rootfs, kernel, initramfs, wic, dtbs, files, missing: [] };
+  return {
+    ...inputs,
+    buildPath: r.command.buildDir,
+    deployDir,
+    logPath: r.logPath,
+    durationMs: r.durationMs,
+    rootfs,
+    kernel,
+    initramfs,
+    wic,
+    dtbs,
+    files,
+    missing: [],
+  };
 }
 
 /** Refresh: which previously found outputs are gone. */

@@ -139,7 +139,9 @@ export function preflight(req: KasBuildRequest, cmd: KasCommand = kasCommand(req
     problems.push(`container engine ${req.settings.engine} (isar.engine) not found on PATH: install it or pick the other engine`);
   }
   if (req.settings.engine === "podman" && !onPath("sudo", cmd.env.PATH)) {
-    problems.push("kas-container runs `sudo --preserve-env podman run` for ISAR builds (privileged container) and sudo is not on PATH: install sudo or use isar.engine docker");
+    problems.push(
+      "kas-container runs `sudo --preserve-env podman run` for ISAR builds (privileged container) and sudo is not on PATH: install sudo or use isar.engine docker",
+    );
   }
   if (typeof process.getuid === "function" && process.getuid() === 0 && !req.allowRoot) {
     problems.push("running as root: kas-container refuses this unless KAS_ALLOW_ROOT=yes; set allowRoot: true, or build as a user in the engine's group");
@@ -200,7 +202,11 @@ export async function runKasBuild(req: KasBuildRequest): Promise<KasBuildResult>
   await fs.promises.mkdir(cmd.logDir, { recursive: true });
   const logPath = path.join(cmd.logDir, `kas-build-${req.target.machine}-${req.target.image}-${timestamp()}.log`);
   const log = fs.createWriteStream(logPath, { mode: 0o644 });
-  log.write(`# cd ${formatCommand([cmd.cwd])} && ${Object.entries(cmd.kasEnv).map(([k, v]) => `${k}=${formatCommand([v])}`).join(" ")} ${shown}\n`);
+  log.write(
+    `# cd ${formatCommand([cmd.cwd])} && ${Object.entries(cmd.kasEnv)
+      .map(([k, v]) => `${k}=${formatCommand([v])}`)
+      .join(" ")} ${shown}\n`,
+  );
   const tail = new LineTail(TAIL_LINES, req.onLine);
   const started = Date.now();
   const grace = req.killGraceMs ?? 60_000;
@@ -255,10 +261,14 @@ export async function runKasBuild(req: KasBuildRequest): Promise<KasBuildResult>
     ? `timed out after ${cmd.timeoutSeconds} s (raise isar.timeoutSeconds if the build is just slow)`
     : outcome.signal
       ? `was killed by ${outcome.signal}`
-      : `failed with exit code ${outcome.code}` + (outcome.code === 2 ? " (kas: user error or bitbake failure)" : outcome.code === 1 ? " (kas-container or kas internal error)" : "");
+      : `failed with exit code ${outcome.code}` +
+        (outcome.code === 2 ? " (kas: user error or bitbake failure)" : outcome.code === 1 ? " (kas-container or kas internal error)" : "");
   const lines = tail.get();
   throw new KasBuildError(
-    `ISAR build ${shown} (in ${cmd.cwd}) ${how}.\n` + `Last ${lines.length} lines of the log:\n` + lines.map((l) => `  | ${l}`).join("\n") + `\nFull log: ${logPath}`,
+    `ISAR build ${shown} (in ${cmd.cwd}) ${how}.\n` +
+      `Last ${lines.length} lines of the log:\n` +
+      lines.map((l) => `  | ${l}`).join("\n") +
+      `\nFull log: ${logPath}`,
     outcome.code,
     outcome.signal,
     lines,
@@ -291,10 +301,16 @@ export interface FindOptions {
 export async function findDeployOutputs(dir: string, id: IsarImageId, opts: FindOptions): Promise<DeployOutputs> {
   let names: string[];
   try {
-    names = (await fs.promises.readdir(dir, { withFileTypes: true })).filter((d) => d.isFile() || d.isSymbolicLink()).map((d) => d.name).sort();
+    names = (await fs.promises.readdir(dir, { withFileTypes: true }))
+      .filter((d) => d.isFile() || d.isSymbolicLink())
+      .map((d) => d.name)
+      .sort();
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === "ENOENT") {
-      throw new Error(`ISAR deploy directory ${dir} does not exist: the build produced nothing for MACHINE ${id.machine} (check kas/machine/${id.machine}.yml sets machine: ${id.machine})`, { cause: e });
+      throw new Error(
+        `ISAR deploy directory ${dir} does not exist: the build produced nothing for MACHINE ${id.machine} (check kas/machine/${id.machine}.yml sets machine: ${id.machine})`,
+        { cause: e },
+      );
     }
     throw e;
   }

@@ -83,7 +83,7 @@ function run(bin: string, args: string[], env?: NodeJS.ProcessEnv): Promise<RunR
         reject(new NixStoreError(`${bin} not found: install Nix (Debian: apt-get install nix-bin) or put nix-store on PATH`));
         return;
       }
-      const code = err ? (typeof (err as { code?: unknown }).code === "number" ? ((err as { code: number }).code) : 1) : 0;
+      const code = err ? (typeof (err as { code?: unknown }).code === "number" ? (err as { code: number }).code : 1) : 0;
       resolve({ code, stdout: String(stdout), stderr: String(stderr) });
     });
   });
@@ -113,7 +113,9 @@ export async function addFixed(file: string, expectedHex?: string, opts: NixStor
   const bin = opts.nixStore ?? "nix-store";
   const name = path.basename(file);
   if (!isValidStoreName(name)) {
-    throw new NixStoreError(`cannot add ${file} to the Nix store: its name ${JSON.stringify(name)} has characters Nix refuses in store names (allowed: letters, digits, + - . _ ? =, not starting with '.'); rename the file`);
+    throw new NixStoreError(
+      `cannot add ${file} to the Nix store: its name ${JSON.stringify(name)} has characters Nix refuses in store names (allowed: letters, digits, + - . _ ? =, not starting with '.'); rename the file`,
+    );
   }
   const r = await run(bin, ["--add-fixed", "sha256", file], opts.env);
   if (r.code !== 0) {

@@ -192,7 +192,9 @@ export async function updatePins(opts: PinUpdateOptions): Promise<PinUpdateResul
       } catch (e) {
         const code = (e as NodeJS.ErrnoException).code;
         result.problems.push(
-          code === "ENOENT" ? `${where}: ${file} does not exist (did the build for ${machine} finish? is --deploy-dir right?)` : `${where}: cannot read ${file}: ${(e as Error).message}`,
+          code === "ENOENT"
+            ? `${where}: ${file} does not exist (did the build for ${machine} finish? is --deploy-dir right?)`
+            : `${where}: cannot read ${file}: ${(e as Error).message}`,
         );
         continue;
       }
@@ -253,7 +255,8 @@ export async function updatePins(opts: PinUpdateOptions): Promise<PinUpdateResul
     if (check.getIn([...base, "sha256"]) !== c.newSha256) errs.push(`${base.join(".")}.sha256 did not read back as ${c.newSha256}`);
     if (c.newPath !== undefined && check.getIn([...base, "path"]) !== c.newPath) errs.push(`${base.join(".")}.path did not read back as ${c.newPath}`);
   }
-  for (const v of result.versionChanges) if (check.getIn(["config", key, v.hardware, "version"]) !== v.new) errs.push(`${v.hardware}.version did not read back`);
+  for (const v of result.versionChanges)
+    if (check.getIn(["config", key, v.hardware, "version"]) !== v.new) errs.push(`${v.hardware}.version did not read back`);
   if (errs.length > 0) {
     result.problems.push(`internal error: the edited ${stackFile} would not read back correctly (${errs.join("; ")}); nothing was written`);
     return result;
@@ -274,7 +277,11 @@ export function formatReport(r: PinUpdateResult): string {
   for (const c of r.changes) {
     const label = `${c.hardware} ${c.kind === "dtb" ? `dtbs[${c.index}]` : c.kind} ${path.basename(c.file)}`;
     const sha = c.oldSha256 === c.newSha256 ? `${short(c.newSha256)} (unchanged)` : `${short(c.oldSha256)} → ${c.newSha256}`;
-    lines.push(`${label}: ${sha}` + (c.newPath !== c.oldPath ? `\n    path: ${c.oldPath ?? "(none)"} → ${c.newPath}` : "") + (c.storePath ? `\n    store: ${c.storePath}` : ""));
+    lines.push(
+      `${label}: ${sha}` +
+        (c.newPath !== c.oldPath ? `\n    path: ${c.oldPath ?? "(none)"} → ${c.newPath}` : "") +
+        (c.storePath ? `\n    store: ${c.storePath}` : ""),
+    );
   }
   for (const s of r.skipped) lines.push(`${s.hardware} ${s.kind === "dtb" ? `dtbs[${s.index}]` : s.kind}: ${s.reason}`);
   for (const p of r.problems) lines.push(`error: ${p}`);

@@ -82,7 +82,8 @@ export function checkDelivery(news: Raw): { inputs: DeliveryInputs; failures: Ch
 function checkKnownDelivery(news: Raw): { inputs: DeliveryInputs; failures: CheckFailure[] } {
   const f: CheckFailure[] = [];
   const nodeName = str(news.nodeName) ?? "";
-  if (!isRfc1123Label(nodeName)) f.push({ property: "nodeName", reason: `${JSON.stringify(news.nodeName)} must be an RFC 1123 label (the node's name in the fleet)` });
+  if (!isRfc1123Label(nodeName))
+    f.push({ property: "nodeName", reason: `${JSON.stringify(news.nodeName)} must be an RFC 1123 label (the node's name in the fleet)` });
   const sshPrivateKey = str(news.sshPrivateKey);
   const common: Omit<CommonInputs, "node"> = {
     nodeName,
@@ -93,7 +94,12 @@ function checkKnownDelivery(news: Raw): { inputs: DeliveryInputs; failures: Chec
   };
   const method = METHODS[String(news.kind)];
   if (!method) {
-    f.push({ property: "kind", reason: `${JSON.stringify(news.kind)} must be ${Object.keys(METHODS).map((k) => JSON.stringify(k)).join(" or ")}` });
+    f.push({
+      property: "kind",
+      reason: `${JSON.stringify(news.kind)} must be ${Object.keys(METHODS)
+        .map((k) => JSON.stringify(k))
+        .join(" or ")}`,
+    });
     return { inputs: { kind: "tpi" } as TpiInputs, failures: f };
   }
   return { inputs: method.check(news, common, f), failures: f };
@@ -153,7 +159,14 @@ export function diffDelivery(oldsIn: Partial<DeliveryOutputs> | undefined, news:
   const n = news.nodeName;
   const verbs = m.verbs(news);
   if (!oldsIn || !oldsIn.kind) {
-    return { changes: true, replaces: [], deleteBeforeReplace: false, detailedDiff: {}, reason: `${n}: ${verbs.create} (new delivery, image ${short(m.imageId(news))})`, touchesNode: true };
+    return {
+      changes: true,
+      replaces: [],
+      deleteBeforeReplace: false,
+      detailedDiff: {},
+      reason: `${n}: ${verbs.create} (new delivery, image ${short(m.imageId(news))})`,
+      touchesNode: true,
+    };
   }
   const olds = oldsIn;
   const detailed: DeliveryDiff["detailedDiff"] = {};
@@ -166,7 +179,11 @@ export function diffDelivery(oldsIn: Partial<DeliveryOutputs> | undefined, news:
   }
   const replaces: string[] = [];
   const reasons: string[] = [];
-  const imageChanged = m.imageId(news) === UNKNOWN || m.artifactSha(news) === UNKNOWN || !same(m.imageId(olds), m.imageId(news)) || !same(m.artifactSha(olds), m.artifactSha(news));
+  const imageChanged =
+    m.imageId(news) === UNKNOWN ||
+    m.artifactSha(news) === UNKNOWN ||
+    !same(m.imageId(olds), m.imageId(news)) ||
+    !same(m.artifactSha(olds), m.artifactSha(news));
   const drift = olds.runningImageId !== undefined && olds.runningImageId !== m.imageId(news) && !imageChanged;
   if (olds.kind !== news.kind) {
     replaces.push("kind");

@@ -35,7 +35,8 @@ export interface DeliveryDependency {
 }
 
 export function deliveryDependencies(plan: DeploymentPlan, maxAgentsInFlight: number, opts: { canary?: boolean } = {}): DeliveryDependency[] {
-  if (!Number.isInteger(maxAgentsInFlight) || maxAgentsInFlight < 1) throw new Error(`delivery.maxAgentsInFlight must be an integer >= 1, got ${maxAgentsInFlight}`);
+  if (!Number.isInteger(maxAgentsInFlight) || maxAgentsInFlight < 1)
+    throw new Error(`delivery.maxAgentsInFlight must be an integer >= 1, got ${maxAgentsInFlight}`);
   const canary = opts.canary ?? true;
   const out: DeliveryDependency[] = [];
   const servers = [plan.firstServer, ...plan.joiningServers];

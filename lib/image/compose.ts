@@ -348,15 +348,7 @@ export function nixInput(req: NodeImageRequest): unknown {
 
 /** argv of the `nix build` for an input file. */
 export function nixBuildArgv(inputFile: string, opts: ComposeOptions & { projectDir: string }): string[] {
-  const argv = [
-    opts.nix ?? "nix",
-    "build",
-    "--extra-experimental-features",
-    "nix-command",
-    "--json",
-    "--no-link",
-    "--print-build-logs",
-  ];
+  const argv = [opts.nix ?? "nix", "build", "--extra-experimental-features", "nix-command", "--json", "--no-link", "--print-build-logs"];
   if (opts.offline ?? true) argv.push("--option", "substituters", "");
   if (opts.pkgs === "host") argv.push("--option", "sandbox", "false");
   if (opts.buildAsRoot) argv.push("--option", "build-users-group", "");
@@ -401,7 +393,11 @@ export function listOutputFiles(storePath: string): OutputFile[] {
         const listed = sums.get(rel);
         if (!listed) throw new ImageBuildError(`${storePath}: ${rel} is not listed in SHA256SUMS`, undefined, "");
         if (size <= SMALL_FILE && sha256File(p) !== listed) {
-          throw new ImageBuildError(`${storePath}: ${rel} does not match its SHA256SUMS entry (corrupt store? run nix-store --verify --check-contents)`, undefined, "");
+          throw new ImageBuildError(
+            `${storePath}: ${rel} does not match its SHA256SUMS entry (corrupt store? run nix-store --verify --check-contents)`,
+            undefined,
+            "",
+          );
         }
         out.push({ path: rel, size, sha256: listed });
       }
@@ -446,9 +442,7 @@ export async function composeNodeImage(req: NodeImageRequest, opts: ComposeOptio
   const res = await new LocalHost().run(argv, { env: opts.env, timeoutMs: opts.timeoutMs ?? 30 * 60_000 });
   const stderr = res.stderr.toString("utf8");
   if (res.code !== 0) {
-    const drv =
-      /builder for '([^']+\.drv)' failed/.exec(stderr)?.[1] ??
-      /(\/nix\/store\/[0-9a-z]{32}-[^'\s]+\.drv)/.exec(stderr)?.[1];
+    const drv = /builder for '([^']+\.drv)' failed/.exec(stderr)?.[1] ?? /(\/nix\/store\/[0-9a-z]{32}-[^'\s]+\.drv)/.exec(stderr)?.[1];
     const log = (drv && (await buildLogTail(drv, opts))) ?? tailLines(stderr, 40);
     const how = res.signal ? `was killed (${res.signal}; timeout ${opts.timeoutMs ?? 30 * 60_000} ms?)` : `exited ${res.code}`;
     throw new ImageBuildError(
@@ -472,7 +466,8 @@ export async function composeNodeImage(req: NodeImageRequest, opts: ComposeOptio
     const link = path.join(cacheDir, "gcroots", req.name);
     fs.mkdirSync(path.dirname(link), { recursive: true });
     const r = await new LocalHost().run(["nix-store", "--realise", storePath, "--add-root", link, "--indirect"], { env: opts.env, timeoutMs: 60_000 });
-    if (r.code !== 0) throw new ImageBuildError(`could not add GC root ${link} for ${storePath}:\n${tailLines(r.stderr, 40)}`, drvPath, tailLines(r.stderr, 40));
+    if (r.code !== 0)
+      throw new ImageBuildError(`could not add GC root ${link} for ${storePath}:\n${tailLines(r.stderr, 40)}`, drvPath, tailLines(r.stderr, 40));
   }
 
   const files = listOutputFiles(storePath);

@@ -58,7 +58,19 @@ export interface NodeImageState extends NodeImageInputs {
 export type { CheckFailure, DiffDecision } from "../provider-types";
 
 /** Inputs that decide the image bytes (part of the digest). */
-export const IMAGE_KEYS = ["nodeName", "hardware", "arch", "role", "artifacts", "files", "wicRootPartition", "headroomPercent", "pkgsSource", "nixpkgs", "expressionHash"] as const;
+export const IMAGE_KEYS = [
+  "nodeName",
+  "hardware",
+  "arch",
+  "role",
+  "artifacts",
+  "files",
+  "wicRootPartition",
+  "headroomPercent",
+  "pkgsSource",
+  "nixpkgs",
+  "expressionHash",
+] as const;
 /** Inputs that only change how the build runs. */
 export const OPERATIONAL_KEYS = ["offline", "timeoutSeconds", "gcRoot", "projectDir", "cacheDir"] as const;
 
@@ -175,7 +187,10 @@ export function updateNodeImage(olds: NodeImageState, news: NodeImageInputs): No
 }
 
 export function refreshNodeImage(props: NodeImageState): NodeImageState {
-  return { ...props, storePathValid: typeof props.storePath === "string" && fs.existsSync(props.storePath) && fs.existsSync(`${props.storePath}/metadata.json`) };
+  return {
+    ...props,
+    storePathValid: typeof props.storePath === "string" && fs.existsSync(props.storePath) && fs.existsSync(`${props.storePath}/metadata.json`),
+  };
 }
 
 export function deleteNodeImage(props: NodeImageState): void {

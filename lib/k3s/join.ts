@@ -105,7 +105,6 @@ export class K3sError extends Error {
   }
 }
 
-
 const KUBECTL = ["k3s", "kubectl"];
 
 /** Validate a join spec; the list of problems (empty when fine). */
@@ -129,7 +128,8 @@ export function checkJoinSpec(s: NodeJoinSpec): string[] {
       if (!d || typeof d !== "object") out.push("config must be a YAML map");
       else {
         if ("token" in d || "agent-token" in d) out.push("config holds a `token`: the token must travel only as the token file; render `token-file` instead");
-        if (d["node-name"] !== undefined && d["node-name"] !== s.hostname) out.push(`config node-name ${JSON.stringify(d["node-name"])} differs from hostname ${JSON.stringify(s.hostname)}`);
+        if (d["node-name"] !== undefined && d["node-name"] !== s.hostname)
+          out.push(`config node-name ${JSON.stringify(d["node-name"])} differs from hostname ${JSON.stringify(s.hostname)}`);
         if (s.firstServer && d["cluster-init"] !== true) out.push("the first server's config needs `cluster-init: true`");
         if (!s.firstServer && typeof d.server !== "string") out.push("a joining node's config needs `server: https://<first server>:6443`");
       }
@@ -147,7 +147,11 @@ export function configNeedsRestart(oldConfig: string, newConfig: string): boolea
   const strip = (t: string) => {
     const d = { ...((parseYaml(t) as Record<string, unknown>) ?? {}) };
     for (const k of REGISTRATION_ONLY) delete d[k];
-    return JSON.stringify(Object.keys(d).sort().map((k) => [k, d[k]]));
+    return JSON.stringify(
+      Object.keys(d)
+        .sort()
+        .map((k) => [k, d[k]]),
+    );
   };
   return strip(oldConfig) !== strip(newConfig);
 }
@@ -206,7 +210,11 @@ export async function reconcileLabelsAndTaints(
   timeoutMs = 60_000,
 ): Promise<number> {
   const n = await getNode(ctx.api, hostname, timeoutMs);
-  if (!n) throw new K3sError(`node ${hostname} does not exist in the cluster, so its labels and taints cannot be set; run \`pulumi refresh\` then \`pulumi up\` to rejoin it`, ctx.secrets);
+  if (!n)
+    throw new K3sError(
+      `node ${hostname} does not exist in the cluster, so its labels and taints cannot be set; run \`pulumi refresh\` then \`pulumi up\` to rejoin it`,
+      ctx.secrets,
+    );
   const lc = labelChange(n.labels, desired.labels, [...Object.keys(managed.labels), ...Object.keys(desired.labels)]);
   const tc = taintChange(n.taints, desired.taints, [...managed.taints, ...desired.taints]);
   if (isEmptyChange(lc, tc)) return 0;
@@ -293,7 +301,11 @@ export async function joinNode(ctx: K3sContext, spec: NodeJoinSpec, token: strin
       const stale = await getNode(c.api, spec.hostname, Math.min(30_000, left()));
       if (stale) {
         c.log?.(`${spec.hostname}: a Node of this name already exists (${stale.readyDetail}); deleting it and its node-password secret before the join`);
-        await kubectl(c.api, ["delete", "node", spec.hostname, "--ignore-not-found", `--timeout=${Math.ceil(Math.min(60_000, left()) / 1000)}s`], Math.min(90_000, left()));
+        await kubectl(
+          c.api,
+          ["delete", "node", spec.hostname, "--ignore-not-found", `--timeout=${Math.ceil(Math.min(60_000, left()) / 1000)}s`],
+          Math.min(90_000, left()),
+        );
         staleNodeDeleted = true;
       }
     }
@@ -323,7 +335,13 @@ export async function joinNode(ctx: K3sContext, spec: NodeJoinSpec, token: strin
  * the install script) only when more than labels/taints changed, then wait Ready; apply label and
  * taint changes with kubectl.
  */
-export async function updateNode(ctx: K3sContext, olds: NodeJoinSpec, spec: NodeJoinSpec, token: string, joinId: string): Promise<{ restarted: boolean; kubectlCommands: number }> {
+export async function updateNode(
+  ctx: K3sContext,
+  olds: NodeJoinSpec,
+  spec: NodeJoinSpec,
+  token: string,
+  joinId: string,
+): Promise<{ restarted: boolean; kubectlCommands: number }> {
   const secrets = [token, ...(ctx.secrets ?? [])];
   const c: K3sContext = { ...ctx, secrets };
   const what = `k3s ${spec.role} ${spec.node}`;
@@ -390,7 +408,10 @@ export async function removeNode(ctx: RemoveContext, spec: NodeJoinSpec, joinId:
     try {
       const m = await readMarker(ctx.node);
       ours = m === joinId;
-      if (!ours) warn(`${spec.node}: the node does not carry this join's marker (${m ? "another join id" : "no marker"}): it was re-flashed or reinstalled since; skipping drain and uninstall`);
+      if (!ours)
+        warn(
+          `${spec.node}: the node does not carry this join's marker (${m ? "another join id" : "no marker"}): it was re-flashed or reinstalled since; skipping drain and uninstall`,
+        );
     } catch (e) {
       warn(`${spec.node}: cannot read the join marker (${(e as Error).message.split("\n")[0]}); treating the node as gone`);
     }
@@ -457,7 +478,10 @@ export async function removeNode(ctx: RemoveContext, spec: NodeJoinSpec, joinId:
 export async function fetchKubeconfig(api: RootShell, server: string, name: string, timeoutMs = 60_000): Promise<string> {
   const r = await api.run(["cat", KUBECONFIG_PATH], { timeoutMs, maxStdoutBytes: 1 << 20 });
   if (r.code !== 0) {
-    throw new HostError(`${api.label}: cannot read ${KUBECONFIG_PATH} (exit ${r.code}): ${tailLines(r.stderr, 5)}; is k3s running as a server there?`, api.label);
+    throw new HostError(
+      `${api.label}: cannot read ${KUBECONFIG_PATH} (exit ${r.code}): ${tailLines(r.stderr, 5)}; is k3s running as a server there?`,
+      api.label,
+    );
   }
   return rewriteKubeconfig(r.stdout.toString("utf8"), { server, name });
 }

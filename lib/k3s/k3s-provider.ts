@@ -21,7 +21,21 @@ import { connectSsh } from "../transport/ssh";
 import { endpointLabel, readEndpoint, SshEndpoint, sshConnectOptions } from "../transport/endpoint";
 import { isRfc1123Label } from "../model/checks";
 import type { CheckFailure } from "../provider-types";
-import { fetchKubeconfig, getNode, K3sError, NodeJoinSpec, joinNode, readMarker, redact, removeNode, RemoveResult, RootShell, rootPrefix, updateNode, checkJoinSpec } from "./join";
+import {
+  fetchKubeconfig,
+  getNode,
+  K3sError,
+  NodeJoinSpec,
+  joinNode,
+  readMarker,
+  redact,
+  removeNode,
+  RemoveResult,
+  RootShell,
+  rootPrefix,
+  updateNode,
+  checkJoinSpec,
+} from "./join";
 
 /** The value Pulumi hands a dynamic provider for an input that is not known yet (preview). */
 /** Pulumi's preview "unknown" marker (one definition: lib/unknown.ts). */
@@ -80,7 +94,9 @@ export interface Deps {
 /** Default connection: SshHost with a pinned host key. */
 export const sshConnect: Connect = async (t, privateKey, opts) => {
   if (!t.hostKey) {
-    throw new Error(`${opts.what}: no pinned SSH host key for ${endpointLabel(t)}; pin it in the stack config (nodes[i].ssh.hostKey) or let the delivery record it`);
+    throw new Error(
+      `${opts.what}: no pinned SSH host key for ${endpointLabel(t)}; pin it in the stack config (nodes[i].ssh.hostKey) or let the delivery record it`,
+    );
   }
   return connectSsh(sshConnectOptions(t, { privateKey }, { retryForMs: opts.retryForMs, operationTimeoutMs: 15 * 60_000 }));
 };
@@ -94,6 +110,22 @@ function known(v: unknown): boolean {
   if (Array.isArray(v)) return v.every(known);
   if (v && typeof v === "object") return Object.values(v).every(known);
   return true;
+}
+
+/**
+ * State written before the SSH endpoint became one type (lib/transport/endpoint.ts) says `host` where it
+ * now says `address`: read such a state's endpoints as the same endpoints, so an existing stack neither
+ * shows a change nor connects nowhere on refresh. Other values pass through unchanged.
+ */
+export function fromState<T extends Record<string, unknown>>(props: T): T {
+  const upgrade = (e: unknown): unknown => {
+    if (!e || typeof e !== "object" || !("host" in e) || "address" in e) return e;
+    const { host, ...rest } = e as { host: unknown };
+    return { address: host, ...rest };
+  };
+  const out: Record<string, unknown> = { ...props };
+  for (const k of ["ssh", "apiSsh"]) if (k in out) out[k] = upgrade(out[k]);
+  return out as T;
 }
 
 // ------------------------------------------------------------------ check / diff
@@ -111,11 +143,19 @@ function checkTarget(t: unknown, prop: string, out: CheckFailure[]): void {
 
 export function checkNode(news: Record<string, unknown>): { inputs: Record<string, unknown>; failures: CheckFailure[] } {
   const failures: CheckFailure[] = [];
-  const inputs = { ...news, installScript: news.installScript ?? undefined, generation: news.generation ?? "", cluster: news.cluster ?? "", labels: news.labels ?? {}, taints: news.taints ?? [] };
+  const inputs = {
+    ...news,
+    installScript: news.installScript ?? undefined,
+    generation: news.generation ?? "",
+    cluster: news.cluster ?? "",
+    labels: news.labels ?? {},
+    taints: news.taints ?? [],
+  };
   if (inputs.installScript === undefined) delete (inputs as Record<string, unknown>).installScript;
   checkTarget(news.ssh, "ssh", failures);
   checkTarget(news.apiSsh, "apiSsh", failures);
-  if (known(news.token) && (typeof news.token !== "string" || news.token.length < 16)) failures.push({ property: "token", reason: "the cluster token must be a string of at least 16 characters" });
+  if (known(news.token) && (typeof news.token !== "string" || news.token.length < 16))
+    failures.push({ property: "token", reason: "the cluster token must be a string of at least 16 characters" });
   const expectRole = news.resourceType === "K3sServer" ? "server" : "agent";
   if (news.role !== expectRole) failures.push({ property: "role", reason: `${String(news.resourceType)} needs role ${expectRole}` });
   if (known(inputs)) {
@@ -127,14 +167,26 @@ export function checkNode(news: Record<string, unknown>): { inputs: Record<strin
 export function checkKubeconfig(news: Record<string, unknown>): { inputs: Record<string, unknown>; failures: CheckFailure[] } {
   const failures: CheckFailure[] = [];
   checkTarget(news.apiSsh, "apiSsh", failures);
-  if (known(news.server) && !/^https:\/\/[^/\s]+:\d+$/.test(String(news.server))) failures.push({ property: "server", reason: "must be https://<address>:<port>" });
+  if (known(news.server) && !/^https:\/\/[^/\s]+:\d+$/.test(String(news.server)))
+    failures.push({ property: "server", reason: "must be https://<address>:<port>" });
   if (known(news.clusterName) && !isRfc1123Label(String(news.clusterName))) failures.push({ property: "clusterName", reason: "must be an RFC 1123 label" });
   return { inputs: { ...news, members: news.members ?? [] }, failures };
 }
 
 /** Keys whose change means a different join: the resource is replaced (delete first). */
 export const NODE_REPLACE_KEYS = ["resourceType", "hostname", "role", "firstServer", "token", "generation", "cluster"] as const;
-const NODE_UPDATE_KEYS = ["node", "ssh", "apiSsh", "privateKey", "config", "labels", "taints", "joinTimeoutSeconds", "drainTimeoutSeconds", "installScript"] as const;
+const NODE_UPDATE_KEYS = [
+  "node",
+  "ssh",
+  "apiSsh",
+  "privateKey",
+  "config",
+  "labels",
+  "taints",
+  "joinTimeoutSeconds",
+  "drainTimeoutSeconds",
+  "installScript",
+] as const;
 
 function same(a: unknown, b: unknown): boolean {
   return JSON.stringify(a ?? null) === JSON.stringify(b ?? null);
@@ -221,7 +273,13 @@ export async function updateNodeResource(olds: K3sNodeOutputs, news: K3sNodeInpu
   const secrets = [news.token, news.privateKey, olds.token];
   try {
     await withShells(news, deps, 120_000, (node, api) =>
-      updateNode({ node, api, log: deps.log, pollMs: deps.pollMs, secrets: news.privateKey ? [news.privateKey] : [] }, specOf(olds), specOf(news), news.token, olds.joinId),
+      updateNode(
+        { node, api, log: deps.log, pollMs: deps.pollMs, secrets: news.privateKey ? [news.privateKey] : [] },
+        specOf(olds),
+        specOf(news),
+        news.token,
+        olds.joinId,
+      ),
     );
     return { ...news, joinId: olds.joinId, joinedAt: olds.joinedAt };
   } catch (e) {
@@ -256,12 +314,20 @@ export async function readNode(props: K3sNodeOutputs, deps: Deps = {}): Promise<
       return { ...props, labels, taints };
     });
   } catch (e) {
-    log(`warning: refresh of ${props.node} could not reach it (${redact((e as Error).message.split("\n")[0], [props.token, props.privateKey])}); keeping the recorded state`);
+    log(
+      `warning: refresh of ${props.node} could not reach it (${redact((e as Error).message.split("\n")[0], [props.token, props.privateKey])}); keeping the recorded state`,
+    );
     return props;
   }
 }
 
-async function tryConnect(connect: Connect, t: SshEndpoint, key: string | undefined, what: string, retryForMs: number): Promise<RootShell | { unreachable: string }> {
+async function tryConnect(
+  connect: Connect,
+  t: SshEndpoint,
+  key: string | undefined,
+  what: string,
+  retryForMs: number,
+): Promise<RootShell | { unreachable: string }> {
   try {
     return new RootShell(await connect(t, key, { retryForMs, what }), rootPrefix(t.user));
   } catch (e) {
@@ -274,7 +340,10 @@ export async function deleteNode(props: K3sNodeOutputs, deps: Deps = {}): Promis
   const secrets = [props.token, props.privateKey];
   const gone = deps.goneAfterMs ?? 15_000;
   const node = await tryConnect(connect, props.ssh, props.privateKey, `k3s ${props.role} ${props.node}`, gone);
-  const api = props.firstServer || sameTarget(props.ssh, props.apiSsh) ? node : await tryConnect(connect, props.apiSsh, props.privateKey, `first server (for ${props.node})`, gone);
+  const api =
+    props.firstServer || sameTarget(props.ssh, props.apiSsh)
+      ? node
+      : await tryConnect(connect, props.apiSsh, props.privateKey, `first server (for ${props.node})`, gone);
   try {
     return await removeNode({ node, api, log: deps.log, secrets: secrets.filter((s): s is string => !!s) }, specOf(props), props.joinId);
   } catch (e) {

@@ -34,7 +34,12 @@ export function parseNodeJson(text: string): NodeView {
   } catch (e) {
     throw new Error(`kubectl get node -o json did not print JSON (${(e as Error).message}): first bytes ${JSON.stringify(text.slice(0, 80))}`, { cause: e });
   }
-  const o = doc as { kind?: string; metadata?: { name?: string; labels?: Record<string, string> }; spec?: { taints?: Taint[]; unschedulable?: boolean }; status?: { conditions?: NodeCondition[] } };
+  const o = doc as {
+    kind?: string;
+    metadata?: { name?: string; labels?: Record<string, string> };
+    spec?: { taints?: Taint[]; unschedulable?: boolean };
+    status?: { conditions?: NodeCondition[] };
+  };
   if (!o || typeof o !== "object" || o.kind !== "Node" || !o.metadata?.name) {
     throw new Error(`kubectl get node -o json printed something that is not a Node (kind ${JSON.stringify(o?.kind)})`);
   }
@@ -43,7 +48,9 @@ export function parseNodeJson(text: string): NodeView {
   return {
     name: o.metadata.name,
     ready: ready?.status === "True",
-    readyDetail: ready ? `Ready=${ready.status}${ready.reason ? ` (${ready.reason}${ready.message ? `: ${ready.message}` : ""})` : ""}` : "no Ready condition yet",
+    readyDetail: ready
+      ? `Ready=${ready.status}${ready.reason ? ` (${ready.reason}${ready.message ? `: ${ready.message}` : ""})` : ""}`
+      : "no Ready condition yet",
     labels: { ...(o.metadata.labels ?? {}) },
     taints: (o.spec?.taints ?? []).map((t) => ({ key: t.key, ...(t.value !== undefined && t.value !== "" ? { value: t.value } : {}), effect: t.effect })),
     unschedulable: o.spec?.unschedulable === true,
@@ -70,7 +77,9 @@ export function checkLabelKey(key: string): string | undefined {
 }
 
 export function checkLabelValue(key: string, value: string): string | undefined {
-  return LABEL_VALUE.test(value) ? undefined : `label ${key}: value ${JSON.stringify(value)} must be at most 63 characters [A-Za-z0-9._-], alphanumeric at both ends`;
+  return LABEL_VALUE.test(value)
+    ? undefined
+    : `label ${key}: value ${JSON.stringify(value)} must be at most 63 characters [A-Za-z0-9._-], alphanumeric at both ends`;
 }
 
 /** Problems with a desired label and taint set (empty when fine). */
@@ -84,7 +93,8 @@ export function checkLabelsAndTaints(labels: Record<string, string>, taints: Tai
   for (const t of taints) {
     const a = checkLabelKey(t.key) ?? (t.value !== undefined ? checkLabelValue(t.key, t.value) : undefined);
     if (a) out.push(a.replace(/^label/, "taint"));
-    if (!["NoSchedule", "PreferNoSchedule", "NoExecute"].includes(t.effect)) out.push(`taint ${t.key}: effect ${JSON.stringify(t.effect)} must be NoSchedule, PreferNoSchedule or NoExecute`);
+    if (!["NoSchedule", "PreferNoSchedule", "NoExecute"].includes(t.effect))
+      out.push(`taint ${t.key}: effect ${JSON.stringify(t.effect)} must be NoSchedule, PreferNoSchedule or NoExecute`);
     const id = `${t.key}:${t.effect}`;
     if (seen.has(id)) out.push(`taint ${id} is listed twice`);
     seen.add(id);
@@ -139,7 +149,12 @@ export function isEmptyChange(l: LabelChange, t: TaintChange): boolean {
 
 /** kubectl argv (after the kubectl prefix) for a label change; empty when nothing to do. */
 export function labelArgv(node: string, c: LabelChange): string[][] {
-  const words = [...Object.keys(c.set).sort().map((k) => `${k}=${c.set[k]}`), ...c.remove.map((k) => `${k}-`)];
+  const words = [
+    ...Object.keys(c.set)
+      .sort()
+      .map((k) => `${k}=${c.set[k]}`),
+    ...c.remove.map((k) => `${k}-`),
+  ];
   return words.length ? [["label", "node", node, "--overwrite", ...words]] : [];
 }
 
@@ -147,6 +162,7 @@ export function labelArgv(node: string, c: LabelChange): string[][] {
 export function taintArgv(node: string, c: TaintChange): string[][] {
   const out: string[][] = [];
   if (c.remove.length) out.push(["taint", "node", node, ...c.remove.map((t) => `${t.key}:${t.effect}-`)]);
-  if (c.set.length) out.push(["taint", "node", node, "--overwrite", ...c.set.map((t) => (t.value === undefined ? `${t.key}:${t.effect}` : `${t.key}=${t.value}:${t.effect}`))]);
+  if (c.set.length)
+    out.push(["taint", "node", node, "--overwrite", ...c.set.map((t) => (t.value === undefined ? `${t.key}:${t.effect}` : `${t.key}=${t.value}:${t.effect}`))]);
   return out;
 }

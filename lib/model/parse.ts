@@ -286,7 +286,10 @@ function readNodeDelivery(r: Reader, v: unknown, path: string, hardware: NodeSpe
     const raw = o?.slot;
     const valid = typeof raw === "number" && Number.isInteger(raw) && raw >= 1 && raw <= 4;
     if (!valid) {
-      r.fail(`${path}.slot`, raw === undefined ? "is required: the Turing Pi 2 slot (1–4) holding this module" : `${describe(raw)} is not a slot: a Turing Pi 2 board has slots 1–4`);
+      r.fail(
+        `${path}.slot`,
+        raw === undefined ? "is required: the Turing Pi 2 slot (1–4) holding this module" : `${describe(raw)} is not a slot: a Turing Pi 2 board has slots 1–4`,
+      );
     }
     // An invalid slot is reported above and kept out of the duplicate-slot check (slot 0).
     return { method, bmc, slot: (valid ? raw : 0) as 1 | 2 | 3 | 4 };
@@ -298,18 +301,18 @@ function readNodeDelivery(r: Reader, v: unknown, path: string, hardware: NodeSpe
   }
   const dev = (key: string, dflt?: string) => {
     const d = dflt === undefined ? r.optStr(o, key, path) : r.str(o, key, path, dflt);
-    if (d !== undefined && !/^\/dev\/[A-Za-z0-9._/-]+$/.test(d)) r.fail(`${path}.${key}`, `${JSON.stringify(d)} is not a block device path such as "/dev/mmcblk0p1"`);
+    if (d !== undefined && !/^\/dev\/[A-Za-z0-9._/-]+$/.test(d))
+      r.fail(`${path}.${key}`, `${JSON.stringify(d)} is not a block device path such as "/dev/mmcblk0p1"`);
     return d;
   };
   const rootDevice = dev("rootDevice", DEFAULT_ROOT_DEVICE[hardware] ?? "/dev/mmcblk0p1") as string;
   const altRootDevice = dev("altRootDevice");
-  if (altRootDevice !== undefined && altRootDevice === rootDevice) r.fail(`${path}.altRootDevice`, "must differ from rootDevice (the two copies of an A/B layout)");
+  if (altRootDevice !== undefined && altRootDevice === rootDevice)
+    r.fail(`${path}.altRootDevice`, "must differ from rootDevice (the two copies of an A/B layout)");
   return { method, selection, rootDevice, altRootDevice };
 }
 
-const NODE_KEYS = [
-  "name", "hostname", "role", "arch", "hardware", "address", "storageAddress", "hwRevision", "ssh", "delivery", "labels", "taints",
-] as const;
+const NODE_KEYS = ["name", "hostname", "role", "arch", "hardware", "address", "storageAddress", "hwRevision", "ssh", "delivery", "labels", "taints"] as const;
 
 function readNode(r: Reader, v: unknown, path: string): NodeSpec | undefined {
   const o = r.obj(v, path, true);
@@ -323,7 +326,12 @@ function readNode(r: Reader, v: unknown, path: string): NodeSpec | undefined {
   const role = r.oneOf(o, "role", path, ROLES);
   const hardware = r.oneOf(o, "hardware", path, HARDWARE);
   const arch = r.oneOf(o, "arch", path, ARCHES, HARDWARE_ARCH[hardware]);
-  if (o.arch !== undefined && (ARCHES as readonly string[]).includes(arch) && HARDWARE_ARCH[hardware] !== arch && (HARDWARE as readonly string[]).includes(String(o.hardware))) {
+  if (
+    o.arch !== undefined &&
+    (ARCHES as readonly string[]).includes(arch) &&
+    HARDWARE_ARCH[hardware] !== arch &&
+    (HARDWARE as readonly string[]).includes(String(o.hardware))
+  ) {
     r.fail(`${path}.arch`, `${JSON.stringify(arch)} does not match hardware ${hardware}, which is ${HARDWARE_ARCH[hardware]}: fix arch or hardware`);
   }
   const address = r.str(o, "address", path);
@@ -340,7 +348,10 @@ function readNode(r: Reader, v: unknown, path: string): NodeSpec | undefined {
   const delivery = readNodeDelivery(r, o.delivery, `${path}.delivery`, hardware);
   if (delivery.method === "swupdate" && ssh.hostKey === undefined) {
     // A tpi node's key is learned from the image it was flashed with; a running SWUpdate node's must be pinned.
-    r.fail(`${path}.ssh.hostKey`, "is required for a node updated with SWUpdate: pin its SSH host public key (from the board's console or its image, checked out of band; `ssh-keyscan` only over a trusted network)");
+    r.fail(
+      `${path}.ssh.hostKey`,
+      "is required for a node updated with SWUpdate: pin its SSH host public key (from the board's console or its image, checked out of band; `ssh-keyscan` only over a trusted network)",
+    );
   }
   const labels = readLabels(r, o.labels, `${path}.labels`);
   const taints: Taint[] = [];
@@ -398,7 +409,10 @@ function readMachineArtifacts(r: Reader, v: unknown, path: string): MachineArtif
   if (version && !isVersionString(version)) r.fail(`${path}.version`, `${JSON.stringify(version)} is not a version label: use [A-Za-z0-9._+-]`);
   const image = r.str(o, "image", path, "isar-image-base");
   const distro = r.str(o, "distro", path, "debian-trixie");
-  for (const [k, val] of [["image", image], ["distro", distro]] as const) {
+  for (const [k, val] of [
+    ["image", image],
+    ["distro", distro],
+  ] as const) {
     if (!/^[a-z0-9][a-z0-9._-]*$/.test(val)) r.fail(`${path}.${k}`, `${JSON.stringify(val)} must be [a-z0-9._-]`);
   }
   const dtbs: ArtifactPin[] = [];
@@ -440,23 +454,53 @@ function readNodes(r: Reader, raw: RawFleetConfig): { rawNodes: unknown[]; nodeS
   if (raw.nodes === undefined) r.fail("nodes", "is required: list the fleet's nodes");
   const nodeSlots: (NodeSpec | undefined)[] = rawNodes.map((n, i) => readNode(r, n, `nodes[${i}]`));
   const nodes = nodeSlots.filter((n): n is NodeSpec => n !== undefined);
-  duplicates(r, nodeSlots, (n) => n?.name, (i) => `${nodePath(i)}.name`, "node name");
-  duplicates(r, nodeSlots, (n) => n?.hostname, (i) => `${nodePath(i)}.hostname`, "hostname");
-  duplicates(r, nodeSlots, (n) => n?.address, (i) => `${nodePath(i)}.address`, "address");
+  duplicates(
+    r,
+    nodeSlots,
+    (n) => n?.name,
+    (i) => `${nodePath(i)}.name`,
+    "node name",
+  );
+  duplicates(
+    r,
+    nodeSlots,
+    (n) => n?.hostname,
+    (i) => `${nodePath(i)}.hostname`,
+    "hostname",
+  );
+  duplicates(
+    r,
+    nodeSlots,
+    (n) => n?.address,
+    (i) => `${nodePath(i)}.address`,
+    "address",
+  );
   return { rawNodes, nodeSlots, nodes };
 }
-
 
 /** The BMCs (unique name and address; no node shares a BMC's SSH endpoint). */
 function readBmcs(r: Reader, raw: RawFleetConfig, nodeSlots: (NodeSpec | undefined)[]): BmcSpec[] {
   const bmcSlots = r.arr(raw.bmcs, "bmcs").map((b, i) => readBmc(r, b, `bmcs[${i}]`));
   const bmcs = bmcSlots.filter((b): b is BmcSpec => b !== undefined);
-  duplicates(r, bmcSlots, (b) => b?.name, (i) => `bmcs[${i}].name`, "BMC name");
-  duplicates(r, bmcSlots, (b) => b?.address, (i) => `bmcs[${i}].address`, "BMC address");
+  duplicates(
+    r,
+    bmcSlots,
+    (b) => b?.name,
+    (i) => `bmcs[${i}].name`,
+    "BMC name",
+  );
+  duplicates(
+    r,
+    bmcSlots,
+    (b) => b?.address,
+    (i) => `bmcs[${i}].address`,
+    "BMC address",
+  );
   nodeSlots.forEach((n, i) => {
     if (!n) return;
     const clash = bmcs.findIndex((b) => b.address === n.address && b.ssh.port === n.ssh.port);
-    if (clash >= 0) r.fail(`${nodePath(i)}.address`, `${n.address}:${n.ssh.port} is also bmcs[${clash}]'s address: a node and a BMC cannot share an SSH endpoint`);
+    if (clash >= 0)
+      r.fail(`${nodePath(i)}.address`, `${n.address}:${n.ssh.port} is also bmcs[${clash}]'s address: a node and a BMC cannot share an SSH endpoint`);
   });
   return bmcs;
 }
@@ -467,18 +511,31 @@ function checkTpiReferences(r: Reader, nodeSlots: (NodeSpec | undefined)[], bmcs
     if (n?.delivery.method !== "tpi" || !n.delivery.bmc) return;
     const bmcName = n.delivery.bmc;
     if (!bmcs.some((b) => b.name === bmcName)) {
-      r.fail(`${nodePath(i)}.delivery.bmc`, `no BMC named ${JSON.stringify(bmcName)}: add it to bmcs or fix the name (known: ${bmcs.map((b) => b.name).join(", ") || "none"})`);
+      r.fail(
+        `${nodePath(i)}.delivery.bmc`,
+        `no BMC named ${JSON.stringify(bmcName)}: add it to bmcs or fix the name (known: ${bmcs.map((b) => b.name).join(", ") || "none"})`,
+      );
     }
   });
-  duplicates(r, nodeSlots, (n) => (n?.delivery.method === "tpi" && n.delivery.slot !== (0 as number) ? `${n.delivery.bmc} slot ${n.delivery.slot}` : undefined), (i) => `${nodePath(i)}.delivery.slot`, "BMC slot");
+  duplicates(
+    r,
+    nodeSlots,
+    (n) => (n?.delivery.method === "tpi" && n.delivery.slot !== (0 as number) ? `${n.delivery.bmc} slot ${n.delivery.slot}` : undefined),
+    (i) => `${nodePath(i)}.delivery.slot`,
+    "BMC slot",
+  );
 }
 
 /** At least one server, and an odd number of them (etcd quorum). */
 function checkServerCount(r: Reader, rawNodes: unknown[], nodes: NodeSpec[]): void {
   const servers = nodes.filter((n) => n.role === "server");
-  if (rawNodes.length > 0 && servers.length === 0) r.fail("nodes", "has no node with role \"server\": k3s needs at least one server (the first one gets cluster-init)");
+  if (rawNodes.length > 0 && servers.length === 0)
+    r.fail("nodes", 'has no node with role "server": k3s needs at least one server (the first one gets cluster-init)');
   if (servers.length > 1 && servers.length % 2 === 0) {
-    r.fail("nodes", `has ${servers.length} servers: etcd needs an odd number for quorum (${servers.length} servers tolerate ${Math.floor((servers.length - 1) / 2)} failure(s), the same as ${servers.length - 1}); make one an agent or add a server`);
+    r.fail(
+      "nodes",
+      `has ${servers.length} servers: etcd needs an odd number for quorum (${servers.length} servers tolerate ${Math.floor((servers.length - 1) / 2)} failure(s), the same as ${servers.length - 1}); make one an agent or add a server`,
+    );
   }
 }
 
@@ -497,7 +554,10 @@ function readArtifacts(r: Reader, raw: RawFleetConfig, nodeSlots: (NodeSpec | un
   nodeSlots.forEach((n, i) => {
     if (!n || !(HARDWARE as readonly string[]).includes(n.hardware)) return;
     if (!(n.hardware in artObj)) {
-      r.fail(`${nodePath(i)}.hardware`, `no artifact pins for ${n.hardware}: add artifacts.${n.hardware} (rootfs, kernel, ... with sha256) or change the node's hardware`);
+      r.fail(
+        `${nodePath(i)}.hardware`,
+        `no artifact pins for ${n.hardware}: add artifacts.${n.hardware} (rootfs, kernel, ... with sha256) or change the node's hardware`,
+      );
     } else if (n.delivery.method === "tpi" && artifacts[n.hardware] && !artifacts[n.hardware]!.wic) {
       r.fail(`${nodePath(i)}.delivery`, `tpi flashing needs a disk image: add artifacts.${n.hardware}.wic (the ISAR .wic) or deliver this node with swupdate`);
     }
@@ -526,8 +586,18 @@ function readIsarSettings(r: Reader, raw: RawFleetConfig): Fleet["isar"] {
 function readK3sSettings(r: Reader, raw: RawFleetConfig): Fleet["k3s"] {
   const k3sCfg = r.obj(raw.k3s, "k3s", false);
   r.unknownKeys(k3sCfg, "k3s", [
-    "version", "clusterCidr", "serviceCidr", "clusterDns", "disable", "kubeletArgs", "tlsSan", "secretsEncryption",
-    "protectKernelDefaults", "joinTimeoutSeconds", "drainTimeoutSeconds", "tokenSource",
+    "version",
+    "clusterCidr",
+    "serviceCidr",
+    "clusterDns",
+    "disable",
+    "kubeletArgs",
+    "tlsSan",
+    "secretsEncryption",
+    "protectKernelDefaults",
+    "joinTimeoutSeconds",
+    "drainTimeoutSeconds",
+    "tokenSource",
   ]);
   const cidr = (key: string, dflt: string) => {
     const v = r.str(k3sCfg, key, "k3s", dflt);
@@ -542,9 +612,20 @@ function readK3sSettings(r: Reader, raw: RawFleetConfig): Fleet["k3s"] {
     disable: r.strList(k3sCfg, "disable", "k3s", ["traefik", "servicelb", "local-storage"], (s, p) => {
       if (!/^[a-z0-9-]+$/.test(s)) r.fail(p, `${JSON.stringify(s)} is not a k3s component name`);
     }),
-    kubeletArgs: r.strList(k3sCfg, "kubeletArgs", "k3s", ["max-pods=50", "system-reserved=cpu=100m,memory=256Mi", "kube-reserved=cpu=100m,memory=256Mi", "eviction-hard=memory.available<100Mi,nodefs.available<10%"], (s, p) => {
-      if (!/^[a-z0-9-]+=[^\s]+$/.test(s)) r.fail(p, `${JSON.stringify(s)} is not a kubelet argument "name=value" (no leading dashes, no spaces)`);
-    }),
+    kubeletArgs: r.strList(
+      k3sCfg,
+      "kubeletArgs",
+      "k3s",
+      [
+        "max-pods=50",
+        "system-reserved=cpu=100m,memory=256Mi",
+        "kube-reserved=cpu=100m,memory=256Mi",
+        "eviction-hard=memory.available<100Mi,nodefs.available<10%",
+      ],
+      (s, p) => {
+        if (!/^[a-z0-9-]+=[^\s]+$/.test(s)) r.fail(p, `${JSON.stringify(s)} is not a kubelet argument "name=value" (no leading dashes, no spaces)`);
+      },
+    ),
     tlsSan: r.strList(k3sCfg, "tlsSan", "k3s", [], (s, p) => {
       if (!isIPv4(s) && !isRfc1123Subdomain(s)) r.fail(p, `${JSON.stringify(s)} is neither an IPv4 address nor a DNS name`);
     }),
@@ -554,7 +635,8 @@ function readK3sSettings(r: Reader, raw: RawFleetConfig): Fleet["k3s"] {
     drainTimeoutSeconds: r.num(k3sCfg, "drainTimeoutSeconds", "k3s", 300, 10, 86400),
     tokenSource: r.oneOf(k3sCfg, "tokenSource", "k3s", ["random", "builtin"] as const, "random"),
   };
-  if (!/^v[0-9]+\.[0-9]+\.[0-9]+\+k3s[0-9]+$/.test(k3s.version)) r.fail("k3s.version", `${JSON.stringify(k3s.version)} is not a k3s version such as "v1.31.4+k3s1"`);
+  if (!/^v[0-9]+\.[0-9]+\.[0-9]+\+k3s[0-9]+$/.test(k3s.version))
+    r.fail("k3s.version", `${JSON.stringify(k3s.version)} is not a k3s version such as "v1.31.4+k3s1"`);
   if (!isIPv4(k3s.clusterDns)) r.fail("k3s.clusterDns", `${JSON.stringify(k3s.clusterDns)} is not an IPv4 address`);
   return k3s;
 }
@@ -576,7 +658,10 @@ function readSwupdateSettings(r: Reader, raw: RawFleetConfig, nodes: NodeSpec[])
   }
   const swNodes = nodes.filter((n) => n.delivery.method === "swupdate");
   if (swNodes.length > 0 && swupdate.certificate === undefined && swupdate.signing === "cms") {
-    r.fail("swupdate.certificate", `is required: nodes ${swNodes.map((n) => n.name).join(", ")} are updated with SWUpdate, which checks the CMS signature against this certificate`);
+    r.fail(
+      "swupdate.certificate",
+      `is required: nodes ${swNodes.map((n) => n.name).join(", ")} are updated with SWUpdate, which checks the CMS signature against this certificate`,
+    );
   }
   return swupdate;
 }
@@ -599,7 +684,8 @@ function readNetworkSettings(r: Reader, raw: RawFleetConfig, nodeSlots: (NodeSpe
       if (!isIPv4(s)) r.fail(p, `${JSON.stringify(s)} is not an IPv4 address`);
     }),
   };
-  if (!isInterfaceName(network.interface)) r.fail("network.interface", `${JSON.stringify(network.interface)} is not an interface name (1–15 of [A-Za-z0-9_.-])`);
+  if (!isInterfaceName(network.interface))
+    r.fail("network.interface", `${JSON.stringify(network.interface)} is not an interface name (1–15 of [A-Za-z0-9_.-])`);
   if (network.gateway !== undefined && !isIPv4(network.gateway)) r.fail("network.gateway", `${JSON.stringify(network.gateway)} is not an IPv4 address`);
   if (network.profile !== "simple" && network.k3sVlan === network.storageVlan) {
     r.fail("network.storageVlan", `equals k3sVlan (${network.k3sVlan}): the ${network.profile} profile needs two different VLAN ids`);
@@ -609,7 +695,8 @@ function readNetworkSettings(r: Reader, raw: RawFleetConfig, nodeSlots: (NodeSpe
   }
   if (network.profile !== "simple") {
     nodeSlots.forEach((n, i) => {
-      if (n && n.storageAddress === undefined) r.fail(`${nodePath(i)}.storageAddress`, `is required with network profile ${network.profile} (the node's address on VLAN ${network.storageVlan})`);
+      if (n && n.storageAddress === undefined)
+        r.fail(`${nodePath(i)}.storageAddress`, `is required with network profile ${network.profile} (the node's address on VLAN ${network.storageVlan})`);
     });
   }
   return network;

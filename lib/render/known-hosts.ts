@@ -6,21 +6,19 @@
  * base64` otherwise; the key's comment is dropped. Nodes without a key are left out, never guessed.
  */
 
-export interface KnownHost {
-  host: string;
-  port?: number;
-  /** OpenSSH public key line ("ssh-ed25519 AAAA... [comment]"), or undefined when not known. */
-  hostKey?: string;
-}
+import { SSH_ENDPOINT_DEFAULTS, SshEndpoint } from "../transport/endpoint";
+
+/** An endpoint (lib/transport/endpoint.ts) whose host key, an OpenSSH public key line, may be unknown; port default 22. */
+export type KnownHost = Pick<SshEndpoint, "address" | "hostKey"> & { port?: number };
 
 export function renderKnownHosts(hosts: KnownHost[]): string {
   const lines: string[] = [];
   for (const h of hosts) {
     if (!h.hostKey) continue;
     const [type, blob] = h.hostKey.trim().split(/\s+/);
-    if (!type || !blob) throw new Error(`host key of ${h.host} is not an OpenSSH public key line: ${JSON.stringify(h.hostKey)}`);
-    const port = h.port ?? 22;
-    lines.push(`${port === 22 ? h.host : `[${h.host}]:${port}`} ${type} ${blob}`);
+    if (!type || !blob) throw new Error(`host key of ${h.address} is not an OpenSSH public key line: ${JSON.stringify(h.hostKey)}`);
+    const port = h.port ?? SSH_ENDPOINT_DEFAULTS.port;
+    lines.push(`${port === 22 ? h.address : `[${h.address}]:${port}`} ${type} ${blob}`);
   }
   return lines.length ? lines.join("\n") + "\n" : "";
 }

@@ -26,7 +26,13 @@ function addressLines(net: NetworkSettings, address: string, withRoute: boolean)
 
 function vlanNetdev(name: string, id: number): string {
   return ini([
-    ["NetDev", [["Name", name], ["Kind", "vlan"]]],
+    [
+      "NetDev",
+      [
+        ["Name", name],
+        ["Kind", "vlan"],
+      ],
+    ],
     ["VLAN", [["Id", String(id)]]],
   ]);
 }
@@ -37,7 +43,13 @@ export function renderNetworkd(net: NetworkSettings, node: NodeSpec): Record<str
     files[`${NETWORKD_DIR}/${name}`] = content;
   };
   if (net.profile === "simple") {
-    put(`10-${net.interface}.network`, ini([["Match", [["Name", net.interface]]], ["Network", addressLines(net, node.address, true)]]));
+    put(
+      `10-${net.interface}.network`,
+      ini([
+        ["Match", [["Name", net.interface]]],
+        ["Network", addressLines(net, node.address, true)],
+      ]),
+    );
     return files;
   }
   const storage = node.storageAddress ?? node.address;
@@ -45,18 +57,65 @@ export function renderNetworkd(net: NetworkSettings, node: NodeSpec): Record<str
   const k3sIf = `${parent}.${net.k3sVlan}`;
   const storageIf = `${parent}.${net.storageVlan}`;
   if (net.profile === "bonding-vlans") {
-    put("05-bond0.netdev", ini([
-      ["NetDev", [["Name", "bond0"], ["Kind", "bond"]]],
-      ["Bond", [["Mode", "802.3ad"], ["TransmitHashPolicy", "layer3+4"], ["MIIMonitorSec", "100ms"]]],
-    ]));
+    put(
+      "05-bond0.netdev",
+      ini([
+        [
+          "NetDev",
+          [
+            ["Name", "bond0"],
+            ["Kind", "bond"],
+          ],
+        ],
+        [
+          "Bond",
+          [
+            ["Mode", "802.3ad"],
+            ["TransmitHashPolicy", "layer3+4"],
+            ["MIIMonitorSec", "100ms"],
+          ],
+        ],
+      ]),
+    );
     for (const m of net.bondInterfaces) {
-      put(`06-${m}.network`, ini([["Match", [["Name", m]]], ["Network", [["Bond", "bond0"]]]]));
+      put(
+        `06-${m}.network`,
+        ini([
+          ["Match", [["Name", m]]],
+          ["Network", [["Bond", "bond0"]]],
+        ]),
+      );
     }
   }
-  put(`10-${parent}.network`, ini([["Match", [["Name", parent]]], ["Network", [["VLAN", k3sIf], ["VLAN", storageIf], ["LinkLocalAddressing", "no"]]]]));
+  put(
+    `10-${parent}.network`,
+    ini([
+      ["Match", [["Name", parent]]],
+      [
+        "Network",
+        [
+          ["VLAN", k3sIf],
+          ["VLAN", storageIf],
+          ["LinkLocalAddressing", "no"],
+        ],
+      ],
+    ]),
+  );
   put(`20-${k3sIf}.netdev`, vlanNetdev(k3sIf, net.k3sVlan));
   put(`20-${storageIf}.netdev`, vlanNetdev(storageIf, net.storageVlan));
-  put(`30-${k3sIf}.network`, ini([["Match", [["Name", k3sIf]]], ["Network", addressLines(net, node.address, true)]]));
-  put(`30-${storageIf}.network`, ini([["Match", [["Name", storageIf]]], ["Network", addressLines(net, storage, false)]]));
+  put(
+    `30-${k3sIf}.network`,
+    ini([
+      ["Match", [["Name", k3sIf]]],
+      ["Network", addressLines(net, node.address, true)],
+    ]),
+  );
+  put(
+    `30-${storageIf}.network`,
+    ini([
+      ["Match", [["Name", storageIf]]],
+      ["Network", addressLines(net, storage, false)],
+    ]),
+  );
   return Object.fromEntries(Object.entries(files).sort(([a], [b]) => (a < b ? -1 : 1)));
 }

@@ -161,7 +161,12 @@ function entryFor(p: Planned, mode: string | undefined, sel: BundleSelection | u
   }
 }
 
-function sectionFor(planned: Planned[], script: { name: string; sha256: string } | undefined, mode: string | undefined, sel: BundleSelection | undefined): SwSection {
+function sectionFor(
+  planned: Planned[],
+  script: { name: string; sha256: string } | undefined,
+  mode: string | undefined,
+  sel: BundleSelection | undefined,
+): SwSection {
   const s: Required<SwSection> = { images: [], files: [], scripts: [] };
   for (const p of planned) {
     const { section, entry } = entryFor(p, mode, sel);
@@ -177,7 +182,8 @@ function validateOptions(o: BuildBundleOptions): void {
   if (!path.isAbsolute(o.outPath)) throw new BundleError(`bundle output path ${o.outPath} must be absolute`);
   if (o.selection) {
     const modes = Object.keys(o.selection.rootDevices);
-    if (modes.length === 0) throw new BundleError(`selection ${o.selection.set}: rootDevices is empty; give e.g. { main: "/dev/mmcblk0p1", alt: "/dev/mmcblk0p2" }`);
+    if (modes.length === 0)
+      throw new BundleError(`selection ${o.selection.set}: rootDevices is empty; give e.g. { main: "/dev/mmcblk0p1", alt: "/dev/mmcblk0p2" }`);
   }
   const names = new Set<string>();
   for (const img of o.images) {

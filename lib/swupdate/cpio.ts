@@ -9,7 +9,7 @@
  * - Deterministic: mtime 0, uid/gid 0, mode 0100644, nlink 1, device numbers 0, inodes numbered 1..n in
  *   the order entries are added (the trailer has inode 0, as GNU cpio writes it).
  * - SWUpdate order is enforced by default: the first entry is `sw-description`; `sw-description.sig`, when
- *   present, is the second. Names are unique, non-empty, without NUL, shorter than 255 bytes; data is at
+ *   present, is the second. Names are unique, non-empty, without NUL, at most 250 bytes (CPIO_MAX_NAME_BYTES); data is at
  *   most 4 GiB - 1 bytes. Violations throw a `CpioError` naming the file.
  * - File data is never held in memory: `scanFile` computes size, sha256 and check in one streaming pass;
  *   `addFile` then streams the bytes with backpressure (two reused 1 MiB buffers, each refilled only after

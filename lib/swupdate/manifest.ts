@@ -80,7 +80,8 @@ export function fleetManifest(input: FleetManifestInput): Record<string, unknown
       byNode.set(b.node, b);
       continue;
     }
-    if (byHw.has(b.hardware)) throw new ManifestError(`two bundles for hardware ${b.hardware} (${byHw.get(b.hardware)!.file}, ${b.file}): build one bundle per hardware and version`);
+    if (byHw.has(b.hardware))
+      throw new ManifestError(`two bundles for hardware ${b.hardware} (${byHw.get(b.hardware)!.file}, ${b.file}): build one bundle per hardware and version`);
     byHw.set(b.hardware, b);
   }
   const seen = new Set<string>();

@@ -66,7 +66,9 @@ function checkPrivateKey(key: string): crypto.KeyObject {
     throw new SigningError("the SWUpdate signing key is not a PEM private key (-----BEGIN ... PRIVATE KEY-----): set the secret config to the PEM text");
   }
   if (/ENCRYPTED/.test(key)) {
-    throw new SigningError("the SWUpdate signing key is passphrase-protected: store it unencrypted in the Pulumi secret (openssl pkey -in key.pem -out plain.pem)");
+    throw new SigningError(
+      "the SWUpdate signing key is passphrase-protected: store it unencrypted in the Pulumi secret (openssl pkey -in key.pem -out plain.pem)",
+    );
   }
   try {
     return crypto.createPrivateKey(key);
@@ -103,7 +105,23 @@ export async function signSwDescription(content: Buffer, s: SigningInput): Promi
     await fs.promises.writeFile(certFile, cert, { mode: 0o600 });
     await fs.promises.writeFile(inFile, content, { mode: 0o600 });
     const r = await run(
-      [s.openssl ?? "openssl", "cms", "-sign", "-in", inFile, "-out", sigFile, "-signer", certFile, "-inkey", keyFile, "-outform", "DER", "-nosmimecap", "-binary"],
+      [
+        s.openssl ?? "openssl",
+        "cms",
+        "-sign",
+        "-in",
+        inFile,
+        "-out",
+        sigFile,
+        "-signer",
+        certFile,
+        "-inkey",
+        keyFile,
+        "-outform",
+        "DER",
+        "-nosmimecap",
+        "-binary",
+      ],
       { timeoutMs: 60_000 },
     );
     if (r.code !== 0) {

@@ -157,7 +157,8 @@ function validateEntry(e: SwEntry, where: string): void {
   if (!HEX64.test(e.sha256)) throw new SwDescriptionError(`${id}: sha256 must be 64 lowercase hex digits, got ${JSON.stringify(e.sha256)}`);
   if (e.type === "raw" && !e.device) throw new SwDescriptionError(`${id}: type "raw" needs a device (e.g. /dev/mmcblk0p1)`);
   if (e.type === "rawfile" && !e.path) throw new SwDescriptionError(`${id}: type "rawfile" needs a path (the target file, e.g. /boot/Image)`);
-  if (e.path !== undefined && Buffer.byteLength(e.path) > 254) throw new SwDescriptionError(`${id}: path is longer than 254 bytes, which SWUpdate's file handlers refuse ("Path too long")`);
+  if (e.path !== undefined && Buffer.byteLength(e.path) > 254)
+    throw new SwDescriptionError(`${id}: path is longer than 254 bytes, which SWUpdate's file handlers refuse ("Path too long")`);
   if (e.type === "archive" && !e.path) throw new SwDescriptionError(`${id}: type "archive" needs a path (the directory to unpack into, e.g. /)`);
   if (e.compressed !== undefined && e.compressed !== "zlib" && e.compressed !== "zstd") {
     throw new SwDescriptionError(`${id}: compressed must be "zlib" or "zstd" (what SWUpdate 2022.12 decompresses)`);

@@ -75,7 +75,9 @@ export function readEndpoint(v: unknown, path: string, requireHostKey: boolean, 
   if (!Number.isInteger(port) || port < 1 || port > 65535) problems.push({ property: `${path}.port`, reason: `${JSON.stringify(o.port)} is not a TCP port` });
   const user = str(o.user) ?? SSH_ENDPOINT_DEFAULTS.user;
   const hostKey = str(o.hostKey);
-  if (hostKey !== undefined && !isOpenSshPublicKey(hostKey)) problems.push({ property: `${path}.hostKey`, reason: 'is not an OpenSSH public key line ("ssh-ed25519 AAAA...")' });
-  if (requireHostKey && hostKey === undefined) problems.push({ property: `${path}.hostKey`, reason: "is required: pin the host's public key (ssh-keyscan, checked out of band)" });
+  if (hostKey !== undefined && !isOpenSshPublicKey(hostKey))
+    problems.push({ property: `${path}.hostKey`, reason: 'is not an OpenSSH public key line ("ssh-ed25519 AAAA...")' });
+  if (requireHostKey && hostKey === undefined)
+    problems.push({ property: `${path}.hostKey`, reason: "is required: pin the host's public key (ssh-keyscan, checked out of band)" });
   return { address, port, user, ...(hostKey ? { hostKey: hostKey.trim() } : {}) };
 }

@@ -47,16 +47,32 @@ export class LocalHost implements Host {
       });
       child.on("close", (code, signal) => {
         if (timer) clearTimeout(timer);
-        const res: RunResult = { code, signal: signal ? signal.replace(/^SIG/, "") : null, stdout: out.get(), stderr: err.get(), stdoutTruncated: out.truncated };
+        const res: RunResult = {
+          code,
+          signal: signal ? signal.replace(/^SIG/, "") : null,
+          stdout: out.get(),
+          stderr: err.get(),
+          stdoutTruncated: out.truncated,
+        };
         if (timedOut) {
-          reject(new HostError(`localhost: \`${argv.join(" ")}\` timed out after ${opts.timeoutMs} ms and was killed; last output:\n${tailLines(res.stderr)}`, this.label, res));
+          reject(
+            new HostError(
+              `localhost: \`${argv.join(" ")}\` timed out after ${opts.timeoutMs} ms and was killed; last output:\n${tailLines(res.stderr)}`,
+              this.label,
+              res,
+            ),
+          );
         } else resolve(res);
       });
     });
   }
 
   private target(): UploadTarget {
-    const exists = async (p: string) => fs.promises.stat(p).then((s) => (s.isFile() ? s : undefined), () => undefined);
+    const exists = async (p: string) =>
+      fs.promises.stat(p).then(
+        (s) => (s.isFile() ? s : undefined),
+        () => undefined,
+      );
     return {
       label: this.label,
       sha256: async (p) => ((await exists(p)) ? hashLocalFile(p) : undefined),

@@ -97,7 +97,12 @@ export class HostKeyMismatchError extends Error {
 }
 
 export class UnknownHostKeyError extends Error {
-  constructor(readonly endpoint: string, readonly seen: string, readonly seenKey: string, configPath: string | undefined) {
+  constructor(
+    readonly endpoint: string,
+    readonly seen: string,
+    readonly seenKey: string,
+    configPath: string | undefined,
+  ) {
     super(
       `unknown host key for ${endpoint} (${seen}): no key is pinned, and unknown keys are only accepted right after this program flashed the node. ` +
         `Pin it: set ${configPath ? `\`${configPath}\`` : "`nodes[i].ssh.hostKey` (or `bmcs[i].ssh.hostKey`)"} to the host's public key line ` +
@@ -109,7 +114,9 @@ export class UnknownHostKeyError extends Error {
 
 export class SshAuthError extends Error {
   constructor(endpoint: string, how: string) {
-    super(`authentication to ${endpoint} failed (${how}): make sure the deploy public key is in the user's authorized_keys on the host (baked into the image from \`authorizedKeys\`), and that the private key secret or ssh-agent holds the matching key`);
+    super(
+      `authentication to ${endpoint} failed (${how}): make sure the deploy public key is in the user's authorized_keys on the host (baked into the image from \`authorizedKeys\`), and that the private key secret or ssh-agent holds the matching key`,
+    );
     this.name = "SshAuthError";
   }
 }
@@ -117,8 +124,8 @@ export class SshAuthError extends Error {
 /** First stderr line of every remote command: its pid (see `run`). */
 const PID_MARK = "isar-k3s-remote-pid:";
 
-const RETRYABLE = /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|EPIPE|EAI_AGAIN|Timed out while waiting for handshake|Connection lost before handshake|socket hang up|Not connected|No response from server/i;
-
+const RETRYABLE =
+  /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|EPIPE|EAI_AGAIN|Timed out while waiting for handshake|Connection lost before handshake|socket hang up|Not connected|No response from server/i;
 
 function keyTypeAlgorithms(type: string): string[] {
   if (type === "ssh-rsa") return ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"];
@@ -154,7 +161,9 @@ export class SshHost implements Host {
       }
     }
     if (opts.privateKey === undefined && !(opts.agent ?? process.env.SSH_AUTH_SOCK)) {
-      throw new Error(`no SSH credentials for ${this.label}: set the private key secret (e.g. \`pulumi config set --secret sshPrivateKey < key\`) or run an ssh-agent holding the deploy key (SSH_AUTH_SOCK)`);
+      throw new Error(
+        `no SSH credentials for ${this.label}: set the private key secret (e.g. \`pulumi config set --secret sshPrivateKey < key\`) or run an ssh-agent holding the deploy key (SSH_AUTH_SOCK)`,
+      );
     }
   }
 
@@ -185,10 +194,15 @@ export class SshHost implements Host {
         return await this.connectOnce(perAttempt);
       } catch (e) {
         const msg = (e as Error).message;
-        const retryable = !(e instanceof HostKeyMismatchError || e instanceof UnknownHostKeyError || e instanceof SshAuthError) && RETRYABLE.test(msg + " " + ((e as NodeJS.ErrnoException).code ?? ""));
+        const retryable =
+          !(e instanceof HostKeyMismatchError || e instanceof UnknownHostKeyError || e instanceof SshAuthError) &&
+          RETRYABLE.test(msg + " " + ((e as NodeJS.ErrnoException).code ?? ""));
         if (!retryable || Date.now() + delay > deadline) {
           if (!retryable) throw e;
-          throw new HostError(`cannot connect to ${this.label} after ${attempt} attempts over ${this.opts.retryForMs ?? 60_000} ms: ${msg}. Check that the host is up and the address/port in the stack config are right`, this.label);
+          throw new HostError(
+            `cannot connect to ${this.label} after ${attempt} attempts over ${this.opts.retryForMs ?? 60_000} ms: ${msg}. Check that the host is up and the address/port in the stack config are right`,
+            this.label,
+          );
         }
         await sleep(delay * (0.75 + Math.random() * 0.5));
         delay = Math.min(delay * 2, 5000);
@@ -284,7 +298,8 @@ export class SshHost implements Host {
   async run(argv: string[], opts: RunOptions = {}): Promise<RunResult> {
     let full = argv;
     if (opts.env && Object.keys(opts.env).length) {
-      for (const k of Object.keys(opts.env)) if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k)) throw new Error(`environment variable name ${JSON.stringify(k)} is not valid`);
+      for (const k of Object.keys(opts.env))
+        if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k)) throw new Error(`environment variable name ${JSON.stringify(k)} is not valid`);
       full = ["env", ...Object.entries(opts.env).map(([k, v]) => `${k}=${v}`), ...argv];
     }
     // The wrapper reports the remote pid first on stderr (stripped again below), so that a timeout can
@@ -304,7 +319,8 @@ export class SshHost implements Host {
       let ch: ClientChannel | undefined;
       let remotePid = 0;
       const result = (): RunResult => ({ code, signal, stdout: out.get(), stderr: err.get(), stdoutTruncated: out.truncated });
-      const onClientClose = () => finish(new HostError(`${this.label}: connection lost while running \`${what}\`; last output:\n${tailLines(err.get())}`, this.label, result()));
+      const onClientClose = () =>
+        finish(new HostError(`${this.label}: connection lost while running \`${what}\`; last output:\n${tailLines(err.get())}`, this.label, result()));
       const timer = setTimeout(() => {
         // SIGKILL the remote process group (sshd does killpg on a "signal" request). ssh2's
         // Channel.signal() refuses once our side sent EOF (stdin done), so send the request directly.
@@ -317,7 +333,13 @@ export class SshHost implements Host {
         }
         ch?.close();
         if (remotePid) void this.killRemoteGroup(remotePid);
-        finish(new HostError(`${this.label}: \`${what}\` timed out after ${timeoutMs} ms and was stopped; last output:\n${tailLines(err.get()) || tailLines(out.get())}`, this.label, result()));
+        finish(
+          new HostError(
+            `${this.label}: \`${what}\` timed out after ${timeoutMs} ms and was stopped; last output:\n${tailLines(err.get()) || tailLines(out.get())}`,
+            this.label,
+            result(),
+          ),
+        );
       }, timeoutMs);
       const finish = (e?: Error) => {
         if (done) return;
@@ -351,7 +373,14 @@ export class SshHost implements Host {
           signal = sig ? String(sig).replace(/^SIG/, "") : null;
         });
         channel.on("close", () => {
-          if (!gotExit) finish(new HostError(`${this.label}: \`${what}\` ended without an exit status (connection cut?); last output:\n${tailLines(err.get())}`, this.label, result()));
+          if (!gotExit)
+            finish(
+              new HostError(
+                `${this.label}: \`${what}\` ended without an exit status (connection cut?); last output:\n${tailLines(err.get())}`,
+                this.label,
+                result(),
+              ),
+            );
           else finish();
         });
         channel.on("error", () => undefined);
@@ -403,7 +432,8 @@ export class SshHost implements Host {
 
   async sha256(remotePath: string, opts: { timeoutMs?: number } = {}): Promise<string | undefined> {
     // openssl uses the CPU's SHA extensions (5-10x faster than coreutils sha256sum on 1 GiB images)
-    const script = 'if [ ! -f "$1" ]; then echo absent; elif command -v openssl >/dev/null 2>&1; then openssl dgst -sha256 -r < "$1"; else sha256sum < "$1"; fi';
+    const script =
+      'if [ ! -f "$1" ]; then echo absent; elif command -v openssl >/dev/null 2>&1; then openssl dgst -sha256 -r < "$1"; else sha256sum < "$1"; fi';
     const argv = ["sh", "-c", script, "sh", remotePath];
     const res = checkResult(this, argv, await this.run(argv, { timeoutMs: opts.timeoutMs }));
     const s = res.stdout.toString().trim();
@@ -424,7 +454,15 @@ export class SshHost implements Host {
     });
   }
 
-  private async writeSftp(c: Client, localPath: string, path: string, offset: number, total: number, progress: (n: number) => void, stallMs: number): Promise<void> {
+  private async writeSftp(
+    c: Client,
+    localPath: string,
+    path: string,
+    offset: number,
+    total: number,
+    progress: (n: number) => void,
+    stallMs: number,
+  ): Promise<void> {
     const sftp = await this.getSftp(c);
     const handle: Buffer = await new Promise((res, rej) => sftp.open(path, offset === 0 ? "w" : "r+", (e, h) => (e ? rej(e) : res(h))));
     const fh = await fs.promises.open(localPath, "r");
@@ -436,14 +474,17 @@ export class SshHost implements Host {
     try {
       await new Promise<void>((resolve, reject) => {
         let active = 0;
-        const stall = setInterval(() => {
-          if (Date.now() - lastMove > stallMs) {
-            failed = new HostError(`${this.label}: upload to ${path} stalled (no progress for ${stallMs} ms)`, this.label);
-            clearInterval(stall);
-            this.dropConnection(c);
-            reject(failed);
-          }
-        }, Math.min(1000, stallMs));
+        const stall = setInterval(
+          () => {
+            if (Date.now() - lastMove > stallMs) {
+              failed = new HostError(`${this.label}: upload to ${path} stalled (no progress for ${stallMs} ms)`, this.label);
+              clearInterval(stall);
+              this.dropConnection(c);
+              reject(failed);
+            }
+          },
+          Math.min(1000, stallMs),
+        );
         const onClose = () => {
           failed ??= new HostError(`${this.label}: connection lost during upload to ${path}`, this.label);
           clearInterval(stall);
@@ -494,7 +535,14 @@ export class SshHost implements Host {
     }
   }
 
-  private async writeExec(localPath: string, path: string, offset: number, total: number, progress: (n: number) => void, stallMs: number): Promise<{ streamSha256?: string }> {
+  private async writeExec(
+    localPath: string,
+    path: string,
+    offset: number,
+    total: number,
+    progress: (n: number) => void,
+    stallMs: number,
+  ): Promise<{ streamSha256?: string }> {
     if (offset === total) {
       await this.runChecked(["truncate", "-s", String(total), "--", path]);
       return {};
@@ -509,9 +557,12 @@ export class SshHost implements Host {
     });
     const src = fs.createReadStream(localPath, { start: offset, end: total - 1, highWaterMark: 1 << 20 });
     const c = await this.getClient();
-    const stall = setInterval(() => {
-      if (Date.now() - lastMove > stallMs) this.dropConnection(c);
-    }, Math.min(1000, stallMs));
+    const stall = setInterval(
+      () => {
+        if (Date.now() - lastMove > stallMs) this.dropConnection(c);
+      },
+      Math.min(1000, stallMs),
+    );
     try {
       const piping = pipeline(src, counter).catch(() => undefined);
       // Measured: hashing on the remote side while writing (tee | openssl) is slower on small machines
@@ -532,7 +583,9 @@ export class SshHost implements Host {
       sha256: (p) => this.sha256(p),
       size: async (p) => {
         const argv = ["sh", "-c", 'if [ -f "$1" ]; then wc -c < "$1"; else echo absent; fi', "sh", p];
-        const s = checkResult(this, argv, await this.run(argv)).stdout.toString().trim();
+        const s = checkResult(this, argv, await this.run(argv))
+          .stdout.toString()
+          .trim();
         return s === "absent" ? undefined : Number(s);
       },
       mkdirParent: async (p) => {

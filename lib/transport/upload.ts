@@ -27,7 +27,14 @@ export interface UploadTarget {
    * Write bytes [offset, total) of the local file at the same offsets of the remote `path`
    * (offset 0: create or truncate). Calls `progress(delta)` as bytes are acknowledged.
    */
-  writeFrom(localPath: string, path: string, offset: number, total: number, progress: (delta: number) => void, stallTimeoutMs: number): Promise<void | { streamSha256?: string }>;
+  writeFrom(
+    localPath: string,
+    path: string,
+    offset: number,
+    total: number,
+    progress: (delta: number) => void,
+    stallTimeoutMs: number,
+  ): Promise<void | { streamSha256?: string }>;
   /** chmod (when mode given) then rename `from` over `to`. */
   commit(from: string, to: string, mode?: number): Promise<void>;
   chmod(path: string, mode: number): Promise<void>;
@@ -90,11 +97,18 @@ export async function uploadFile(t: UploadTarget, localPath: string, remotePath:
   step(`partial checked, resuming at ${offset}`);
   let done = offset;
   opts.onProgress?.(done, total);
-  const written = await t.writeFrom(localPath, partial, offset, total, (delta) => {
-    done += delta;
-    sent.bytes += delta;
-    opts.onProgress?.(done, total);
-  }, opts.stallTimeoutMs ?? 60_000);
+  const written = await t.writeFrom(
+    localPath,
+    partial,
+    offset,
+    total,
+    (delta) => {
+      done += delta;
+      sent.bytes += delta;
+      opts.onProgress?.(done, total);
+    },
+    opts.stallTimeoutMs ?? 60_000,
+  );
 
   step("written");
   // A target that hashed the bytes as it wrote the whole file (offset 0) saves reading it back.
@@ -104,7 +118,9 @@ export async function uploadFile(t: UploadTarget, localPath: string, remotePath:
     await t.remove(partial).catch(() => undefined);
     throw new HostError(
       `upload of ${localPath} to ${t.label}:${remotePath}: the uploaded file has sha256 ${got ?? "(missing)"} but ${want} was expected` +
-        (opts.sha256 !== undefined ? " (check that the given sha256 pin matches the local file)" : " (the local file changed during the upload, or the remote disk is failing): run again"),
+        (opts.sha256 !== undefined
+          ? " (check that the given sha256 pin matches the local file)"
+          : " (the local file changed during the upload, or the remote disk is failing): run again"),
       t.label,
     );
   }

@@ -26,7 +26,15 @@ async function value<T>(o: pulumi.Output<T>): Promise<T> {
 
 test("IsarArtifact: type token, defaults (name, projectDir, stack), undefined args ignored", async () => {
   const { IsarArtifact } = await import("../../providers/isar");
-  const a = new IsarArtifact("rk1-rootfs", { machine: "turing-rk1", version: "1", kind: "rootfs", sha256: "0".repeat(64), path: "x.tar.gz", url: undefined, projectDir: undefined });
+  const a = new IsarArtifact("rk1-rootfs", {
+    machine: "turing-rk1",
+    version: "1",
+    kind: "rootfs",
+    sha256: "0".repeat(64),
+    path: "x.tar.gz",
+    url: undefined,
+    projectDir: undefined,
+  });
   expect(await value(a.storePath)).toBe("/nix/store/x-y");
   const r = registered.find((x) => x.name === "rk1-rootfs")!;
   expect(r.type).toBe("pulumi-nodejs:dynamic/isar-k3s:IsarArtifact");
@@ -36,9 +44,24 @@ test("IsarArtifact: type token, defaults (name, projectDir, stack), undefined ar
 
 test("IsarBuild: defaults (engine, timeout, network, recipe, distro) survive undefined args", async () => {
   const { IsarBuild } = await import("../../providers/isar");
-  const b = new IsarBuild("b", { kasDir: "isar", machine: "qemu-amd64", image: "k3s-server", arch: "x86_64", engine: undefined, timeoutSeconds: undefined, network: undefined });
+  const b = new IsarBuild("b", {
+    kasDir: "isar",
+    machine: "qemu-amd64",
+    image: "k3s-server",
+    arch: "x86_64",
+    engine: undefined,
+    timeoutSeconds: undefined,
+    network: undefined,
+  });
   await value(b.urn);
   const r = registered.find((x) => x.name === "b")!;
   expect(r.type).toBe("pulumi-nodejs:dynamic/isar-k3s:IsarBuild");
-  expect(r.inputs).toMatchObject({ engine: "podman", timeoutSeconds: 21600, network: "simple", imageRecipe: "isar-image-base", distro: "debian-trixie", projectDir: process.cwd() });
+  expect(r.inputs).toMatchObject({
+    engine: "podman",
+    timeoutSeconds: 21600,
+    network: "simple",
+    imageRecipe: "isar-image-base",
+    distro: "debian-trixie",
+    projectDir: process.cwd(),
+  });
 });

@@ -45,7 +45,9 @@ describe("hashFile", () => {
 
   test("nix base32 round-trips and matches nix-hash --to-base32 on 50 random digests", () => {
     const hexes = Array.from({ length: 50 }, () => crypto.randomBytes(32).toString("hex"));
-    const theirs = execFileSync("nix-hash", ["--type", "sha256", "--to-base32", ...hexes], { encoding: "utf8" }).trim().split("\n");
+    const theirs = execFileSync("nix-hash", ["--type", "sha256", "--to-base32", ...hexes], { encoding: "utf8" })
+      .trim()
+      .split("\n");
     hexes.forEach((hex, i) => {
       const ours = toNixBase32(Buffer.from(hex, "hex"));
       expect(ours).toBe(theirs[i]);

@@ -82,7 +82,17 @@ describe("importArtifact (file)", () => {
     const a = artifact("deploy/ok/isar-image-base-debian-trixie-qemu-amd64.tar.gz");
     const out = await importArtifact(req(a.file, hexToSri(a.hex)));
     const nix32 = execFileSync("nix-hash", ["--type", "sha256", "--flat", "--base32", a.file], { encoding: "utf8" }).trim();
-    expect(out).toMatchObject({ name: "qemu-amd64-rootfs", machine: "qemu-amd64", version: "2026.11.22-build.1", kind: "rootfs", size: a.data.length, sha256: a.hex, sri: hexToSri(a.hex), nixBase32: nix32, sourcePath: a.file });
+    expect(out).toMatchObject({
+      name: "qemu-amd64-rootfs",
+      machine: "qemu-amd64",
+      version: "2026.11.22-build.1",
+      kind: "rootfs",
+      size: a.data.length,
+      sha256: a.hex,
+      sri: hexToSri(a.hex),
+      nixBase32: nix32,
+      sourcePath: a.file,
+    });
     expect(out.storePath).toBe(fixedOutputStorePath(a.hex, "isar-image-base-debian-trixie-qemu-amd64.tar.gz"));
     expect(await isStorePathValid(out.storePath)).toBe(true);
     expect(out.mtimeMs).toBe(fs.statSync(a.file).mtimeMs);
@@ -114,9 +124,16 @@ describe("importArtifact (file)", () => {
     const err = await importArtifact(req(file, sha("x"))).catch((e) => e);
     expect(err).toBeInstanceOf(MissingArtifactError);
     expect(err.message).toContain(`is missing: no file at ${file}`);
-    expect(err.message).toContain(`cd ${path.join(dir, "isar")} && kas-container --isar build kas/base.yml:kas/machine/qemu-amd64.yml:kas/image/k3s-server.yml:kas/network/vlans.yml`);
+    expect(err.message).toContain(
+      `cd ${path.join(dir, "isar")} && kas-container --isar build kas/base.yml:kas/machine/qemu-amd64.yml:kas/image/k3s-server.yml:kas/network/vlans.yml`,
+    );
     expect(err.message).toContain("npm run pin -- --stack dev --machine qemu-amd64");
-    expect(err.buildArgv).toEqual(["kas-container", "--isar", "build", "kas/base.yml:kas/machine/qemu-amd64.yml:kas/image/k3s-server.yml:kas/network/vlans.yml"]);
+    expect(err.buildArgv).toEqual([
+      "kas-container",
+      "--isar",
+      "build",
+      "kas/base.yml:kas/machine/qemu-amd64.yml:kas/image/k3s-server.yml:kas/network/vlans.yml",
+    ]);
   });
 
   test("verify 'cached' skips hashing an unchanged file; 'always' does not", async () => {

@@ -65,7 +65,10 @@ test("naming helpers agree with REFERENCE.md", () => {
   expect(() => defaultFileName(m, "kernel")).toThrow(/pass arch/);
   expect(defaultFileName(m, "dtb", { fileName: "deploy/x+y.dtb" })).toBe("x+y.dtb");
   expect(kasBuildArgv({ machine: "qemu-amd64", image: "k3s-agent", network: "bonding-vlans" })).toEqual([
-    "kas-container", "--isar", "build", "kas/base.yml:kas/machine/qemu-amd64.yml:kas/image/k3s-agent.yml:kas/network/bonding-vlans.yml",
+    "kas-container",
+    "--isar",
+    "build",
+    "kas/base.yml:kas/machine/qemu-amd64.yml:kas/image/k3s-agent.yml:kas/network/bonding-vlans.yml",
   ]);
   expect(() => kasBuildArgv({ machine: "../etc", image: "k3s-agent", network: "simple" })).toThrow(/not a plain file name/);
 });
@@ -92,18 +95,39 @@ test("a successful build: exact engine arguments, sudo in front, ISAR-named outp
     const configs = "/repo/kas/base.yml:/repo/kas/machine/jetson-orin-nano.yml:/repo/kas/image/k3s-server.yml:/repo/kas/network/simple.yml";
     const expected = [
       "run",
-      "-v", `${tree}:/repo:ro`,
-      "-v", `${tree}:/work:rw`, "-e", "KAS_WORK_DIR=/work",
-      "-v", `${build}:/build:rw`,
+      "-v",
+      `${tree}:/repo:ro`,
+      "-v",
+      `${tree}:/work:rw`,
+      "-e",
+      "KAS_WORK_DIR=/work",
+      "-v",
+      `${build}:/build:rw`,
       "--workdir=/repo",
-      "-e", "KAS_BUILD_DIR=/build",
-      "-e", "USER_ID=0", "-e", "GROUP_ID=0", "--rm", "--init",
-      "-v", `${path.join(dir, "cache/downloads")}:/downloads:rw`, "-e", "DL_DIR=/downloads",
-      "-v", `${path.join(dir, "cache/sstate")}:/sstate:rw`, "-e", "SSTATE_DIR=/sstate",
-      "-e", "SHELL=/bin/bash",
-      "--privileged", "--security-opt", "label=disable",
+      "-e",
+      "KAS_BUILD_DIR=/build",
+      "-e",
+      "USER_ID=0",
+      "-e",
+      "GROUP_ID=0",
+      "--rm",
+      "--init",
+      "-v",
+      `${path.join(dir, "cache/downloads")}:/downloads:rw`,
+      "-e",
+      "DL_DIR=/downloads",
+      "-v",
+      `${path.join(dir, "cache/sstate")}:/sstate:rw`,
+      "-e",
+      "SSTATE_DIR=/sstate",
+      "-e",
+      "SHELL=/bin/bash",
+      "--privileged",
+      "--security-opt",
+      "label=disable",
       "ghcr.io/siemens/kas/kas-isar:3.1",
-      "build", configs,
+      "build",
+      configs,
     ];
     expect(readRecord(rec)).toEqual([expected]);
     expect(readRecord(sudoRec)).toEqual([["--preserve-env", "podman", ...expected]]);
@@ -115,7 +139,9 @@ test("a successful build: exact engine arguments, sudo in front, ISAR-named outp
     expect(found.dtbs).toEqual([path.join(r.deployDir, "tegra234-p3768-0000+p3767-0005-nv.dtb")]);
     expect(fs.readFileSync(found.rootfs!, "utf8")).toBe("fake isar-image-base-debian-trixie-jetson-orin-nano.tar.gz build s1\n");
     // wrong arch: the kernel is not guessed
-    expect((await findDeployOutputs(r.deployDir, { machine: "jetson-orin-nano", image: "isar-image-base", distro: "debian-trixie" }, { arch: "x86_64" })).kernel).toBeUndefined();
+    expect(
+      (await findDeployOutputs(r.deployDir, { machine: "jetson-orin-nano", image: "isar-image-base", distro: "debian-trixie" }, { arch: "x86_64" })).kernel,
+    ).toBeUndefined();
     // the full log is under the build dir
     expect(path.dirname(r.logPath)).toBe(path.join(build, "isar-k3s-logs"));
     const log = fs.readFileSync(r.logPath, "utf8");
@@ -130,7 +156,9 @@ test("a successful build: exact engine arguments, sudo in front, ISAR-named outp
 test("a failing build surfaces exit code, the last 40 log lines and the log path", async () => {
   process.env.FAKE_ENGINE_FAIL = "1";
   try {
-    const err = (await runKasBuild(request("fail", { target: { machine: "qemu-amd64", image: "k3s-agent", network: "vlans" } })).catch((e) => e)) as KasBuildError;
+    const err = (await runKasBuild(request("fail", { target: { machine: "qemu-amd64", image: "k3s-agent", network: "vlans" } })).catch(
+      (e) => e,
+    )) as KasBuildError;
     expect(err).toBeInstanceOf(KasBuildError);
     expect(err.exitCode).toBe(2);
     expect(err.timedOut).toBe(false);
@@ -153,7 +181,9 @@ test("the build time limit kills the whole process group", async () => {
   process.env.FAKE_ENGINE_SLEEP = "60";
   const t0 = Date.now();
   try {
-    const err = (await runKasBuild(request("slow", { settings: { ...request("slow").settings, timeoutSeconds: 1 }, killGraceMs: 2000 })).catch((e) => e)) as KasBuildError;
+    const err = (await runKasBuild(request("slow", { settings: { ...request("slow").settings, timeoutSeconds: 1 }, killGraceMs: 2000 })).catch(
+      (e) => e,
+    )) as KasBuildError;
     expect(err).toBeInstanceOf(KasBuildError);
     expect(err.timedOut).toBe(true);
     expect(err.message).toMatch(/timed out after 1 s \(raise isar.timeoutSeconds/);

@@ -56,7 +56,12 @@ function project(name: string, stackFile: string): { dir: string; file: string; 
 }
 
 test("argument parsing", () => {
-  expect(parseArgs(["--stack", "dev", "--machine", "a", "--machine", "b", "--dry-run"])).toMatchObject({ stack: "dev", machines: ["a", "b"], dryRun: true, store: true });
+  expect(parseArgs(["--stack", "dev", "--machine", "a", "--machine", "b", "--dry-run"])).toMatchObject({
+    stack: "dev",
+    machines: ["a", "b"],
+    dryRun: true,
+    store: true,
+  });
   expect(parseArgs([])).toMatch(/--stack is required/);
   expect(parseArgs(["--stack"])).toMatch(/--stack needs a value/);
   expect(parseArgs(["--stack", "dev", "--frobnicate"])).toMatch(/unknown argument "--frobnicate"/);
@@ -116,11 +121,18 @@ test("--deploy-dir and --version: paths repointed, SRI pins stay SRI (quoted sta
   const deploy = path.join(dir, "deploy", "build", "tmp", "deploy", "images");
   const jd = path.join(deploy, "jetson-orin-nano");
   fs.mkdirSync(jd, { recursive: true });
-  const names = ["isar-image-base-debian-trixie-jetson-orin-nano.tar.gz", "isar-image-base-debian-trixie-jetson-orin-nano-vmlinux", "isar-image-base-debian-trixie-jetson-orin-nano-initrd.img", "tegra234-p3768-0000+p3767-0005-nv.dtb"];
+  const names = [
+    "isar-image-base-debian-trixie-jetson-orin-nano.tar.gz",
+    "isar-image-base-debian-trixie-jetson-orin-nano-vmlinux",
+    "isar-image-base-debian-trixie-jetson-orin-nano-initrd.img",
+    "tegra234-p3768-0000+p3767-0005-nv.dtb",
+  ];
   for (const n of names) fs.writeFileSync(path.join(jd, n), `new build ${n} ${Math.random()}`);
 
   logs.length = 0;
-  expect(await main(["--stack", "s", "--project-dir", p.dir, "--machine", "jetson-orin-nano", "--deploy-dir", deploy, "--version", "2026.11.22-build.7"])).toBe(0);
+  expect(await main(["--stack", "s", "--project-dir", p.dir, "--machine", "jetson-orin-nano", "--deploy-dir", deploy, "--version", "2026.11.22-build.7"])).toBe(
+    0,
+  );
   text = fs.readFileSync(p.file, "utf8");
   const j = YAML.parse(text).config["isar-k3s:artifacts"]["jetson-orin-nano"];
   expect(j.version).toBe("2026.11.22-build.7");

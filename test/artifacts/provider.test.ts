@@ -54,7 +54,18 @@ async function runBuild(name: string, seed: string) {
 }
 
 function artifactInputs(file: string, sha256: string, over: Record<string, unknown> = {}) {
-  return { name: "qemu-amd64-rootfs", machine: "qemu-amd64", version: "b1", kind: "rootfs", sha256, path: path.relative(dir, file), projectDir: dir, stack: "dev", configPath: "artifacts.qemu-amd64.rootfs", ...over };
+  return {
+    name: "qemu-amd64-rootfs",
+    machine: "qemu-amd64",
+    version: "b1",
+    kind: "rootfs",
+    sha256,
+    path: path.relative(dir, file),
+    projectDir: dir,
+    stack: "dev",
+    configPath: "artifacts.qemu-amd64.rootfs",
+    ...over,
+  };
 }
 
 beforeAll(() => {
@@ -69,7 +80,10 @@ afterAll(() => {
 });
 
 test("check rejects bad artifact inputs with per-property reasons", async () => {
-  const r = await artifact.check!({}, { name: "x", machine: "Bad Machine", version: "1", kind: "tarball", sha256: "abc", path: "a", url: "ftp://x", projectDir: dir });
+  const r = await artifact.check!(
+    {},
+    { name: "x", machine: "Bad Machine", version: "1", kind: "tarball", sha256: "abc", path: "a", url: "ftp://x", projectDir: dir },
+  );
   const props = r.failures!.map((f) => f.property).sort();
   expect(props).toEqual(expect.arrayContaining(["machine", "kind", "sha256", "url"]));
   expect(r.failures!.find((f) => f.property === "sha256")!.reason).toMatch(/npm run pin/);
@@ -196,7 +210,11 @@ describe("IsarBuild feeds IsarArtifact", () => {
     expect((await build.diff!("id", b, inputs)).changes).toBe(false);
     expect((await build.diff!("id", b, { ...inputs, network: "vlans" })).replaces).toEqual(["network"]);
     expect((await build.diff!("id", b, { ...inputs, triggers: ["abc123"] })).replaces).toEqual(["triggers"]);
-    expect(await build.diff!("id", b, { ...inputs, timeoutSeconds: 7200, sstateDir: "cache/sstate" })).toEqual({ changes: true, replaces: [], deleteBeforeReplace: false });
+    expect(await build.diff!("id", b, { ...inputs, timeoutSeconds: 7200, sstateDir: "cache/sstate" })).toEqual({
+      changes: true,
+      replaces: [],
+      deleteBeforeReplace: false,
+    });
     fs.rmSync(b.kernel);
     const r = await build.read!("id", b);
     expect(r.props.missing).toEqual([b.kernel]);
@@ -218,8 +236,12 @@ test("a failing IsarBuild surfaces exit code, log tail and log path", async () =
 });
 
 test("a missing artifact file names the kas-container command", async () => {
-  const err = await artifact.create(artifactInputs(path.join(dir, "nope", ROOTFS), sha("x"), { kasDir: "isar", network: "bonding-vlans", kasImage: "k3s-agent" })).catch((e) => e);
-  expect(err.message).toContain(`cd ${dir}/isar && kas-container --isar build kas/base.yml:kas/machine/qemu-amd64.yml:kas/image/k3s-agent.yml:kas/network/bonding-vlans.yml`);
+  const err = await artifact
+    .create(artifactInputs(path.join(dir, "nope", ROOTFS), sha("x"), { kasDir: "isar", network: "bonding-vlans", kasImage: "k3s-agent" }))
+    .catch((e) => e);
+  expect(err.message).toContain(
+    `cd ${dir}/isar && kas-container --isar build kas/base.yml:kas/machine/qemu-amd64.yml:kas/image/k3s-agent.yml:kas/network/bonding-vlans.yml`,
+  );
 });
 
 test("each provider serializes to a closure that requires lib/ at run time instead of inlining it", async () => {

@@ -70,32 +70,57 @@ test("a valid config builds the Fleet and exports phases and per-node summaries"
   expect(Object.keys(images).sort()).toEqual(["jetson1", "srv1", "srv2", "srv3"]);
   expect(registered.find((r) => r.type === "isar-k3s:fleet:Fleet")?.name).toBe("test");
   // one artifacts component per hardware in use, one IsarArtifact per pin
-  expect(registered.filter((r) => r.type === "isar-k3s:artifacts:Machine").map((r) => r.name).sort()).toEqual(
-    ["test-jetson-orin-nano", "test-turing-rk1", "test-x86-controller"],
-  );
-  const artifacts = registered.filter((r) => r.type.endsWith(":IsarArtifact")).map((r) => r.name).sort();
+  expect(
+    registered
+      .filter((r) => r.type === "isar-k3s:artifacts:Machine")
+      .map((r) => r.name)
+      .sort(),
+  ).toEqual(["test-jetson-orin-nano", "test-turing-rk1", "test-x86-controller"]);
+  const artifacts = registered
+    .filter((r) => r.type.endsWith(":IsarArtifact"))
+    .map((r) => r.name)
+    .sort();
   expect(artifacts).toEqual([
-    "test-jetson-orin-nano-dtb0", "test-jetson-orin-nano-kernel", "test-jetson-orin-nano-rootfs",
-    "test-turing-rk1-kernel", "test-turing-rk1-rootfs", "test-turing-rk1-wic",
-    "test-x86-controller-kernel", "test-x86-controller-rootfs",
+    "test-jetson-orin-nano-dtb0",
+    "test-jetson-orin-nano-kernel",
+    "test-jetson-orin-nano-rootfs",
+    "test-turing-rk1-kernel",
+    "test-turing-rk1-rootfs",
+    "test-turing-rk1-wic",
+    "test-x86-controller-kernel",
+    "test-x86-controller-rootfs",
   ]);
   // every node gets an image; only SWUpdate nodes get a bundle; one manifest
-  expect(registered.filter((r) => r.type.endsWith(":NodeImage")).map((r) => r.name).sort()).toEqual(
-    ["test-jetson1-image", "test-srv1-image", "test-srv2-image", "test-srv3-image"],
-  );
-  expect(registered.filter((r) => r.type.endsWith(":SwuBundle")).map((r) => r.name).sort()).toEqual(["test-jetson1-bundle", "test-srv3-bundle"]);
+  expect(
+    registered
+      .filter((r) => r.type.endsWith(":NodeImage"))
+      .map((r) => r.name)
+      .sort(),
+  ).toEqual(["test-jetson1-image", "test-srv1-image", "test-srv2-image", "test-srv3-image"]);
+  expect(
+    registered
+      .filter((r) => r.type.endsWith(":SwuBundle"))
+      .map((r) => r.name)
+      .sort(),
+  ).toEqual(["test-jetson1-bundle", "test-srv3-bundle"]);
   expect(registered.filter((r) => r.type.endsWith(":FleetUpdate"))).toHaveLength(1);
   // the k3s join: a token, one join resource per node, the kubeconfig; no Kubernetes provider without workloads
   expect(registered.filter((r) => r.type === "random:index/randomPassword:RandomPassword")).toHaveLength(1);
-  expect(registered.filter((r) => /K3s(Server|Agent)$/.test(r.type)).map((r) => r.name).sort()).toEqual(
-    ["test-k3s-jetson1", "test-k3s-srv1", "test-k3s-srv2", "test-k3s-srv3"],
-  );
+  expect(
+    registered
+      .filter((r) => /K3s(Server|Agent)$/.test(r.type))
+      .map((r) => r.name)
+      .sort(),
+  ).toEqual(["test-k3s-jetson1", "test-k3s-srv1", "test-k3s-srv2", "test-k3s-srv3"]);
   expect(registered.filter((r) => r.type.endsWith("K3sKubeconfig"))).toHaveLength(1);
   expect(registered.filter((r) => r.type.startsWith("pulumi:providers:kubernetes"))).toHaveLength(0);
   // every node is delivered the way its config says
-  expect(registered.filter((r) => r.type.endsWith(":TuringPiFlash") || r.type.endsWith("dynamic:Resource")).map((r) => r.name).sort()).toEqual(
-    ["test-jetson1-swupdate", "test-srv1-flash", "test-srv2-flash", "test-srv3-swupdate"],
-  );
+  expect(
+    registered
+      .filter((r) => r.type.endsWith(":TuringPiFlash") || r.type.endsWith("dynamic:Resource"))
+      .map((r) => r.name)
+      .sort(),
+  ).toEqual(["test-jetson1-swupdate", "test-srv1-flash", "test-srv2-flash", "test-srv3-swupdate"]);
 });
 
 test("a bad config fails before any resource is registered", async () => {

@@ -26,7 +26,15 @@ async function main(): Promise<void> {
   const flashMBps = arg("--flash-mbps", 2000);
   const dir = await tempDir("bench-delivery-");
   const lab = await startLabRetry(
-    { hosts: [{ name: "bmc", role: "bmc" }, { name: "n1", role: "node", tpi: { bmc: "bmc", slot: 1 } }], flashRateMBps: flashMBps, bootDelayMs: 100, bmcdPort: 8080 },
+    {
+      hosts: [
+        { name: "bmc", role: "bmc" },
+        { name: "n1", role: "node", tpi: { bmc: "bmc", slot: 1 } },
+      ],
+      flashRateMBps: flashMBps,
+      bootDelayMs: 100,
+      bmcdPort: 8080,
+    },
     path.join(dir, "lab"),
   );
   try {
@@ -50,17 +58,23 @@ async function main(): Promise<void> {
     for (const run of ["fresh", "unchanged image (BMC holds it)"]) {
       const marks: { phase: string; at: number }[] = [];
       const start = Date.now();
-      const r = await flashNode(spec, { privateKey: lab.deployKey.privateKey }, {
-        progress: (e: ProgressEvent) => {
-          if (marks.length === 0 || marks[marks.length - 1].phase !== e.phase) marks.push({ phase: e.phase, at: Date.now() });
+      const r = await flashNode(
+        spec,
+        { privateKey: lab.deployKey.privateKey },
+        {
+          progress: (e: ProgressEvent) => {
+            if (marks.length === 0 || marks[marks.length - 1].phase !== e.phase) marks.push({ phase: e.phase, at: Date.now() });
+          },
         },
-      });
+      );
       const total = Date.now() - start;
       const phases = marks.map((m, i) => `${m.phase} ${((marks[i + 1]?.at ?? start + total) - m.at).toString()} ms`);
       const up = marks.find((m) => m.phase === "upload");
       const upMs = up ? marks[marks.indexOf(up) + 1].at - up.at : 0;
       console.log(`${run}: total ${total} ms; ${phases.join(", ")}`);
-      console.log(`  upload: ${r.uploadSkipped ? "skipped (remote sha256 matched)" : `${r.uploadBytes} bytes, ${((r.uploadBytes / (1 << 20)) / (upMs / 1000)).toFixed(1)} MiB/s`}`);
+      console.log(
+        `  upload: ${r.uploadSkipped ? "skipped (remote sha256 matched)" : `${r.uploadBytes} bytes, ${(r.uploadBytes / (1 << 20) / (upMs / 1000)).toFixed(1)} MiB/s`}`,
+      );
     }
     const inputs = checkDelivery({ kind: "tpi", ...spec, sshPrivateKey: lab.deployKey.privateKey }).inputs;
     const olds = { ...inputs, runningImageId: img.imageId };

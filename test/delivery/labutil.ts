@@ -57,7 +57,10 @@ export async function makeNodeImage(
 export function labLogCount(labDir: string, re: RegExp): number {
   const f = path.join(labDir, "lab.log");
   if (!fs.existsSync(f)) return 0;
-  return fs.readFileSync(f, "utf8").split("\n").filter((l) => re.test(l)).length;
+  return fs
+    .readFileSync(f, "utf8")
+    .split("\n")
+    .filter((l) => re.test(l)).length;
 }
 
 export interface Signer {
@@ -70,10 +73,40 @@ export async function makeSigner(dir: string, cn: string): Promise<Signer> {
   const { execFile } = await import("child_process");
   const { promisify } = await import("util");
   const cnf = path.join(dir, `${cn}.cnf`);
-  await fs.promises.writeFile(cnf, ["[req]", "distinguished_name=dn", "prompt=no", "[dn]", `CN=${cn}`, "[v3]", "basicConstraints=CA:FALSE", "keyUsage=critical,digitalSignature", "extendedKeyUsage=emailProtection", ""].join("\n"));
+  await fs.promises.writeFile(
+    cnf,
+    [
+      "[req]",
+      "distinguished_name=dn",
+      "prompt=no",
+      "[dn]",
+      `CN=${cn}`,
+      "[v3]",
+      "basicConstraints=CA:FALSE",
+      "keyUsage=critical,digitalSignature",
+      "extendedKeyUsage=emailProtection",
+      "",
+    ].join("\n"),
+  );
   const keyPath = path.join(dir, `${cn}.key`);
   const certPath = path.join(dir, `${cn}.crt`);
-  await promisify(execFile)("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", keyPath, "-out", certPath, "-days", "2", "-config", cnf, "-extensions", "v3"]);
+  await promisify(execFile)("openssl", [
+    "req",
+    "-x509",
+    "-newkey",
+    "rsa:2048",
+    "-nodes",
+    "-keyout",
+    keyPath,
+    "-out",
+    certPath,
+    "-days",
+    "2",
+    "-config",
+    cnf,
+    "-extensions",
+    "v3",
+  ]);
   const s = { key: await fs.promises.readFile(keyPath, "utf8"), cert: await fs.promises.readFile(certPath, "utf8") };
   await fs.promises.rm(keyPath, { force: true });
   return s;
@@ -89,7 +122,11 @@ export async function startLabRetry(spec: import("../../lab/spec").LabSpec, dir:
  * A node image made from an ISAR-style .wic (MBR, root ext4 on a later partition): a copy of `wic` with
  * `files` (path → [content, mode]) written into its root filesystem with debugfs (no mount, no loop device).
  */
-export async function imageFromWic(wic: string, out: string, files: Record<string, [string, number]>): Promise<{ path: string; sha256: string; offset: number }> {
+export async function imageFromWic(
+  wic: string,
+  out: string,
+  files: Record<string, [string, number]>,
+): Promise<{ path: string; sha256: string; offset: number }> {
   const { execFile } = await import("child_process");
   const { promisify } = await import("util");
   const { findRootFilesystem } = await import("../../lab/image");

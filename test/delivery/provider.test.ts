@@ -33,7 +33,17 @@ test("the provider serializes to a closure that requires lib/delivery at run tim
 });
 
 test("check names the failing inputs", async () => {
-  const r = await deliveryProvider.check!({}, { kind: "tpi", nodeName: "srv1", slot: 7, bmc: { name: "bmc", address: "10.0.0.2", imageDir: "/mnt/sdcard" }, node: { address: "10.0.0.11" }, image: { path: "/p/disk.img", sha256: SHA, imageId: "x1" } });
+  const r = await deliveryProvider.check!(
+    {},
+    {
+      kind: "tpi",
+      nodeName: "srv1",
+      slot: 7,
+      bmc: { name: "bmc", address: "10.0.0.2", imageDir: "/mnt/sdcard" },
+      node: { address: "10.0.0.11" },
+      image: { path: "/p/disk.img", sha256: SHA, imageId: "x1" },
+    },
+  );
   expect(r.failures).toEqual([{ property: "slot", reason: "7 is not a Turing Pi 2 slot (1–4)" }]);
 });
 
@@ -63,7 +73,16 @@ test("resource classes: secrets wrapped, kind set, outputs registered", async ()
   expect(f.inputs.kind).toBe("tpi");
   expect(s.inputs.kind).toBe("swupdate");
   expect(f.type).toBe("pulumi-nodejs:dynamic:Resource");
-  const props = deliveryProps("swupdate", { nodeName: "j", node: { address: "a" }, hardware: "h", hwRevision: "1", bundle: { path: "/b", sha256: SHA }, imageId: "i", sshPrivateKey: "PRIVATE", aesKey: "AESSECRET" });
+  const props = deliveryProps("swupdate", {
+    nodeName: "j",
+    node: { address: "a" },
+    hardware: "h",
+    hwRevision: "1",
+    bundle: { path: "/b", sha256: SHA },
+    imageId: "i",
+    sshPrivateKey: "PRIVATE",
+    aesKey: "AESSECRET",
+  });
   expect(await pulumi.isSecret(props.sshPrivateKey as pulumi.Output<string>)).toBe(true);
   expect(await pulumi.isSecret(props.aesKey as pulumi.Output<string>)).toBe(true);
   expect(props.kind).toBe("swupdate");
@@ -79,17 +98,27 @@ test("refresh of an unreachable node records it and keeps the state: no drift, t
       srv.close(() => resolve(p));
     });
   });
-  const inputs = (await deliveryProvider.check!({}, {
-    kind: "tpi",
-    nodeName: "srv1",
-    slot: 1,
-    bmc: { name: "bmc", address: "127.0.0.1", port, imageDir: "/mnt/sdcard/images" },
-    node: { address: "127.0.0.1", port },
-    image: { path: "/p/disk.img", sha256: SHA, imageId: "img-1" },
-    connectTimeoutSeconds: 2,
-    sshPrivateKey: await throwawayKey(),
-  })).inputs;
-  const state = { ...inputs, runningImageId: "img-1", nodeHostKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICwCb3XL2Q+yQ7VTG4berB4u/Vts/nxGxaoo27HqPE3Z", lastCheck: "ok" };
+  const inputs = (
+    await deliveryProvider.check!(
+      {},
+      {
+        kind: "tpi",
+        nodeName: "srv1",
+        slot: 1,
+        bmc: { name: "bmc", address: "127.0.0.1", port, imageDir: "/mnt/sdcard/images" },
+        node: { address: "127.0.0.1", port },
+        image: { path: "/p/disk.img", sha256: SHA, imageId: "img-1" },
+        connectTimeoutSeconds: 2,
+        sshPrivateKey: await throwawayKey(),
+      },
+    )
+  ).inputs;
+  const state = {
+    ...inputs,
+    runningImageId: "img-1",
+    nodeHostKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICwCb3XL2Q+yQ7VTG4berB4u/Vts/nxGxaoo27HqPE3Z",
+    lastCheck: "ok",
+  };
   const t0 = Date.now();
   const read = await deliveryProvider.read!("srv1@bmc/slot1", state);
   expect(Date.now() - t0).toBeLessThan(10_000);

@@ -154,7 +154,9 @@ describe("one node", () => {
     const marker = await withNode("j1", (h) => bootMarker(h));
     const p2 = await devicePrefix("j1", "mmcblk0p2", 1 << 20);
     const err = await failure(installBundle(spec("j1", bundles.evil, { selection: "stable,alt" }), creds()));
-    expect(err.message).toMatch(/^j1: install failed on root@[0-9.]+:22: swupdate refused the bundle: Authentication of all signatures failed; .*; the node keeps its current image /);
+    expect(err.message).toMatch(
+      /^j1: install failed on root@[0-9.]+:22: swupdate refused the bundle: Authentication of all signatures failed; .*; the node keeps its current image /,
+    );
     expect(err.message).toMatch(/How to fix: check that the bundle is signed with the key matching swupdate.certificate/);
     expect(err.message).toMatch(/--- last output \(install\) ---\n[\s\S]*\[ERROR\]/);
     expect(await withNode("j1", (h) => readImageId(h))).toBe(bundles.v1.image.imageId);
@@ -166,7 +168,9 @@ describe("one node", () => {
     const big = await makeBundle("big", "jetson-1", signer, true, 70);
     const marker = await withNode("j1", (h) => bootMarker(h));
     const err = await failure(installBundle(spec("j1", big, { remoteDir: "/dev/shm/isar-k3s" }), creds()));
-    expect(err.message).toMatch(/^j1: upload failed on root@[0-9.]+:22: \/dev\/shm\/isar-k3s on the node has [0-9.]+ MiB free, the bundle needs [0-9.]+ MiB more; nothing was changed on the node/);
+    expect(err.message).toMatch(
+      /^j1: upload failed on root@[0-9.]+:22: \/dev\/shm\/isar-k3s on the node has [0-9.]+ MiB free, the bundle needs [0-9.]+ MiB more; nothing was changed on the node/,
+    );
     expect(await withNode("j1", async (h) => (await h.run(["ls", "-A", "/dev/shm/isar-k3s"])).stdout.toString())).toBe("");
     expect(await withNode("j1", (h) => readImageId(h))).toBe(bundles.v1.image.imageId);
     expect(await withNode("j1", (h) => bootMarker(h))).toBe(marker);
@@ -174,15 +178,37 @@ describe("one node", () => {
 
   test("through the provider: a refused update throws (state stays old); a good one installs to the other slot; unchanged is no change", async () => {
     const base = { ...spec("j1", bundles.v1), kind: "swupdate", sshPrivateKey: lab.deployKey.privateKey, sources: { "bundle sha256": bundles.v1.sha256 } };
-    const olds: DeliveryOutputs = { ...((await deliveryProvider.check!({}, base)).inputs as SwupdateInputs), runningImageId: bundles.v1.image.imageId, lastCheck: "ok" };
-    const evil = (await deliveryProvider.check!(olds, { ...base, selection: "stable,alt", bundle: { path: bundles.evil.path, sha256: bundles.evil.sha256 }, imageId: bundles.evil.image.imageId, sources: { "bundle sha256": bundles.evil.sha256 } })).inputs;
+    const olds: DeliveryOutputs = {
+      ...((await deliveryProvider.check!({}, base)).inputs as SwupdateInputs),
+      runningImageId: bundles.v1.image.imageId,
+      lastCheck: "ok",
+    };
+    const evil = (
+      await deliveryProvider.check!(olds, {
+        ...base,
+        selection: "stable,alt",
+        bundle: { path: bundles.evil.path, sha256: bundles.evil.sha256 },
+        imageId: bundles.evil.image.imageId,
+        sources: { "bundle sha256": bundles.evil.sha256 },
+      })
+    ).inputs;
     const d = await deliveryProvider.diff!("j1@swupdate", olds, evil);
     expect(d.changes).toBe(true);
     expect(d.replaces).toEqual([]);
-    await expect(deliveryProvider.update!("j1@swupdate", olds, evil)).rejects.toThrow(/^j1: install failed on .*: swupdate refused the bundle: Authentication of all signatures failed/);
+    await expect(deliveryProvider.update!("j1@swupdate", olds, evil)).rejects.toThrow(
+      /^j1: install failed on .*: swupdate refused the bundle: Authentication of all signatures failed/,
+    );
     expect(await withNode("j1", (h) => readImageId(h))).toBe(bundles.v1.image.imageId);
 
-    const good = (await deliveryProvider.check!(olds, { ...base, selection: "stable,alt", bundle: { path: bundles.v2.path, sha256: bundles.v2.sha256 }, imageId: bundles.v2.image.imageId, sources: { "bundle sha256": bundles.v2.sha256 } })).inputs;
+    const good = (
+      await deliveryProvider.check!(olds, {
+        ...base,
+        selection: "stable,alt",
+        bundle: { path: bundles.v2.path, sha256: bundles.v2.sha256 },
+        imageId: bundles.v2.image.imageId,
+        sources: { "bundle sha256": bundles.v2.sha256 },
+      })
+    ).inputs;
     const up = await deliveryProvider.update!("j1@swupdate", olds, good);
     expect(up.outs.runningImageId).toBe(bundles.v2.image.imageId);
     const size = (await fs.promises.stat(bundles.v2.image.path)).size;
@@ -200,24 +226,36 @@ describe("one node", () => {
 
   test("an install after which the node boots another image than expected is an error (bootloader fallback)", async () => {
     const err = await failure(installBundle(spec("j1", bundles.v1, { imageId: "expected-but-not-booted" }), creds()));
-    expect(err.message).toMatch(/^j1: verify failed on root@[0-9.]+:22: after the update and reboot the node reports image id [0-9a-f]{32}, not expected-but-not-booted: it booted its old image/);
+    expect(err.message).toMatch(
+      /^j1: verify failed on root@[0-9.]+:22: after the update and reboot the node reports image id [0-9a-f]{32}, not expected-but-not-booted: it booted its old image/,
+    );
   });
 });
 
 test("rollout: an injected failure on the first agent leaves the other agents untouched", async () => {
-  const fleet = { nodes: [["s1", "server"], ["a1", "agent"], ["a2", "agent"], ["a3", "agent"]].map(([name, role]) => ({ name, role }) as NodeSpec) } as Fleet;
+  const fleet = {
+    nodes: [
+      ["s1", "server"],
+      ["a1", "agent"],
+      ["a2", "agent"],
+      ["a3", "agent"],
+    ].map(([name, role]) => ({ name, role }) as NodeSpec),
+  } as Fleet;
   const deps = deliveryDependencies(deploymentPlan(fleet), 2);
   const markers: Record<string, string> = {};
   for (const n of ["a2", "a3"]) markers[n] = await withNode(n, (h) => bootMarker(h));
   const err = await failure(
     runRollout(deps, async (node) => {
       if (node === "s1") await installBundle(spec("s1", bundles.srv, { selection: undefined }), creds());
-      else if (node === "a1") await installBundle(spec("a1", bundles.evil), creds()); // the injected failure
+      else if (node === "a1")
+        await installBundle(spec("a1", bundles.evil), creds()); // the injected failure
       else await installBundle(spec(node, bundles.v1), creds());
     }),
   );
   expect(err).toBeInstanceOf(RolloutError);
-  expect(err.message).toMatch(/^rollout stopped: a1 failed in phase install\. Delivered: s1\. Not attempted \(left as they were\): a2, a3\.\na1: install failed on root@/);
+  expect(err.message).toMatch(
+    /^rollout stopped: a1 failed in phase install\. Delivered: s1\. Not attempted \(left as they were\): a2, a3\.\na1: install failed on root@/,
+  );
   expect(err.message).toMatch(/\[ERROR\]/);
   expect(await withNode("s1", (h) => readImageId(h))).toBe(bundles.srv.image.imageId);
   expect(await withNode("a1", (h) => readImageId(h))).toBeUndefined();
@@ -225,6 +263,11 @@ test("rollout: an injected failure on the first agent leaves the other agents un
     expect(await withNode(n, (h) => readImageId(h))).toBeUndefined();
     expect(await withNode(n, (h) => bootMarker(h))).toBe(markers[n]);
     expect(await withNode(n, async (h) => (await h.run(["test", "-e", "/var/tmp/isar-k3s"])).code)).toBe(1);
-    expect(await devicePrefix(n, "mmcblk0p1", 1 << 20)).toBe(crypto.createHash("sha256").update(Buffer.alloc(1 << 20)).digest("hex"));
+    expect(await devicePrefix(n, "mmcblk0p1", 1 << 20)).toBe(
+      crypto
+        .createHash("sha256")
+        .update(Buffer.alloc(1 << 20))
+        .digest("hex"),
+    );
   }
 });

@@ -24,7 +24,9 @@ describe("faults", () => {
     await t.lab.setFault({ kind: "flash-error", slot: 2 });
     const err = await failure(flashNode(t.spec("n2", t.imgA), t.creds));
     expect(err).toBeInstanceOf(Error);
-    expect(err.message).toMatch(/^n2: flash failed on BMC bmc slot 2 \(root@[0-9.]+:22\): Error occured during flashing: Failed to write image to the eMMC: I\/O error/);
+    expect(err.message).toMatch(
+      /^n2: flash failed on BMC bmc slot 2 \(root@[0-9.]+:22\): Error occured during flashing: Failed to write image to the eMMC: I\/O error/,
+    );
     expect(err.message).toMatch(/--- last output \(flash\) ---[\s\S]*Writing: \d+%/);
     expect(t.lab.status().hosts.n2.powered).toBe(false);
     // the lab's tpi, like the real one, exits 0 on this failure (checked directly on the BMC, with the image uploaded above)
@@ -43,7 +45,9 @@ describe("faults", () => {
     const s = t.spec("n1", big);
     // the BMC's /dev/shm is a 64 MiB tmpfs: a stand-in for an unmounted SD card
     const err = await failure(flashNode({ ...s, bmc: { ...s.bmc, imageDir: "/dev/shm/images" } }, t.creds));
-    expect(err.message).toMatch(/^n1: upload failed on BMC bmc slot 1 \(root@[0-9.]+:22\): \/dev\/shm\/images on the BMC has [0-9.]+ MiB free, the image needs 80\.0 MiB more/);
+    expect(err.message).toMatch(
+      /^n1: upload failed on BMC bmc slot 1 \(root@[0-9.]+:22\): \/dev\/shm\/images on the BMC has [0-9.]+ MiB free, the image needs 80\.0 MiB more/,
+    );
     expect(err.message).toMatch(/How to fix: mount the SD card .* or remove old images there/);
     expect((await t.on("bmc", ["ls", "-A", "/dev/shm/images"])).stdout).toBe("");
     expect(t.flashes(1)).toBe(0);
@@ -76,12 +80,14 @@ describe("faults", () => {
   test("a node that never boots: a clear error with the serial console; a re-run after the fault is cleared converges", async () => {
     await t.lab.setFault({ kind: "never-boot", node: "n1" });
     const err = await failure(flashNode(t.spec("n1", t.imgA, { bootTimeoutSeconds: 4 }), t.creds));
-    expect(err.message).toMatch(/^n1: boot failed on root@[0-9.]+:22 \(bmc slot 1\): the node did not answer SSH within delivery\.bootTimeoutSeconds \(4 s\) after power-on/);
+    expect(err.message).toMatch(
+      /^n1: boot failed on root@[0-9.]+:22 \(bmc slot 1\): the node did not answer SSH within delivery\.bootTimeoutSeconds \(4 s\) after power-on/,
+    );
     expect(err.message).toMatch(/tpi uart get -n 1/);
     expect(err.message).toMatch(/U-Boot SPL/);
     await t.lab.clearFaults();
     const r = await flashNode(t.spec("n1", t.imgA), t.creds);
     expect(r.runningImageId).toBe(t.imgA.imageId);
-    expect(((await t.on("n1", ["hostname"], r.nodeHostKey)).stdout).trim()).toBe("rk1-srv1");
+    expect((await t.on("n1", ["hostname"], r.nodeHostKey)).stdout.trim()).toBe("rk1-srv1");
   });
 });

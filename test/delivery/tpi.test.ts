@@ -38,7 +38,7 @@ test("flashing slot 1 writes exactly slot 1's eMMC; the node boots with its own 
   expect(t.flashes(2)).toBe(0);
   // the node booted what we flashed, and presents the key we recorded
   expect(r.nodeHostKey).toBe(t.lab.hosts.n1.hostKey);
-  expect(((await t.on("n1", ["hostname"], r.nodeHostKey)).stdout).trim()).toBe("rk1-srv1");
+  expect((await t.on("n1", ["hostname"], r.nodeHostKey)).stdout.trim()).toBe("rk1-srv1");
   expect((await t.on("n1", ["cat", "/etc/rancher/k3s/config.yaml"], r.nodeHostKey)).stdout).toBe(t.imgA.k3sConfig);
   // progress: every phase once, percentages bounded
   const phases = [...new Set(events.map((e) => e.phase))];
@@ -64,12 +64,16 @@ test("the dev stack's ISAR .wic (MBR, boot partition, ext4 root on p2) with the 
   const r = await flashNode(t.spec("n2", { path: img.path, sha256: img.sha256, imageId, hostname: "rk1-wic", k3sConfig: config }), t.creds);
   expect(r.runningImageId).toBe(imageId);
   expect(await sha256File(t.emmc(2))).toBe(img.sha256);
-  expect(((await t.on("n2", ["hostname"], r.nodeHostKey)).stdout).trim()).toBe("rk1-wic");
+  expect((await t.on("n2", ["hostname"], r.nodeHostKey)).stdout.trim()).toBe("rk1-wic");
   expect((await t.on("n2", ["cat", "/etc/rancher/k3s/config.yaml"], r.nodeHostKey)).stdout).toBe(config);
 });
 
 test("two flashes through one BMC at once run one after the other (the BMC cancels a running transfer on a new request)", async () => {
-  const log = () => fs.readFileSync(path.join(t.lab.dir, "lab.log"), "utf8").split("\n").filter((l) => l);
+  const log = () =>
+    fs
+      .readFileSync(path.join(t.lab.dir, "lab.log"), "utf8")
+      .split("\n")
+      .filter((l) => l);
   const from = log().length;
   const events: ProgressEvent[] = [];
   const [r1, r2] = await Promise.all([
@@ -77,7 +81,15 @@ test("two flashes through one BMC at once run one after the other (the BMC cance
     flashNode(t.spec("n2", t.imgA), t.creds, { progress: (e) => events.push(e) }),
   ]);
   expect([r1.runningImageId, r2.runningImageId]).toEqual([t.imgB.imageId, t.imgA.imageId]);
-  const flashLines = log().slice(from).filter((l) => /bmcd bmc: (flashing|flashed node|flash of node)/.test(l)).map((l) => l.replace(/^\S+ bmcd bmc: /, "").replace(/ \(.*| to node (\d).*/, " $1").replace(/: .*/, ""));
+  const flashLines = log()
+    .slice(from)
+    .filter((l) => /bmcd bmc: (flashing|flashed node|flash of node)/.test(l))
+    .map((l) =>
+      l
+        .replace(/^\S+ bmcd bmc: /, "")
+        .replace(/ \(.*| to node (\d).*/, " $1")
+        .replace(/: .*/, ""),
+    );
   expect(flashLines).toHaveLength(4);
   // start, end, start, end: never two at once
   expect(flashLines.map((l) => (l.startsWith("flashing") ? "start" : "end"))).toEqual(["start", "end", "start", "end"]);
@@ -126,8 +138,11 @@ describe("through the provider", () => {
     await flashNode(t.spec("n2", t.imgB), t.creds);
     const read = await deliveryProvider.read!("n2@bmc/slot2", outs);
     expect(read.props.hostKeyChanged).toBe(true);
-    const d = await deliveryProvider.diff!("n2@bmc/slot2", read.props, (await deliveryProvider.check!(outs, t.inputs("n2", t.imgA2, { hostname: "rk1-srv1" }))).inputs);
+    const d = await deliveryProvider.diff!(
+      "n2@bmc/slot2",
+      read.props,
+      (await deliveryProvider.check!(outs, t.inputs("n2", t.imgA2, { hostname: "rk1-srv1" }))).inputs,
+    );
     expect(d.replaces).toEqual(["nodeHostKey"]);
   });
 });
-

@@ -99,7 +99,14 @@ export class TpiLab {
   /** Run argv on a host (BMC: pinned key; slot node: the given key). */
   async on(host: string, argv: string[], hostKey?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
     const h = this.lab.hosts[host];
-    const c = await connectSsh({ host: h.address, port: h.port, user: h.user, hostKey: hostKey ?? h.hostKey, privateKey: this.lab.deployKey.privateKey, retryForMs: 5000 });
+    const c = await connectSsh({
+      host: h.address,
+      port: h.port,
+      user: h.user,
+      hostKey: hostKey ?? h.hostKey,
+      privateKey: this.lab.deployKey.privateKey,
+      retryForMs: 5000,
+    });
     try {
       const r = await c.run(argv);
       return { code: r.code, stdout: r.stdout.toString("utf8"), stderr: r.stderr.toString("utf8") };
@@ -110,7 +117,10 @@ export class TpiLab {
 
   async bmcImages(): Promise<string[]> {
     const r = await this.on("bmc", ["ls", "-1", IMAGE_DIR]);
-    return r.stdout.split("\n").filter((l) => l).sort();
+    return r.stdout
+      .split("\n")
+      .filter((l) => l)
+      .sort();
   }
 }
 

@@ -14,7 +14,15 @@ import * as os from "os";
 import * as path from "path";
 import { parseInstallOutcome, swupdateArgv } from "../../lib/delivery/swupdate";
 import { deliveryDependencies, runRollout, RolloutError } from "../../lib/delivery/rollout";
-import { checkDelivery, describeDeliveryChange, diffDelivery, DeliveryInputs, DeliveryOutputs, TpiInputs, SwupdateInputs } from "../../lib/delivery/delivery-provider";
+import {
+  checkDelivery,
+  describeDeliveryChange,
+  diffDelivery,
+  DeliveryInputs,
+  DeliveryOutputs,
+  TpiInputs,
+  SwupdateInputs,
+} from "../../lib/delivery/delivery-provider";
 
 const SHA_A = "a1b2".repeat(16);
 const SHA_B = "c3d4".repeat(16);
@@ -38,7 +46,9 @@ describe("tpi argv", () => {
     expect(remoteImagePath({ nodeName: "srv1", bmc, image: { path: "/x", sha256: SHA_A, imageId: "0f3c" } })).toBe("/mnt/sdcard/images/isar-k3s-srv1-0f3c.img");
     expect(() => remoteImagePath({ nodeName: "srv1", bmc, image: { path: "/x", sha256: SHA_A, imageId: "../../etc" } })).toThrow(/image id/);
     expect(() => remoteImagePath({ nodeName: "Srv_1", bmc, image: { path: "/x", sha256: SHA_A, imageId: "a" } })).toThrow(/RFC 1123/);
-    expect(() => remoteImagePath({ nodeName: "srv1", bmc: { ...bmc, imageDir: "images" }, image: { path: "/x", sha256: SHA_A, imageId: "a" } })).toThrow(/absolute/);
+    expect(() => remoteImagePath({ nodeName: "srv1", bmc: { ...bmc, imageDir: "images" }, image: { path: "/x", sha256: SHA_A, imageId: "a" } })).toThrow(
+      /absolute/,
+    );
   });
 });
 
@@ -48,7 +58,8 @@ test("BMC space report: the script under sh (and busybox sh) and its parser", ()
     const img = path.join(d, "images", "x.img");
     for (const shell of [["sh"], ["busybox", "sh"]]) {
       fs.rmSync(path.join(d, "images"), { recursive: true, force: true });
-      const run = () => parseSpaceReport(execFileSync(shell[0], [...shell.slice(1), "-c", SPACE_SCRIPT, "sh", path.join(d, "images"), img], { encoding: "utf8" }));
+      const run = () =>
+        parseSpaceReport(execFileSync(shell[0], [...shell.slice(1), "-c", SPACE_SCRIPT, "sh", path.join(d, "images"), img], { encoding: "utf8" }));
       const empty = run()!;
       expect(fs.existsSync(path.join(d, "images"))).toBe(true);
       expect(empty.finalSize).toBe(-1);
@@ -67,7 +78,11 @@ test("BMC space report: the script under sh (and busybox sh) and its parser", ()
 
 describe("tpi flash outcome", () => {
   test("exit 0 with the BMC's error on stderr is a failure", () => {
-    const o = parseFlashOutcome({ code: 0, stdout: "request flashing of /x to node 1 (local)\nstarted transfer of 16.00 MiB..\nWriting: 50% (8.0/16.0 MiB)\n", stderr: "Error occured during flashing: Failed to write image to the eMMC: I/O error\n" });
+    const o = parseFlashOutcome({
+      code: 0,
+      stdout: "request flashing of /x to node 1 (local)\nstarted transfer of 16.00 MiB..\nWriting: 50% (8.0/16.0 MiB)\n",
+      stderr: "Error occured during flashing: Failed to write image to the eMMC: I/O error\n",
+    });
     expect(o).toEqual({ ok: false, kind: "bmc-error", message: "Error occured during flashing: Failed to write image to the eMMC: I/O error" });
   });
   test("exit 0 ending with Done is success; without Done it is not", () => {
@@ -91,21 +106,39 @@ describe("tpi flash outcome", () => {
 
 describe("swupdate", () => {
   test("argv", () => {
-    expect(swupdateArgv({ certPath: "/c.pem", hardware: "jetson-orin-nano", hwRevision: "1.0", bundlePath: "/var/tmp/b.swu" })).toEqual(["swupdate", "-v", "-k", "/c.pem", "-H", "jetson-orin-nano:1.0", "-i", "/var/tmp/b.swu"]);
-    expect(swupdateArgv({ certPath: "/c", hardware: "h", hwRevision: "2", selection: "stable,alt", aesKeyPath: "/k", certPurpose: "codeSigning", bundlePath: "/b" })).toEqual([
-      "swupdate", "-v", "-k", "/c", "--cert-purpose", "codeSigning", "-H", "h:2", "-e", "stable,alt", "-K", "/k", "-i", "/b",
+    expect(swupdateArgv({ certPath: "/c.pem", hardware: "jetson-orin-nano", hwRevision: "1.0", bundlePath: "/var/tmp/b.swu" })).toEqual([
+      "swupdate",
+      "-v",
+      "-k",
+      "/c.pem",
+      "-H",
+      "jetson-orin-nano:1.0",
+      "-i",
+      "/var/tmp/b.swu",
     ]);
+    expect(
+      swupdateArgv({ certPath: "/c", hardware: "h", hwRevision: "2", selection: "stable,alt", aesKeyPath: "/k", certPurpose: "codeSigning", bundlePath: "/b" }),
+    ).toEqual(["swupdate", "-v", "-k", "/c", "--cert-purpose", "codeSigning", "-H", "h:2", "-e", "stable,alt", "-K", "/k", "-i", "/b"]);
     expect(() => swupdateArgv({ certPath: "/c", hardware: "h w", hwRevision: "1", bundlePath: "/b" })).toThrow(/hardware/);
     expect(() => swupdateArgv({ certPath: "/c", hardware: "h", hwRevision: "1", selection: "stable main", bundlePath: "/b" })).toThrow(/selection/);
   });
   test("outcome: exit 0 ok; the 2022.12 exit race after 'SWUPDATE successful' ok; an [ERROR] line fails", () => {
     expect(parseInstallOutcome({ code: 0, output: "[INFO ] : SWUPDATE successful !" })).toEqual({ ok: true, raced: false });
     expect(parseInstallOutcome({ code: 1, output: "[INFO ] : SWUPDATE successful !\n" })).toEqual({ ok: true, raced: true });
-    const bad = parseInstallOutcome({ code: 1, output: "[ERROR] : SWUPDATE failed [0] ERROR core/stream_interface.c : extract_files : 163 : Signature verification failed\n[INFO ] : SWUPDATE failed" });
+    const bad = parseInstallOutcome({
+      code: 1,
+      output: "[ERROR] : SWUPDATE failed [0] ERROR core/stream_interface.c : extract_files : 163 : Signature verification failed\n[INFO ] : SWUPDATE failed",
+    });
     expect(bad.ok).toBe(false);
     expect(!bad.ok && bad.message).toBe("swupdate refused the bundle: core/stream_interface.c : extract_files : 163 : Signature verification failed");
-    const many = parseInstallOutcome({ code: 1, output: "[ERROR] : SWUPDATE failed [0] ERROR : Authentication of all signatures failed\n[ERROR] : SWUPDATE failed [0] ERROR : Compatible SW not found\n[ERROR] : SWUPDATE failed [1] Image invalid or corrupted. Not installing ...\n[ERROR] : SWUPDATE failed [0] ERROR : SWUpdate *failed* !\n" });
-    expect(!many.ok && many.message).toBe("swupdate refused the bundle: Authentication of all signatures failed; Compatible SW not found; Image invalid or corrupted. Not installing ...");
+    const many = parseInstallOutcome({
+      code: 1,
+      output:
+        "[ERROR] : SWUPDATE failed [0] ERROR : Authentication of all signatures failed\n[ERROR] : SWUPDATE failed [0] ERROR : Compatible SW not found\n[ERROR] : SWUPDATE failed [1] Image invalid or corrupted. Not installing ...\n[ERROR] : SWUPDATE failed [0] ERROR : SWUpdate *failed* !\n",
+    });
+    expect(!many.ok && many.message).toBe(
+      "swupdate refused the bundle: Authentication of all signatures failed; Compatible SW not found; Image invalid or corrupted. Not installing ...",
+    );
     expect(parseInstallOutcome({ code: 0, output: "[ERROR] : something" }).ok).toBe(false);
   });
 });
@@ -132,7 +165,9 @@ describe("progress", () => {
   test("DeliveryError names node, phase, place, hint and keeps the last 40 lines", () => {
     const out = Array.from({ length: 100 }, (_, i) => `line ${i}`).join("\n");
     const e = new DeliveryError("srv1", "flash", "BMC bmc slot 1 (root@10.0.0.2:22)", "tpi said no", out, "retry");
-    expect(e.message).toMatch(/^srv1: flash failed on BMC bmc slot 1 \(root@10\.0\.0\.2:22\): tpi said no\nHow to fix: retry\n--- last output \(flash\) ---\nline 60\n/);
+    expect(e.message).toMatch(
+      /^srv1: flash failed on BMC bmc slot 1 \(root@10\.0\.0\.2:22\): tpi said no\nHow to fix: retry\n--- last output \(flash\) ---\nline 60\n/,
+    );
     expect(e.message).not.toMatch(/line 59\n/);
     expect(e.message).toMatch(/line 99$/);
   });
@@ -161,7 +196,16 @@ function fleet(roles: [string, "server" | "agent"][]): Fleet {
 }
 
 describe("rollout order", () => {
-  const f = fleet([["s1", "server"], ["a1", "agent"], ["s2", "server"], ["a2", "agent"], ["s3", "server"], ["a3", "agent"], ["a4", "agent"], ["a5", "agent"]]);
+  const f = fleet([
+    ["s1", "server"],
+    ["a1", "agent"],
+    ["s2", "server"],
+    ["a2", "agent"],
+    ["s3", "server"],
+    ["a3", "agent"],
+    ["a4", "agent"],
+    ["a5", "agent"],
+  ]);
   test("servers one at a time, a canary agent, then at most maxAgentsInFlight", () => {
     const deps = deliveryDependencies(deploymentPlan(f), 2);
     expect(deps).toEqual([
@@ -228,7 +272,9 @@ describe("rollout order", () => {
     expect(err).toBeInstanceOf(RolloutError);
     expect(touched).toEqual(["s1", "s2", "s3", "a1"]);
     expect((err as RolloutError).result.notAttempted).toEqual(["a2", "a3", "a4", "a5"]);
-    expect((err as Error).message).toMatch(/^rollout stopped: a1 failed in phase install\. Delivered: s1, s2, s3\. Not attempted \(left as they were\): a2, a3, a4, a5\.\n/);
+    expect((err as Error).message).toMatch(
+      /^rollout stopped: a1 failed in phase install\. Delivered: s1, s2, s3\. Not attempted \(left as they were\): a2, a3, a4, a5\.\n/,
+    );
     expect((err as Error).message).toMatch(/Signature verification failed/);
   });
 
@@ -313,7 +359,10 @@ describe("diff and describeDeliveryChange", () => {
   });
   test("changed image: replace (delete before replace), naming the source that changed", () => {
     const olds: DeliveryOutputs = { ...tpiInputs(), runningImageId: "0f3c9a", nodeHostKey: KEY };
-    const news = tpiInputs({ image: { path: "/nix/store/y-srv1/disk.img", sha256: SHA_B, imageId: "77aa" }, sources: { "rootfs sha256": SHA_B, "files digest": "f00d" } });
+    const news = tpiInputs({
+      image: { path: "/nix/store/y-srv1/disk.img", sha256: SHA_B, imageId: "77aa" },
+      sources: { "rootfs sha256": SHA_B, "files digest": "f00d" },
+    });
     const d = diffDelivery(olds, news);
     expect(d.changes).toBe(true);
     expect(d.replaces).toEqual(["image"]);
@@ -343,7 +392,10 @@ describe("diff and describeDeliveryChange", () => {
   test("SWUpdate: a new bundle is an update (install), not a replacement", () => {
     const olds: DeliveryOutputs = { ...swInputs(), runningImageId: "1111" };
     expect(diffDelivery(olds, swInputs()).changes).toBe(false);
-    const d = diffDelivery(olds, swInputs({ bundle: { path: "/b/jetson-orin-nano-1.1.swu", sha256: SHA_B }, imageId: "2222", sources: { "bundle sha256": SHA_B } }));
+    const d = diffDelivery(
+      olds,
+      swInputs({ bundle: { path: "/b/jetson-orin-nano-1.1.swu", sha256: SHA_B }, imageId: "2222", sources: { "bundle sha256": SHA_B } }),
+    );
     expect(d.changes).toBe(true);
     expect(d.replaces).toEqual([]);
     expect(d.touchesNode).toBe(true);
@@ -377,7 +429,13 @@ test("a changed label on one agent: only that agent's delivery changes", () => {
 describe("preview: values only known after up", () => {
   const U = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
   test("check does not fail on them; diff says the node will be reflashed / updated", () => {
-    const raw = { kind: "tpi", nodeName: "srv1", slot: 1, bmc: { name: "bmc", address: "10.0.0.2", imageDir: "/mnt/sdcard/images" }, node: { address: "10.0.0.11" } };
+    const raw = {
+      kind: "tpi",
+      nodeName: "srv1",
+      slot: 1,
+      bmc: { name: "bmc", address: "10.0.0.2", imageDir: "/mnt/sdcard/images" },
+      node: { address: "10.0.0.11" },
+    };
     const a = checkDelivery({ ...raw, image: { path: U, sha256: U, imageId: U }, sources: { "rootfs sha256": U, "files digest": "f00d" } });
     expect(a.failures).toEqual([]);
     const b = checkDelivery({ ...raw, image: U, sources: U });
@@ -387,9 +445,19 @@ describe("preview: values only known after up", () => {
     expect(d.replaces).toEqual(["image"]);
     expect(d.reason).toBe("srv1: reflash slot 1 of bmc (image changed: rootfs sha256 a1b2a1b2a1b2… → (known after the image is built))");
     // sources unknown as a whole: the image id / sha256 say it
-    expect(diffDelivery(olds, b.inputs).reason).toBe("srv1: reflash slot 1 of bmc (image changed: disk image sha256 a1b2a1b2a1b2… → (known after the image is built); image id 0f3c9a → (known after the image is built))");
+    expect(diffDelivery(olds, b.inputs).reason).toBe(
+      "srv1: reflash slot 1 of bmc (image changed: disk image sha256 a1b2a1b2a1b2… → (known after the image is built); image id 0f3c9a → (known after the image is built))",
+    );
     expect(describeDeliveryChange(undefined, b.inputs)).toBe("srv1: flash slot 1 of bmc (new delivery, image (known after the image is built))");
-    const sw = checkDelivery({ kind: "swupdate", nodeName: "jetson1", node: { address: "10.0.0.20", hostKey: KEY }, hardware: "h", hwRevision: "1", bundle: U, imageId: U });
+    const sw = checkDelivery({
+      kind: "swupdate",
+      nodeName: "jetson1",
+      node: { address: "10.0.0.20", hostKey: KEY },
+      hardware: "h",
+      hwRevision: "1",
+      bundle: U,
+      imageId: U,
+    });
     expect(sw.failures).toEqual([]);
     const sd = diffDelivery({ ...swInputs(), runningImageId: "1111" }, sw.inputs);
     expect(sd.touchesNode).toBe(true);
@@ -415,7 +483,14 @@ describe("checkDelivery", () => {
     const props = failures.map((f) => f.property).sort();
     expect(props).toEqual(["aesKey", "bundle.path", "bundle.sha256", "hardware", "imageId", "node.hostKey", "node.port", "nodeName", "selection"]);
     expect(JSON.stringify(failures)).not.toMatch(/TOPSECRETVALUE/);
-    const t = checkDelivery({ kind: "tpi", nodeName: "n1", slot: 9, bmc: { address: "x", imageDir: "rel" }, node: { address: "y" }, image: { path: "/p", sha256: SHA_A, imageId: "1" } });
+    const t = checkDelivery({
+      kind: "tpi",
+      nodeName: "n1",
+      slot: 9,
+      bmc: { address: "x", imageDir: "rel" },
+      node: { address: "y" },
+      image: { path: "/p", sha256: SHA_A, imageId: "1" },
+    });
     expect(t.failures.map((f) => f.property).sort()).toEqual(["bmc.imageDir", "bmc.name", "slot"]);
     expect(checkDelivery({ kind: "ftp" }).failures.map((f) => f.property)).toContain("kind");
   });

@@ -79,7 +79,11 @@ async function previewSteps(extra: string[] = []): Promise<Step[]> {
   return plan.steps ?? [];
 }
 const nameOf = (urn: string) => urn.split("::").pop()!;
-const changed = (steps: Step[]) => steps.filter((s) => s.op !== "same").map((s) => `${s.op} ${nameOf(s.urn)}`).sort();
+const changed = (steps: Step[]) =>
+  steps
+    .filter((s) => s.op !== "same")
+    .map((s) => `${s.op} ${nameOf(s.urn)}`)
+    .sort();
 
 /** What the lab has seen: SSH logins per host, flashes, k3s commands. */
 function activity(lab: Lab, clusterDir: string): Record<string, number> {
@@ -105,149 +109,196 @@ afterAll(async () => {
   fs.rmSync(work, { recursive: true, force: true });
 }, 120_000);
 
-test("preview → up → no-op → pin change → interrupted up → converge → refresh → destroy", async () => {
-  // The dev stack on a loopback block of its own, so it runs beside a dev lab and other tests.
-  const block = `127.${100 + crypto.randomInt(100)}.${crypto.randomInt(250)}.`;
-  const devText = fs.readFileSync(path.join(ROOT, "Pulumi.dev.yaml"), "utf8").replaceAll("127.77.0.", block);
-  const doc = parse(devText) as { config: Record<string, unknown> };
-  doc.config["isar-k3s:clusterName"] = "e2e";
-  fs.writeFileSync(STACK_FILE, stringify(doc));
-  const raw: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(doc.config)) {
-    const secret = typeof v === "object" && v !== null && "secure" in v;
-    if (k.startsWith("isar-k3s:") && !secret) raw[k.slice("isar-k3s:".length)] = v;
-  }
-  const fleet = parseFleet(raw);
-
-  const { startLab } = await import("../../lab/lab");
-  const { labSpecFromFleet } = await import("../../lab/spec");
-  const keys = path.join(ROOT, "dev", "keys");
-  // git does not keep file modes: sshd wants the host keys private.
-  const keyDir = path.join(work, "keys");
-  fs.mkdirSync(keyDir, { recursive: true, mode: 0o700 });
-  for (const f of ["bmc_host_ed25519", "jetson1_host_ed25519", "deploy_ed25519"]) {
-    fs.copyFileSync(path.join(keys, f), path.join(keyDir, f));
-    fs.chmodSync(path.join(keyDir, f), 0o600);
-    fs.copyFileSync(path.join(keys, `${f}.pub`), path.join(keyDir, `${f}.pub`));
-  }
-  const spec = labSpecFromFleet(fleet, {
-    hostKeyFiles: { bmc: path.join(keyDir, "bmc_host_ed25519"), jetson1: path.join(keyDir, "jetson1_host_ed25519") },
-    deployKeyFile: path.join(keyDir, "deploy_ed25519"),
-    k3s: {},
-    flashRateMBps: 4, // ~4.5 s of eMMC writing per 17 MiB image: long enough to interrupt a flash
-  });
-  lab = await startLab(spec, LAB_DIR, { ownerPid: process.pid });
-  const clusterDir = path.join(LAB_DIR, "k3s-cluster");
-
-  await pulumi(["stack", "init", STACK, "--secrets-provider", "passphrase"]);
-
-  // 1. preview on an empty stack: creates only, the lab untouched
-  const before = activity(lab, clusterDir);
-  const first = await previewSteps();
-  expect(first.length).toBeGreaterThan(20);
-  expect(first.filter((s) => s.op !== "create")).toEqual([]);
-  expect(activity(lab, clusterDir)).toEqual(before);
-
-  // 2. up, recording its whole console output (every step, our providers' progress lines, outputs).
-  // Not checked: debug-severity diagnostics (`--debug`, `--json`, `-v=N` logs), where the Pulumi Node
-  // SDK itself dumps RPC responses ("RegisterResource RPC finished … resp: …") with secret values in
-  // plaintext — see the issue note; such logs must never be shared.
-  const engineLog = path.join(work, "up.log");
-  await pulumi(["up", "--yes", "--diff"], { log: engineLog });
-  const outputs = JSON.parse((await pulumi(["stack", "output", "--json", "--show-secrets"])).out) as Record<string, unknown>;
-  const kubeconfig = parse(outputs.kubeconfig as string) as { clusters: { cluster: { server: string } }[]; users: { user: Record<string, string> }[]; "current-context": string };
-  expect(kubeconfig.clusters[0].cluster.server).toBe(`https://${block}11:6443`);
-  expect(kubeconfig["current-context"]).toBe("e2e");
-  expect(Object.keys(outputs.delivered as object).sort()).toEqual(["agent1", "jetson1", "srv1"]);
-
-  // 3. no secret in plaintext in the state or the engine's log
-  const token = fs.readFileSync(lab.hostPath("srv1", "/etc/rancher/k3s/token"), "utf8").trim();
-  const deployKeyBody = fs.readFileSync(path.join(keys, "deploy_ed25519"), "utf8").split("\n").filter((l) => l && !l.startsWith("-----"))[1];
-  const clientKey = kubeconfig.users[0].user["client-key-data"];
-  expect(token.length).toBeGreaterThanOrEqual(32);
-  const state = (await pulumi(["stack", "export", "--show-secrets=false"])).out;
-  const stateFiles = fs.readdirSync(path.join(work, "state"), { recursive: true }).map(String).filter((f) => f.endsWith(".json"));
-  const stateText = state + stateFiles.map((f) => fs.readFileSync(path.join(work, "state", f), "utf8")).join("\n");
-  const logText = fs.readFileSync(engineLog, "utf8");
-  for (const [what, secret] of [["cluster token", token], ["deploy private key", deployKeyBody], ["kubeconfig client key", clientKey]] as const) {
-    expect(secret.length).toBeGreaterThan(16);
-    if (stateText.includes(secret)) throw new Error(`${what} found in plaintext in the state`);
-    if (logText.includes(secret)) {
-      const at = logText.indexOf(secret);
-      const context = logText.slice(Math.max(0, at - 300), at).replaceAll(secret, "<SECRET>");
-      throw new Error(`${what} found in plaintext in the update's output, after: …${context}`);
+test(
+  "preview → up → no-op → pin change → interrupted up → converge → refresh → destroy",
+  async () => {
+    // The dev stack on a loopback block of its own, so it runs beside a dev lab and other tests.
+    const block = `127.${100 + crypto.randomInt(100)}.${crypto.randomInt(250)}.`;
+    const devText = fs.readFileSync(path.join(ROOT, "Pulumi.dev.yaml"), "utf8").replaceAll("127.77.0.", block);
+    const doc = parse(devText) as { config: Record<string, unknown> };
+    doc.config["isar-k3s:clusterName"] = "e2e";
+    fs.writeFileSync(STACK_FILE, stringify(doc));
+    const raw: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(doc.config)) {
+      const secret = typeof v === "object" && v !== null && "secure" in v;
+      if (k.startsWith("isar-k3s:") && !secret) raw[k.slice("isar-k3s:".length)] = v;
     }
-    if (stateText.includes(Buffer.from(secret).toString("base64"))) throw new Error(`${what} found base64-encoded in the state`);
-  }
-  for (const step of first) expect(logText).toContain(nameOf(step.urn)); // the output accounts for every step
+    const fleet = parseFleet(raw);
 
-  // 4. preview again: no changes, and nothing happened on any lab host
-  const settled = activity(lab, clusterDir);
-  expect(changed(await previewSteps(["--expect-no-changes"]))).toEqual([]);
-  expect(activity(lab, clusterDir)).toEqual(settled);
-
-  // 5. change one artifact pin: turing-cm4's rootfs (agent1 only)
-  const cm4 = (doc.config["isar-k3s:artifacts"] as Record<string, { rootfs: { path: string; sha256: string } }>)["turing-cm4"];
-  const newRootfs = path.join(work, "cm4-rootfs-v2.tar.gz");
-  const extra = path.join(work, "extra");
-  fs.mkdirSync(path.join(extra, "etc"), { recursive: true });
-  fs.writeFileSync(path.join(extra, "etc", "isar-version"), "isar-image-base dev-2 (rpi-arm64-v8, arm64)\n");
-  const orig = path.join(ROOT, cm4.rootfs.path);
-  const unpacked = path.join(work, "cm4-root");
-  fs.mkdirSync(unpacked);
-  expect(spawnSync("tar", ["-xzf", orig, "-C", unpacked]).status).toBe(0);
-  fs.copyFileSync(path.join(extra, "etc", "isar-version"), path.join(unpacked, "etc", "isar-version"));
-  expect(spawnSync("sh", ["-c", 'tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C "$1" -cf - . | gzip -n > "$2"', "sh", unpacked, newRootfs]).status).toBe(0);
-  cm4.rootfs = { path: newRootfs, sha256: crypto.createHash("sha256").update(fs.readFileSync(newRootfs)).digest("hex") };
-  fs.writeFileSync(STACK_FILE, stringify(doc));
-  const pinChange = changed(await previewSteps());
-  const replaced = pinChange.filter((s) => s.startsWith("replace")).map((s) => s.slice("replace ".length));
-  expect(replaced).toEqual(expect.arrayContaining(["e2e-turing-cm4-rootfs", "e2e-agent1-image", "e2e-agent1-flash", "e2e-k3s-agent1"]));
-  for (const r of replaced) expect(r).toMatch(/turing-cm4|agent1/);
-  expect(pinChange.filter((s) => /srv1|jetson1|turing-rk1|jetson-orin-nano/.test(s))).toEqual([]);
-
-  // 6. up, killed mid-flash; then refresh and up converge
-  const logBefore = fs.readFileSync(path.join(LAB_DIR, "lab.log"), "utf8").length;
-  const child: ChildProcess = spawn("pulumi", ["up", "--yes", "--stack", STACK, "--non-interactive"], { cwd: ROOT, env, detached: true, stdio: "ignore" });
-  const deadline = Date.now() + 10 * 60_000;
-  let flashing = false;
-  while (Date.now() < deadline && child.exitCode === null) {
-    if (/: flashing .* to node 3/.test(fs.readFileSync(path.join(LAB_DIR, "lab.log"), "utf8").slice(logBefore))) {
-      flashing = true;
-      break;
+    const { startLab } = await import("../../lab/lab");
+    const { labSpecFromFleet } = await import("../../lab/spec");
+    const keys = path.join(ROOT, "dev", "keys");
+    // git does not keep file modes: sshd wants the host keys private.
+    const keyDir = path.join(work, "keys");
+    fs.mkdirSync(keyDir, { recursive: true, mode: 0o700 });
+    for (const f of ["bmc_host_ed25519", "jetson1_host_ed25519", "deploy_ed25519"]) {
+      fs.copyFileSync(path.join(keys, f), path.join(keyDir, f));
+      fs.chmodSync(path.join(keyDir, f), 0o600);
+      fs.copyFileSync(path.join(keys, `${f}.pub`), path.join(keyDir, `${f}.pub`));
     }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  expect(flashing).toBe(true);
-  process.kill(-child.pid!, "SIGKILL"); // the engine and everything it started
-  await new Promise((r) => setTimeout(r, 1000));
-  // the killed engine left its lock: `pulumi cancel` (what the lock error itself advises), no state editing
-  await pulumi(["cancel", "--yes"]);
-  await pulumi(["refresh", "--yes", "--clear-pending-creates"]);
-  await pulumi(["up", "--yes"]);
-  expect(changed(await previewSteps(["--expect-no-changes"]))).toEqual([]);
-  const nodes = spawnSync("ssh", ["-i", path.join(keyDir, "deploy_ed25519"), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", `root@${block}11`, "k3s", "kubectl", "get", "nodes", "-o", "json"], { encoding: "utf8" });
-  const items = (JSON.parse(nodes.stdout) as { items: { metadata: { name: string }; status: { conditions: { type: string; status: string }[] } }[] }).items;
-  expect(items.map((n) => [n.metadata.name, n.status.conditions.find((c) => c.type === "Ready")?.status]).sort()).toEqual([["agent1", "True"], ["jetson1", "True"], ["srv1", "True"]]);
-  const deliveredAfter = (JSON.parse((await pulumi(["stack", "output", "--json"])).out) as { delivered: Record<string, string> }).delivered;
-  const deliveredBefore = outputs.delivered as Record<string, string>;
-  expect(deliveredAfter.agent1).not.toBe(deliveredBefore.agent1); // agent1 runs the new image
-  expect([deliveredAfter.srv1, deliveredAfter.jetson1]).toEqual([deliveredBefore.srv1, deliveredBefore.jetson1]);
-  expect(fs.readFileSync(lab.hostPath("agent1", "/etc/isar-k3s/image-id"), "utf8").trim()).toBe(deliveredAfter.agent1);
+    const spec = labSpecFromFleet(fleet, {
+      hostKeyFiles: { bmc: path.join(keyDir, "bmc_host_ed25519"), jetson1: path.join(keyDir, "jetson1_host_ed25519") },
+      deployKeyFile: path.join(keyDir, "deploy_ed25519"),
+      k3s: {},
+      flashRateMBps: 4, // ~4.5 s of eMMC writing per 17 MiB image: long enough to interrupt a flash
+    });
+    lab = await startLab(spec, LAB_DIR, { ownerPid: process.pid });
+    const clusterDir = path.join(LAB_DIR, "k3s-cluster");
 
-  // 7. refresh: no drift
-  await pulumi(["refresh", "--yes", "--expect-no-changes"]);
+    await pulumi(["stack", "init", STACK, "--secrets-provider", "passphrase"]);
 
-  // 8. destroy: agents leave the cluster before the server; the lab is back to empty
-  await pulumi(["destroy", "--yes"]);
-  const events = fs.readFileSync(path.join(clusterDir, "join.log"), "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l) as { node: string; event: string; tsMs: number });
-  const uninstalled = (n: string) => events.filter((e) => e.node === n && e.event === "uninstalled").pop()?.tsMs;
-  const [a1, j1, s1] = ["agent1", "jetson1", "srv1"].map(uninstalled);
-  expect([a1, j1, s1].every((t) => typeof t === "number")).toBe(true);
-  expect(Math.max(a1!, j1!)).toBeLessThan(s1!);
-  const st = lab.status().hosts;
-  expect([st.srv1.up, st.agent1.up]).toEqual([false, false]); // slots powered off
-  const imageDir = fleet.bmcs[0].imageDir;
-  expect(fs.readdirSync(lab.hostPath("bmc", imageDir)).filter((f) => !f.startsWith("."))).toEqual([]);
-  expect(JSON.parse((await pulumi(["stack", "export"])).out).deployment.resources ?? []).toHaveLength(0);
-}, 40 * 60_000);
+    // 1. preview on an empty stack: creates only, the lab untouched
+    const before = activity(lab, clusterDir);
+    const first = await previewSteps();
+    expect(first.length).toBeGreaterThan(20);
+    expect(first.filter((s) => s.op !== "create")).toEqual([]);
+    expect(activity(lab, clusterDir)).toEqual(before);
+
+    // 2. up, recording its whole console output (every step, our providers' progress lines, outputs).
+    // Not checked: debug-severity diagnostics (`--debug`, `--json`, `-v=N` logs), where the Pulumi Node
+    // SDK itself dumps RPC responses ("RegisterResource RPC finished … resp: …") with secret values in
+    // plaintext — see the issue note; such logs must never be shared.
+    const engineLog = path.join(work, "up.log");
+    await pulumi(["up", "--yes", "--diff"], { log: engineLog });
+    const outputs = JSON.parse((await pulumi(["stack", "output", "--json", "--show-secrets"])).out) as Record<string, unknown>;
+    const kubeconfig = parse(outputs.kubeconfig as string) as {
+      clusters: { cluster: { server: string } }[];
+      users: { user: Record<string, string> }[];
+      "current-context": string;
+    };
+    expect(kubeconfig.clusters[0].cluster.server).toBe(`https://${block}11:6443`);
+    expect(kubeconfig["current-context"]).toBe("e2e");
+    expect(Object.keys(outputs.delivered as object).sort()).toEqual(["agent1", "jetson1", "srv1"]);
+
+    // 3. no secret in plaintext in the state or the engine's log
+    const token = fs.readFileSync(lab.hostPath("srv1", "/etc/rancher/k3s/token"), "utf8").trim();
+    const deployKeyBody = fs
+      .readFileSync(path.join(keys, "deploy_ed25519"), "utf8")
+      .split("\n")
+      .filter((l) => l && !l.startsWith("-----"))[1];
+    const clientKey = kubeconfig.users[0].user["client-key-data"];
+    expect(token.length).toBeGreaterThanOrEqual(32);
+    const state = (await pulumi(["stack", "export", "--show-secrets=false"])).out;
+    const stateFiles = fs
+      .readdirSync(path.join(work, "state"), { recursive: true })
+      .map(String)
+      .filter((f) => f.endsWith(".json"));
+    const stateText = state + stateFiles.map((f) => fs.readFileSync(path.join(work, "state", f), "utf8")).join("\n");
+    const logText = fs.readFileSync(engineLog, "utf8");
+    for (const [what, secret] of [
+      ["cluster token", token],
+      ["deploy private key", deployKeyBody],
+      ["kubeconfig client key", clientKey],
+    ] as const) {
+      expect(secret.length).toBeGreaterThan(16);
+      if (stateText.includes(secret)) throw new Error(`${what} found in plaintext in the state`);
+      if (logText.includes(secret)) {
+        const at = logText.indexOf(secret);
+        const context = logText.slice(Math.max(0, at - 300), at).replaceAll(secret, "<SECRET>");
+        throw new Error(`${what} found in plaintext in the update's output, after: …${context}`);
+      }
+      if (stateText.includes(Buffer.from(secret).toString("base64"))) throw new Error(`${what} found base64-encoded in the state`);
+    }
+    for (const step of first) expect(logText).toContain(nameOf(step.urn)); // the output accounts for every step
+
+    // 4. preview again: no changes, and nothing happened on any lab host
+    const settled = activity(lab, clusterDir);
+    expect(changed(await previewSteps(["--expect-no-changes"]))).toEqual([]);
+    expect(activity(lab, clusterDir)).toEqual(settled);
+
+    // 5. change one artifact pin: turing-cm4's rootfs (agent1 only)
+    const cm4 = (doc.config["isar-k3s:artifacts"] as Record<string, { rootfs: { path: string; sha256: string } }>)["turing-cm4"];
+    const newRootfs = path.join(work, "cm4-rootfs-v2.tar.gz");
+    const extra = path.join(work, "extra");
+    fs.mkdirSync(path.join(extra, "etc"), { recursive: true });
+    fs.writeFileSync(path.join(extra, "etc", "isar-version"), "isar-image-base dev-2 (rpi-arm64-v8, arm64)\n");
+    const orig = path.join(ROOT, cm4.rootfs.path);
+    const unpacked = path.join(work, "cm4-root");
+    fs.mkdirSync(unpacked);
+    expect(spawnSync("tar", ["-xzf", orig, "-C", unpacked]).status).toBe(0);
+    fs.copyFileSync(path.join(extra, "etc", "isar-version"), path.join(unpacked, "etc", "isar-version"));
+    expect(
+      spawnSync("sh", ["-c", 'tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C "$1" -cf - . | gzip -n > "$2"', "sh", unpacked, newRootfs])
+        .status,
+    ).toBe(0);
+    cm4.rootfs = { path: newRootfs, sha256: crypto.createHash("sha256").update(fs.readFileSync(newRootfs)).digest("hex") };
+    fs.writeFileSync(STACK_FILE, stringify(doc));
+    const pinChange = changed(await previewSteps());
+    const replaced = pinChange.filter((s) => s.startsWith("replace")).map((s) => s.slice("replace ".length));
+    expect(replaced).toEqual(expect.arrayContaining(["e2e-turing-cm4-rootfs", "e2e-agent1-image", "e2e-agent1-flash", "e2e-k3s-agent1"]));
+    for (const r of replaced) expect(r).toMatch(/turing-cm4|agent1/);
+    expect(pinChange.filter((s) => /srv1|jetson1|turing-rk1|jetson-orin-nano/.test(s))).toEqual([]);
+
+    // 6. up, killed mid-flash; then refresh and up converge
+    const logBefore = fs.readFileSync(path.join(LAB_DIR, "lab.log"), "utf8").length;
+    const child: ChildProcess = spawn("pulumi", ["up", "--yes", "--stack", STACK, "--non-interactive"], { cwd: ROOT, env, detached: true, stdio: "ignore" });
+    const deadline = Date.now() + 10 * 60_000;
+    let flashing = false;
+    while (Date.now() < deadline && child.exitCode === null) {
+      if (/: flashing .* to node 3/.test(fs.readFileSync(path.join(LAB_DIR, "lab.log"), "utf8").slice(logBefore))) {
+        flashing = true;
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(flashing).toBe(true);
+    process.kill(-child.pid!, "SIGKILL"); // the engine and everything it started
+    await new Promise((r) => setTimeout(r, 1000));
+    // the killed engine left its lock: `pulumi cancel` (what the lock error itself advises), no state editing
+    await pulumi(["cancel", "--yes"]);
+    await pulumi(["refresh", "--yes", "--clear-pending-creates"]);
+    await pulumi(["up", "--yes"]);
+    expect(changed(await previewSteps(["--expect-no-changes"]))).toEqual([]);
+    const nodes = spawnSync(
+      "ssh",
+      [
+        "-i",
+        path.join(keyDir, "deploy_ed25519"),
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        `root@${block}11`,
+        "k3s",
+        "kubectl",
+        "get",
+        "nodes",
+        "-o",
+        "json",
+      ],
+      { encoding: "utf8" },
+    );
+    const items = (JSON.parse(nodes.stdout) as { items: { metadata: { name: string }; status: { conditions: { type: string; status: string }[] } }[] }).items;
+    expect(items.map((n) => [n.metadata.name, n.status.conditions.find((c) => c.type === "Ready")?.status]).sort()).toEqual([
+      ["agent1", "True"],
+      ["jetson1", "True"],
+      ["srv1", "True"],
+    ]);
+    const deliveredAfter = (JSON.parse((await pulumi(["stack", "output", "--json"])).out) as { delivered: Record<string, string> }).delivered;
+    const deliveredBefore = outputs.delivered as Record<string, string>;
+    expect(deliveredAfter.agent1).not.toBe(deliveredBefore.agent1); // agent1 runs the new image
+    expect([deliveredAfter.srv1, deliveredAfter.jetson1]).toEqual([deliveredBefore.srv1, deliveredBefore.jetson1]);
+    expect(fs.readFileSync(lab.hostPath("agent1", "/etc/isar-k3s/image-id"), "utf8").trim()).toBe(deliveredAfter.agent1);
+
+    // 7. refresh: no drift
+    await pulumi(["refresh", "--yes", "--expect-no-changes"]);
+
+    // 8. destroy: agents leave the cluster before the server; the lab is back to empty
+    await pulumi(["destroy", "--yes"]);
+    const events = fs
+      .readFileSync(path.join(clusterDir, "join.log"), "utf8")
+      .split("\n")
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as { node: string; event: string; tsMs: number });
+    const uninstalled = (n: string) => events.filter((e) => e.node === n && e.event === "uninstalled").pop()?.tsMs;
+    const [a1, j1, s1] = ["agent1", "jetson1", "srv1"].map(uninstalled);
+    expect([a1, j1, s1].every((t) => typeof t === "number")).toBe(true);
+    expect(Math.max(a1!, j1!)).toBeLessThan(s1!);
+    const st = lab.status().hosts;
+    expect([st.srv1.up, st.agent1.up]).toEqual([false, false]); // slots powered off
+    const imageDir = fleet.bmcs[0].imageDir;
+    expect(fs.readdirSync(lab.hostPath("bmc", imageDir)).filter((f) => !f.startsWith("."))).toEqual([]);
+    expect(JSON.parse((await pulumi(["stack", "export"])).out).deployment.resources ?? []).toHaveLength(0);
+  },
+  40 * 60_000,
+);

@@ -5,14 +5,7 @@
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import {
-  composeNodeImage,
-  ComposeOptions,
-  ImageBuildError,
-  ImageInputError,
-  NodeImageRequest,
-  nixBuildArgv,
-} from "../../lib/image/compose";
+import { composeNodeImage, ComposeOptions, ImageBuildError, ImageInputError, NodeImageRequest, nixBuildArgv } from "../../lib/image/compose";
 import { fixedOutputStorePath } from "../../lib/artifacts/nixstore";
 import { BaseArtifacts, debugfs, escapeTarget, makeBaseArtifacts, nodeFiles, sh, sha256Of } from "./fixtures";
 
@@ -100,7 +93,9 @@ describe("composeNodeImage (real nix build)", () => {
     expect(free).toBeGreaterThanOrEqual(Math.floor(used * 0.25)); // >= ~30 % headroom over what is used
     expect(blocks * 4096).toBeLessThan(64 << 20); // and not absurdly large for a ~2 MiB rootfs
     // features from nix/builder/mke2fs.conf, not the host's /etc/mke2fs.conf
-    expect(info).toMatch(/Filesystem features: +has_journal ext_attr resize_inode dir_index filetype extent 64bit flex_bg sparse_super large_file huge_file dir_nlink extra_isize metadata_csum\n/);
+    expect(info).toMatch(
+      /Filesystem features: +has_journal ext_attr resize_inode dir_index filetype extent 64bit flex_bg sparse_super large_file huge_file dir_nlink extra_isize metadata_csum\n/,
+    );
     expect(info).toMatch(/Filesystem UUID: +[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-8[0-9a-f]{3}-[0-9a-f]{12}\n/);
   });
 
@@ -209,13 +204,23 @@ describe("composeNodeImage (real nix build)", () => {
 describe("MBR .wic and failures", () => {
   test("MBR .wic with an explicit root partition", async () => {
     const r = await composeNodeImage(
-      request(`cm4-${marker}`, { hardware: "turing-cm4", role: "agent", artifacts: { rootfs: base.rootfs, kernel: base.kernel, wic: base.mbrWic }, wicRootPartition: 2 }),
+      request(`cm4-${marker}`, {
+        hardware: "turing-cm4",
+        role: "agent",
+        artifacts: { rootfs: base.rootfs, kernel: base.kernel, wic: base.mbrWic },
+        wicRootPartition: 2,
+      }),
       { ...opts },
     ).catch((e) => e);
     // role is agent but nodeFiles wrote "server": the expression refuses a disagreeing role marker
     expect(r).toBeInstanceOf(ImageBuildError);
     expect((r as Error).message).toMatch(/disagrees with role 'agent'/);
-    const req = request(`cm4-${marker}`, { hardware: "turing-cm4", role: "agent", artifacts: { rootfs: base.rootfs, kernel: base.kernel, wic: base.mbrWic }, wicRootPartition: 2 });
+    const req = request(`cm4-${marker}`, {
+      hardware: "turing-cm4",
+      role: "agent",
+      artifacts: { rootfs: base.rootfs, kernel: base.kernel, wic: base.mbrWic },
+      wicRootPartition: 2,
+    });
     req.files = req.files.filter((f) => f.path !== "/etc/k3s-role");
     const ok = await composeNodeImage(req, opts);
     const root = `${path.join(ok.storePath, "disk.img")}?offset=${base.mbrRootOffset}`;

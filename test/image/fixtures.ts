@@ -39,7 +39,8 @@ export function escapeTarget(marker: string): string {
 
 /** A tiny Debian-shaped root tree: busybox, passwd with a deploy user (1000), os-release, /etc/hostname. */
 export function makeRootTree(dir: string, marker: string): void {
-  for (const d of ["bin", "etc", "usr/lib", "home/deploy", "root", "proc", "sys", "dev", "tmp", "var/lib"]) fs.mkdirSync(path.join(dir, d), { recursive: true });
+  for (const d of ["bin", "etc", "usr/lib", "home/deploy", "root", "proc", "sys", "dev", "tmp", "var/lib"])
+    fs.mkdirSync(path.join(dir, d), { recursive: true });
   fs.copyFileSync("/bin/busybox", path.join(dir, "bin/busybox"));
   fs.chmodSync(path.join(dir, "bin/busybox"), 0o755);
   fs.symlinkSync("busybox", path.join(dir, "bin/sh"));
@@ -53,7 +54,13 @@ export function makeRootTree(dir: string, marker: string): void {
   fs.symlinkSync(escapeTarget(marker), path.join(dir, "etc/motd"));
   // A file capability (xattr security.capability = cap_net_raw+ep), as Debian gives /bin/ping.
   fs.copyFileSync("/bin/busybox", path.join(dir, "bin/ping"));
-  sh(["python3", "-c", "import os, sys; os.setxattr(sys.argv[1], 'security.capability', bytes.fromhex(sys.argv[2]))", path.join(dir, "bin/ping"), CAP_NET_RAW_XATTR]);
+  sh([
+    "python3",
+    "-c",
+    "import os, sys; os.setxattr(sys.argv[1], 'security.capability', bytes.fromhex(sys.argv[2]))",
+    path.join(dir, "bin/ping"),
+    CAP_NET_RAW_XATTR,
+  ]);
   fs.chmodSync(path.join(dir, "tmp"), 0o1777);
   // owners other than root must survive the unpack (numeric, from the tarball)
   fs.writeFileSync(path.join(dir, "home/deploy/.profile"), "export PATH=/bin\n");
@@ -129,11 +136,7 @@ export function nodeFiles(name: string, opts: { role?: "server" | "agent"; label
   const role = opts.role ?? "server";
   const f = (p: string, content: string, mode = 0o644): ImageEntry => ({ path: p, content, mode, uid: 0, gid: 0 });
   return [
-    f(
-      "/etc/rancher/k3s/config.yaml",
-      `node-name: ${name}\ntoken-file: /var/lib/rancher/k3s/join-token\nnode-label:\n  - "zone=${opts.label ?? "a"}"\n`,
-      0o600,
-    ),
+    f("/etc/rancher/k3s/config.yaml", `node-name: ${name}\ntoken-file: /var/lib/rancher/k3s/join-token\nnode-label:\n  - "zone=${opts.label ?? "a"}"\n`, 0o600),
     f("/etc/k3s-role", `${role}\n`),
     f("/etc/hostname", `${name}\n`),
     f("/etc/hwrevision", "turing-rk1 1.0\n"),

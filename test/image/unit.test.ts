@@ -1,6 +1,15 @@
 /** Pure parts of lib/image/compose.ts: input JSON, validation, digests, argv. No Nix here. */
 import * as path from "path";
-import { expressionDigest, ImageEntry, nixBuildArgv, nixInput, NodeImageRequest, nodeImageDigest, validateRequest, withSshOwnership } from "../../lib/image/compose";
+import {
+  expressionDigest,
+  ImageEntry,
+  nixBuildArgv,
+  nixInput,
+  NodeImageRequest,
+  nodeImageDigest,
+  validateRequest,
+  withSshOwnership,
+} from "../../lib/image/compose";
 
 const ROOT = path.resolve(__dirname, "../..");
 const art = (name: string) => ({ storePath: `/nix/store/${"a".repeat(32)}-${name}`, sha256: "b".repeat(64) });
@@ -61,9 +70,27 @@ test("digests: file order does not matter, content and expressions do", () => {
 test("nix build argv: json, no link, offline, host mode flags, nixpkgs path", () => {
   const host = nixBuildArgv("/c/in.json", { projectDir: "/p", pkgs: "host" });
   expect(host).toEqual([
-    "nix", "build", "--extra-experimental-features", "nix-command", "--json", "--no-link", "--print-build-logs",
-    "--option", "substituters", "", "--option", "sandbox", "false",
-    "-f", "/p/nix/node.nix", "--argstr", "inputFile", "/c/in.json", "--argstr", "pkgsSource", "host",
+    "nix",
+    "build",
+    "--extra-experimental-features",
+    "nix-command",
+    "--json",
+    "--no-link",
+    "--print-build-logs",
+    "--option",
+    "substituters",
+    "",
+    "--option",
+    "sandbox",
+    "false",
+    "-f",
+    "/p/nix/node.nix",
+    "--argstr",
+    "inputFile",
+    "/c/in.json",
+    "--argstr",
+    "pkgsSource",
+    "host",
   ]);
   const real = nixBuildArgv("/c/in.json", { projectDir: "/p", pkgs: { nixpkgs: "/nix/store/abc-source" }, offline: false });
   expect(real).not.toContain("substituters");

@@ -33,7 +33,13 @@ beforeAll(async () => {
   s2 = cl.node("s2", { config: { server: "https://127.0.20.1:6443", "node-name": "s2", ...serverConfig("127.0.20.2") }, token: TOKEN });
   const r2 = await s2.install("server");
   if (r2.code !== 0) throw new Error(`second server failed: ${r2.stdout}${r2.stderr}`);
-  const agentCfg = (ip: string, extra: Record<string, unknown> = {}) => ({ server: "https://127.0.20.1:6443", "node-ip": ip, "token-file": "/etc/rancher/k3s/token", "kubelet-arg": [], ...extra });
+  const agentCfg = (ip: string, extra: Record<string, unknown> = {}) => ({
+    server: "https://127.0.20.1:6443",
+    "node-ip": ip,
+    "token-file": "/etc/rancher/k3s/token",
+    "kubelet-arg": [],
+    ...extra,
+  });
   a1 = cl.node("a1", { config: agentCfg("127.0.20.11", { "node-label": ["nvidia.com/gpu=true"], "node-taint": ["gpu=true:NoSchedule"] }), token: TOKEN });
   a2 = cl.node("a2", { config: agentCfg("127.0.20.12"), token: TOKEN });
   const [ra1, ra2] = await Promise.all([a1.install("agent"), a2.install("agent")]);
@@ -121,7 +127,10 @@ test("kubectl get nodes (table, wide, json) and a real-looking Node object", asy
   const names = await s1.kubectl("get", "nodes", "-l", "node-role.kubernetes.io/control-plane=true", "-o", "name");
   expect(names.stdout).toBe("node/s1\nnode/s2\n");
 
-  expect(await s1.kubectl("wait", "--for=condition=Ready", "node/a1", "node/s2", "--timeout=5s")).toMatchObject({ code: 0, stdout: "node/a1 condition met\nnode/s2 condition met\n" });
+  expect(await s1.kubectl("wait", "--for=condition=Ready", "node/a1", "node/s2", "--timeout=5s")).toMatchObject({
+    code: 0,
+    stdout: "node/a1 condition met\nnode/s2 condition met\n",
+  });
 
   const nf = await s1.kubectl("get", "node", "nope", "-o", "json");
   expect(nf.code).toBe(1);
@@ -175,7 +184,9 @@ test("a rewritten kubeconfig (first server's address) works from anywhere; a wro
   const agentAddr = await a1.kubectl("--kubeconfig", "/root/lab.kubeconfig", "get", "nodes");
   expect(agentAddr.stderr.trim()).toBe("The connection to the server 127.0.20.11:6443 was refused - did you specify the right host or port?");
   const doc = parse(kcText);
-  doc.users[0].user["client-key-data"] = Buffer.from(crypto.generateKeyPairSync("ec", { namedCurve: "prime256v1" }).privateKey.export({ format: "pem", type: "pkcs8" })).toString("base64");
+  doc.users[0].user["client-key-data"] = Buffer.from(
+    crypto.generateKeyPairSync("ec", { namedCurve: "prime256v1" }).privateKey.export({ format: "pem", type: "pkcs8" }),
+  ).toString("base64");
   fs.writeFileSync(file, rewriteKubeconfig(stringify(doc), { server: "https://127.0.20.2:6443", name: "lab" }), { mode: 0o600 });
   const foreign = await a1.kubectl("--kubeconfig", "/root/lab.kubeconfig", "get", "nodes");
   expect(foreign.stderr.trim()).toBe("error: You must be logged in to the server (Unauthorized)");
@@ -265,7 +276,9 @@ test("delete node removes the Node and its node-password secret; NotFound afterw
   const sec = await s1.kubectl("get", "secret", "-n", "kube-system", "a2.node-password.k3s", "-o", "json");
   expect(sec.code).toBe(0);
   expect(JSON.parse(sec.stdout)).toMatchObject({ kind: "Secret", type: "k3s.cattle.io/node-password", metadata: { namespace: "kube-system" } });
-  expect((await s1.kubectl("get", "secret", "a2.node-password.k3s")).stderr.trim()).toBe('Error from server (NotFound): secrets "a2.node-password.k3s" not found');
+  expect((await s1.kubectl("get", "secret", "a2.node-password.k3s")).stderr.trim()).toBe(
+    'Error from server (NotFound): secrets "a2.node-password.k3s" not found',
+  );
   const del = await s1.kubectl("delete", "node", "a2");
   expect(del).toMatchObject({ code: 0, stdout: 'node "a2" deleted\n' });
   expect((await s1.kubectl("get", "node", "a2")).stderr.trim()).toBe('Error from server (NotFound): nodes "a2" not found');
@@ -297,14 +310,19 @@ test("re-flashed agent (same hostname, new node password) is rejected until its 
     "Node password rejected, duplicate hostname or contents of '/etc/rancher/node/password' may not match server node-password entry, try enabling a unique node name with the --with-node-id flag",
   );
   expect(fs.readFileSync(a1b.path("etc/rancher/node/password"), "utf8")).not.toBe(oldPw);
-  expect(fs.readFileSync(a1b.path("var/log/k3s-agent.log"), "utf8")).toMatch(/Waiting to retrieve agent configuration; server is not ready: Node password rejected/);
+  expect(fs.readFileSync(a1b.path("var/log/k3s-agent.log"), "utf8")).toMatch(
+    /Waiting to retrieve agent configuration; server is not ready: Node password rejected/,
+  );
   // still the old Node, never Ready again from the new board
   expect((await s1.kubectl("delete", "node", "a1")).code).toBe(0);
   const r2 = await a1b.install("agent");
   expect(r2.code).toBe(0);
   const n = parseNodeJson((await s1.kubectl("get", "node", "a1", "-o", "json")).stdout);
   expect(n.ready).toBe(true);
-  const log = cl.joinLog().filter((e) => e.node === "a1").map((e) => e.event);
+  const log = cl
+    .joinLog()
+    .filter((e) => e.node === "a1")
+    .map((e) => e.event);
   expect(log).toEqual(expect.arrayContaining(["rejected", "registered"]));
 });
 
@@ -335,10 +353,24 @@ test("agent uninstall: k3s stops, files go, the Node stays NotReady; the node pa
 test("a node powered off (its PID namespace killed, as the lab does) turns NotReady after the grace period", async () => {
   const p = cl.node("p1", { config: { server: "https://127.0.20.1:6443", "node-ip": "127.0.20.21", "token-file": "/etc/rancher/k3s/token" }, token: TOKEN });
   // the node's processes live in their own PID namespace: other nodes cannot see its pids, only its heartbeats
-  const host = spawn("unshare", ["--pid", "--fork", "--mount-proc", "--kill-child", "sh", "-c", `sh "$1" >/dev/null 2>&1 && echo up && exec sleep 600`, "sh", path.join(p.bin, "k3s-install.sh")], {
-    env: { ...process.env, INSTALL_K3S_SKIP_DOWNLOAD: "true", INSTALL_K3S_EXEC: "agent" },
-    stdio: ["ignore", "pipe", "inherit"],
-  });
+  const host = spawn(
+    "unshare",
+    [
+      "--pid",
+      "--fork",
+      "--mount-proc",
+      "--kill-child",
+      "sh",
+      "-c",
+      `sh "$1" >/dev/null 2>&1 && echo up && exec sleep 600`,
+      "sh",
+      path.join(p.bin, "k3s-install.sh"),
+    ],
+    {
+      env: { ...process.env, INSTALL_K3S_SKIP_DOWNLOAD: "true", INSTALL_K3S_EXEC: "agent" },
+      stdio: ["ignore", "pipe", "inherit"],
+    },
+  );
   try {
     await new Promise<void>((resolve, reject) => {
       host.stdout!.on("data", (d: Buffer) => (d.toString().includes("up") ? resolve() : undefined));
@@ -370,7 +402,11 @@ test("a node powered off (its PID namespace killed, as the lab does) turns NotRe
 });
 
 test("the token never appears in an argument, a log, a Node annotation or the cluster directory", async () => {
-  const argv = fs.readFileSync(cl.file("argv.log"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+  const argv = fs
+    .readFileSync(cl.file("argv.log"), "utf8")
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l));
   expect(argv.length).toBeGreaterThan(20);
   const progs = new Set(argv.map((r: { prog: string }) => r.prog));
   for (const p of ["k3s", "kubectl", "systemctl", "k3s-install.sh", "k3s-killall.sh", "k3s-agent-uninstall.sh"]) expect(progs).toContain(p);

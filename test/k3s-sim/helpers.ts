@@ -24,7 +24,7 @@ export function run(argv: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 60_
   const t0 = Date.now();
   return new Promise((resolve) => {
     execFile(argv[0], argv.slice(1), { env: { ...process.env, ...env }, timeout: timeoutMs, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as NodeJS.ErrnoException & { code?: unknown }).code === "number" ? ((err as unknown as { code: number }).code) : 1) : 0;
+      const code = err ? (typeof (err as NodeJS.ErrnoException & { code?: unknown }).code === "number" ? (err as unknown as { code: number }).code : 1) : 0;
       resolve({ code, stdout: stdout.toString(), stderr: stderr.toString(), ms: Date.now() - t0 });
     });
   });
@@ -54,7 +54,9 @@ export class SimCluster {
     }
     if (opts.token !== undefined) fs.writeFileSync(path.join(root, "etc/rancher/k3s/token"), opts.token + "\n", { mode: 0o600 });
     const envArgs = Object.entries({ K3S_SIM_ROOT: root, K3S_SIM_CLUSTER: this.dir, ...this.env }).map(([k, v]) => `${k}=${v}`);
-    execFileSync(NODE, [path.join(LAB_K3S, "k3s"), "k3s-sim", "install-into", path.join(root, "usr/local/bin"), ...envArgs], { env: { ...process.env, K3S_SIM_CLUSTER: this.dir } });
+    execFileSync(NODE, [path.join(LAB_K3S, "k3s"), "k3s-sim", "install-into", path.join(root, "usr/local/bin"), ...envArgs], {
+      env: { ...process.env, K3S_SIM_CLUSTER: this.dir },
+    });
     const n = new SimNode(name, root, this);
     this.nodes.push(n);
     return n;

@@ -63,11 +63,27 @@ afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 function fleet() {
   const raw = validRaw();
-  raw.nodes.push({ name: "agent2", role: "agent", hardware: "x86-controller", address: "10.0.0.30", delivery: { method: "swupdate" }, ssh: { hostKey: raw.authorizedKeys[0] } });
+  raw.nodes.push({
+    name: "agent2",
+    role: "agent",
+    hardware: "x86-controller",
+    address: "10.0.0.30",
+    delivery: { method: "swupdate" },
+    ssh: { hostKey: raw.authorizedKeys[0] },
+  });
   raw.workloads = {
     namespaces: ["vendor-apps", "longhorn-system"],
     manifests: ["apps.yaml"],
-    helmCharts: [{ name: "longhorn", chart: "longhorn", repo: "https://charts.longhorn.io", version: "1.7.2", namespace: "longhorn-system", values: { defaultSettings: { defaultReplicaCount: 2 } } }],
+    helmCharts: [
+      {
+        name: "longhorn",
+        chart: "longhorn",
+        repo: "https://charts.longhorn.io",
+        version: "1.7.2",
+        namespace: "longhorn-system",
+        values: { defaultSettings: { defaultReplicaCount: 2 } },
+      },
+    ],
   };
   return parseFleet(raw);
 }
@@ -101,7 +117,10 @@ test("token, join chain, kubeconfig secret, Kubernetes provider and workloads", 
           names.set(a.resource, a.name);
           created.push(a.resource);
           const d = a.opts.dependsOn;
-          deps.set(a.name, (Array.isArray(d) ? d : d ? [d] : []).map((r) => names.get(r) ?? (r as unknown as { __name?: string }).__name ?? "?"));
+          deps.set(
+            a.name,
+            (Array.isArray(d) ? d : d ? [d] : []).map((r) => names.get(r) ?? (r as unknown as { __name?: string }).__name ?? "?"),
+          );
           return undefined;
         },
       ],
@@ -169,11 +188,29 @@ test("token, join chain, kubeconfig secret, Kubernetes provider and workloads", 
   expect(prov[0].inputs.kubeconfig).toEqual({ [SIG]: SECRET_SIG, value: FAKE_KUBECONFIG });
   expect(registered.filter((r) => r.type === "kubernetes:yaml:ConfigFile").map((r) => r.name)).toEqual(["lab-manifest-0-apps"]);
   const k8sRes = registered.filter((r) => r.type.startsWith("kubernetes:") && r.custom);
-  expect(k8sRes.map((r) => r.type).sort()).toEqual(["kubernetes:apps/v1:Deployment", "kubernetes:core/v1:ConfigMap", "kubernetes:core/v1:Namespace", "kubernetes:core/v1:Namespace", "kubernetes:helm.sh/v3:Release"]);
+  expect(k8sRes.map((r) => r.type).sort()).toEqual([
+    "kubernetes:apps/v1:Deployment",
+    "kubernetes:core/v1:ConfigMap",
+    "kubernetes:core/v1:Namespace",
+    "kubernetes:core/v1:Namespace",
+    "kubernetes:helm.sh/v3:Release",
+  ]);
   for (const r of k8sRes) expect(r.provider).toMatch(/::lab-k8s::lab-k8s-id$/);
-  expect(k8sRes.filter((r) => r.type.endsWith(":Namespace")).map((r) => (r.inputs.metadata as { name: string }).name).sort()).toEqual(["longhorn-system", "vendor-apps"]);
+  expect(
+    k8sRes
+      .filter((r) => r.type.endsWith(":Namespace"))
+      .map((r) => (r.inputs.metadata as { name: string }).name)
+      .sort(),
+  ).toEqual(["longhorn-system", "vendor-apps"]);
   const helm = k8sRes.find((r) => r.type.endsWith(":Release"))!;
-  expect(helm.inputs).toMatchObject({ name: "longhorn", chart: "longhorn", version: "1.7.2", namespace: "longhorn-system", createNamespace: false, repositoryOpts: { repo: "https://charts.longhorn.io" } });
+  expect(helm.inputs).toMatchObject({
+    name: "longhorn",
+    chart: "longhorn",
+    version: "1.7.2",
+    namespace: "longhorn-system",
+    createNamespace: false,
+    repositoryOpts: { repo: "https://charts.longhorn.io" },
+  });
   expect(helm.inputs.values).toEqual({ defaultSettings: { defaultReplicaCount: 2 } });
   expect(deps.get("lab-helm-longhorn")!.sort()).toEqual(["lab-ns-longhorn-system", "lab-ns-vendor-apps"]);
 });

@@ -24,7 +24,12 @@ export class RecordingHost implements Host {
   }
   run(argv: string[], opts?: RunOptions): Promise<RunResult> {
     const s = opts?.stdin;
-    this.log.push({ host: this.inner.label, argv: [...argv], env: { ...(opts?.env ?? {}) }, stdinBytes: typeof s === "string" ? Buffer.byteLength(s) : Buffer.isBuffer(s) ? s.length : s ? -1 : 0 });
+    this.log.push({
+      host: this.inner.label,
+      argv: [...argv],
+      env: { ...(opts?.env ?? {}) },
+      stdinBytes: typeof s === "string" ? Buffer.byteLength(s) : Buffer.isBuffer(s) ? s.length : s ? -1 : 0,
+    });
     return this.inner.run(argv, opts);
   }
   upload(localPath: string, remotePath: string, opts?: UploadOptions): Promise<UploadResult> {

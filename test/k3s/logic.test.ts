@@ -7,7 +7,7 @@ import { deploymentPlan } from "../../lib/plan/plan";
 import { nodeLabels, renderK3sConfig } from "../../lib/render/k3s-config";
 import { checkJoinSpec, configNeedsRestart, installArgv, K3sError, NodeJoinSpec, redact } from "../../lib/k3s/join";
 import { checkLabelsAndTaints, labelArgv, labelChange, parseNodeJson, taintArgv, taintChange } from "../../lib/k3s/node";
-import { checkNode, diffNode, UNKNOWN } from "../../lib/k3s/k3s-provider";
+import { checkNode, diffKubeconfig, diffNode, fromState, UNKNOWN } from "../../lib/k3s/k3s-provider";
 import { validRaw } from "../model/fixtures";
 
 const fleet = parseFleet(validRaw());
@@ -17,22 +17,48 @@ const node = (n: string) => fleet.nodes.find((x) => x.name === n)!;
 function spec(name: string): NodeJoinSpec {
   const n = node(name);
   return {
-    node: n.name, hostname: n.hostname, role: n.role, firstServer: n.name === plan.firstServer.name, config: renderK3sConfig(fleet, plan, n),
-    labels: nodeLabels(n), taints: n.taints, joinTimeoutSeconds: 60, drainTimeoutSeconds: 30,
+    node: n.name,
+    hostname: n.hostname,
+    role: n.role,
+    firstServer: n.name === plan.firstServer.name,
+    config: renderK3sConfig(fleet, plan, n),
+    labels: nodeLabels(n),
+    taints: n.taints,
+    joinTimeoutSeconds: 60,
+    drainTimeoutSeconds: 30,
   };
 }
 
 describe("Node JSON", () => {
   const json = (ready: string | undefined, extra: object = {}) =>
     JSON.stringify({
-      apiVersion: "v1", kind: "Node", metadata: { name: "a1", labels: { "kubernetes.io/hostname": "a1", x: "1" } },
-      spec: { taints: [{ key: "k", value: "v", effect: "NoSchedule" }, { key: "e", effect: "NoExecute" }], ...extra },
-      status: { conditions: ready === undefined ? [] : [{ type: "MemoryPressure", status: "False" }, { type: "Ready", status: ready, reason: "KubeletReady", message: "kubelet is posting ready status" }] },
+      apiVersion: "v1",
+      kind: "Node",
+      metadata: { name: "a1", labels: { "kubernetes.io/hostname": "a1", x: "1" } },
+      spec: {
+        taints: [
+          { key: "k", value: "v", effect: "NoSchedule" },
+          { key: "e", effect: "NoExecute" },
+        ],
+        ...extra,
+      },
+      status: {
+        conditions:
+          ready === undefined
+            ? []
+            : [
+                { type: "MemoryPressure", status: "False" },
+                { type: "Ready", status: ready, reason: "KubeletReady", message: "kubelet is posting ready status" },
+              ],
+      },
     });
   test("Ready condition, labels, taints", () => {
     const n = parseNodeJson(json("True"));
     expect(n).toMatchObject({ name: "a1", ready: true, labels: { x: "1" }, unschedulable: false });
-    expect(n.taints).toEqual([{ key: "k", value: "v", effect: "NoSchedule" }, { key: "e", effect: "NoExecute" }]);
+    expect(n.taints).toEqual([
+      { key: "k", value: "v", effect: "NoSchedule" },
+      { key: "e", effect: "NoExecute" },
+    ]);
     expect(parseNodeJson(json("False")).ready).toBe(false);
     expect(parseNodeJson(json("Unknown")).readyDetail).toMatch(/Ready=Unknown \(KubeletReady/);
     expect(parseNodeJson(json(undefined))).toMatchObject({ ready: false, readyDetail: "no Ready condition yet" });
@@ -53,8 +79,15 @@ describe("labels and taints", () => {
     expect(labelArgv("a1", labelChange(current, { zone: "a" }, ["zone"]))).toEqual([]);
   });
   test("taint change: removals first, value changes overwrite, foreign taints kept", () => {
-    const current = [{ key: "gpu", value: "true", effect: "NoSchedule" as const }, { key: "old", effect: "NoExecute" as const }, { key: "node.kubernetes.io/unreachable", effect: "NoExecute" as const }];
-    const desired = [{ key: "gpu", value: "false", effect: "NoSchedule" as const }, { key: "new", effect: "PreferNoSchedule" as const }];
+    const current = [
+      { key: "gpu", value: "true", effect: "NoSchedule" as const },
+      { key: "old", effect: "NoExecute" as const },
+      { key: "node.kubernetes.io/unreachable", effect: "NoExecute" as const },
+    ];
+    const desired = [
+      { key: "gpu", value: "false", effect: "NoSchedule" as const },
+      { key: "new", effect: "PreferNoSchedule" as const },
+    ];
     const c = taintChange(current, desired, [...current.slice(0, 2)]);
     expect(c.remove).toEqual([{ key: "old", effect: "NoExecute" }]);
     expect(c.set).toEqual(desired);
@@ -65,7 +98,11 @@ describe("labels and taints", () => {
   });
   test("label and taint syntax is checked (nothing reaches kubectl that it could read as a flag)", () => {
     expect(checkLabelsAndTaints({ "example.com/zone": "line-1", a: "" }, [{ key: "nvidia.com/gpu", value: "true", effect: "NoSchedule" }])).toEqual([]);
-    const bad = checkLabelsAndTaints({ "--overwrite": "x", ok: "-bad", "Upper.Case/x": "y" }, [{ key: "k", effect: "Sometimes" as never }, { key: "d", effect: "NoSchedule" }, { key: "d", effect: "NoSchedule" }]);
+    const bad = checkLabelsAndTaints({ "--overwrite": "x", ok: "-bad", "Upper.Case/x": "y" }, [
+      { key: "k", effect: "Sometimes" as never },
+      { key: "d", effect: "NoSchedule" },
+      { key: "d", effect: "NoSchedule" },
+    ]);
     expect(bad.join("\n")).toMatch(/label key "--overwrite"/);
     expect(bad.join("\n")).toMatch(/value "-bad"/);
     expect(bad.join("\n")).toMatch(/prefix must be a DNS subdomain/);
@@ -106,9 +143,21 @@ describe("join spec", () => {
 
 describe("resource diff", () => {
   const base = {
-    resourceType: "K3sAgent", node: "jetson1", hostname: "jetson1", role: "agent", firstServer: false,
-    ssh: { address: "10.0.0.20", port: 22, user: "root" }, apiSsh: { address: "10.0.0.11", port: 22, user: "root" },
-    token: "t".repeat(48), config: spec("jetson1").config, labels: { a: "1" }, taints: [], joinTimeoutSeconds: 60, drainTimeoutSeconds: 30, generation: "img-1", cluster: "join-srv1",
+    resourceType: "K3sAgent",
+    node: "jetson1",
+    hostname: "jetson1",
+    role: "agent",
+    firstServer: false,
+    ssh: { address: "10.0.0.20", port: 22, user: "root" },
+    apiSsh: { address: "10.0.0.11", port: 22, user: "root" },
+    token: "t".repeat(48),
+    config: spec("jetson1").config,
+    labels: { a: "1" },
+    taints: [],
+    joinTimeoutSeconds: 60,
+    drainTimeoutSeconds: 30,
+    generation: "img-1",
+    cluster: "join-srv1",
   };
   test("no change, no diff", () => {
     expect(diffNode(base, { ...base })).toEqual({ changes: false, replaces: [], deleteBeforeReplace: true });
@@ -125,9 +174,26 @@ describe("resource diff", () => {
     expect(diffNode(base, { ...base, cluster: "join-srv1-b" }).replaces).toEqual(["cluster"]);
     expect(diffNode(base, { ...base, hostname: "j2" }).replaces).toEqual(["hostname"]);
   });
+  test("state written with `host` endpoints (before the one endpoint type) reads as the same endpoints: no diff", () => {
+    const legacy = {
+      ...base,
+      ssh: { host: "10.0.0.20", port: 22, user: "root" },
+      apiSsh: { host: "10.0.0.11", port: 22, user: "root", hostKey: "ssh-ed25519 K" },
+    };
+    const news = { ...base, apiSsh: { ...base.apiSsh, hostKey: "ssh-ed25519 K" } };
+    expect(diffNode(legacy, news).changes).toBe(true); // read as written, the endpoints differ
+    expect(fromState(legacy).ssh).toEqual(base.ssh);
+    expect(diffNode(fromState(legacy), news)).toEqual({ changes: false, replaces: [], deleteBeforeReplace: true });
+    expect(diffKubeconfig(fromState({ apiSsh: legacy.apiSsh, server: "s" }), { apiSsh: news.apiSsh, server: "s" }).changes).toBe(false);
+    expect(fromState(base)).toEqual(base);
+  });
   test("check tolerates unknown values in preview and reports real problems", () => {
     expect(checkNode({ ...base, token: UNKNOWN, generation: UNKNOWN }).failures).toEqual([]);
-    expect(checkNode({ ...base, role: "server" }).failures.map((f) => f.reason).join()).toMatch(/K3sAgent needs role agent/);
+    expect(
+      checkNode({ ...base, role: "server" })
+        .failures.map((f) => f.reason)
+        .join(),
+    ).toMatch(/K3sAgent needs role agent/);
     expect(checkNode({ ...base, token: "short" }).failures.map((f) => f.property)).toContain("token");
     expect(checkNode({ ...base, ssh: { address: "", port: 0, user: "root" } }).failures.map((f) => f.property)).toEqual(["ssh.address", "ssh.port"]);
   });

@@ -40,14 +40,25 @@ function findPulumiBin(): string | undefined {
   const pinned = path.join(ROOT, ".pulumi-bin-dir");
   if (fs.existsSync(pinned)) cands.push(fs.readFileSync(pinned, "utf8").trim());
   const cache = path.join(process.env.ISAR_K3S_CACHE ?? path.join(os.homedir(), ".cache/isar-k3s"), "pulumi");
-  if (fs.existsSync(cache)) for (const v of fs.readdirSync(cache).filter((d) => /^v\d/.test(d)).sort().reverse()) cands.push(path.join(cache, v, "bin"));
+  if (fs.existsSync(cache))
+    for (const v of fs
+      .readdirSync(cache)
+      .filter((d) => /^v\d/.test(d))
+      .sort()
+      .reverse())
+      cands.push(path.join(cache, v, "bin"));
   return cands.find((d) => ["pulumi", "pulumi-language-nodejs", "pulumi-resource-pulumi-nodejs"].every((b) => fs.existsSync(path.join(d, b))));
 }
 const PULUMI_BIN = findPulumiBin();
 const maybe = PULUMI_BIN ? describe : describe.skip;
 if (!PULUMI_BIN) console.warn("pulumi.e2e: no Pulumi CLI (run scripts/pulumi-toolchain.sh); skipped");
 
-const TOKEN = crypto.randomBytes(40).toString("base64").replace(/[^A-Za-z0-9]/g, "").slice(0, 44) + "Qx7w";
+const TOKEN =
+  crypto
+    .randomBytes(40)
+    .toString("base64")
+    .replace(/[^A-Za-z0-9]/g, "")
+    .slice(0, 44) + "Qx7w";
 let dir: string;
 let k3sLab: K3sLab;
 let lab: Lab;
@@ -82,7 +93,15 @@ function writeSpec(over: { agents?: string[]; labels?: Record<string, Record<str
   const ep = (n: string) => ({ address: lab.hosts[n].address, port: lab.hosts[n].port, user: lab.hosts[n].user, hostKey: lab.hosts[n].hostKey });
   const nodeSpec = (name: string) => {
     const n = fleet.nodes.find((x) => x.name === name)!;
-    return { name, hostname: n.hostname, ssh: ep(name), config: renderK3sConfig(fleet, plan, n), labels: over.labels?.[name] ?? nodeLabels(n), taints: n.taints, generation: over.generation?.[name] ?? "image-1" };
+    return {
+      name,
+      hostname: n.hostname,
+      ssh: ep(name),
+      config: renderK3sConfig(fleet, plan, n),
+      labels: over.labels?.[name] ?? nodeLabels(n),
+      taints: n.taints,
+      generation: over.generation?.[name] ?? "image-1",
+    };
   };
   const spec = {
     api: ep("s1"),
@@ -116,7 +135,14 @@ interface JoinEvent {
 }
 function events(): JoinEvent[] {
   const f = path.join(k3sLab.clusterDir, "join.log");
-  return fs.existsSync(f) ? fs.readFileSync(f, "utf8").trim().split("\n").filter(Boolean).map((l) => JSON.parse(l)) : [];
+  return fs.existsSync(f)
+    ? fs
+        .readFileSync(f, "utf8")
+        .trim()
+        .split("\n")
+        .filter(Boolean)
+        .map((l) => JSON.parse(l))
+    : [];
 }
 function at(node: string, event: string, after = 0): number {
   const e = events().find((x) => x.node === node && x.event === event && x.tsMs >= after);
@@ -138,13 +164,39 @@ maybe("k3s resources under the Pulumi engine", () => {
   beforeAll(async () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), "k3s-e2e-"));
     const bin = path.join(dir, "bin");
-    const tsc = execP(process.execPath, [path.join(ROOT, "node_modules/typescript/bin/tsc"), "--outDir", bin, "--rootDir", ROOT, "--module", "commonjs", "--target", "ES2022", "--esModuleInterop", "--skipLibCheck", "--types", "node", path.join(ROOT, "providers/k3s.ts")]);
-    k3sLab = await startK3sLab(["bmc", "s1", "s2", "s3", "a1", "a2"].map((name) => ({ name, role: name === "bmc" ? ("bmc" as const) : ("node" as const) })), path.join(dir, "lab"));
+    const tsc = execP(process.execPath, [
+      path.join(ROOT, "node_modules/typescript/bin/tsc"),
+      "--outDir",
+      bin,
+      "--rootDir",
+      ROOT,
+      "--module",
+      "commonjs",
+      "--target",
+      "ES2022",
+      "--esModuleInterop",
+      "--skipLibCheck",
+      "--types",
+      "node",
+      path.join(ROOT, "providers/k3s.ts"),
+    ]);
+    k3sLab = await startK3sLab(
+      ["bmc", "s1", "s2", "s3", "a1", "a2"].map((name) => ({ name, role: name === "bmc" ? ("bmc" as const) : ("node" as const) })),
+      path.join(dir, "lab"),
+    );
     lab = k3sLab.lab;
     await tsc;
     const raw = validRaw();
     const ssh = (n: string) => ({ user: lab.hosts[n].user, port: lab.hosts[n].port, hostKey: lab.hosts[n].hostKey });
-    const node = (name: string, role: string) => ({ name, role, hardware: "x86-controller", address: lab.hosts[name].address, delivery: { method: "swupdate" }, ssh: ssh(name), labels: { "example.com/zone": `zone-${name}` } });
+    const node = (name: string, role: string) => ({
+      name,
+      role,
+      hardware: "x86-controller",
+      address: lab.hosts[name].address,
+      delivery: { method: "swupdate" },
+      ssh: ssh(name),
+      labels: { "example.com/zone": `zone-${name}` },
+    });
     fleet = parseFleet({
       ...raw,
       clusterName: "e2e-k3s",
@@ -191,7 +243,10 @@ maybe("k3s resources under the Pulumi engine", () => {
     expect(at("s1", "ready", t0)).toBeLessThanOrEqual(at("s2", "start", t0));
     expect(at("s2", "ready", t0)).toBeLessThanOrEqual(at("s3", "start", t0));
     expect(at("s3", "ready", t0)).toBeLessThanOrEqual(Math.min(at("a1", "start", t0), at("a2", "start", t0)));
-    const nodes = JSON.parse((await kubectl(["get", "nodes", "-o", "json"])).stdout).items as { metadata: { name: string }; status: { conditions: { type: string; status: string }[] } }[];
+    const nodes = JSON.parse((await kubectl(["get", "nodes", "-o", "json"])).stdout).items as {
+      metadata: { name: string };
+      status: { conditions: { type: string; status: string }[] };
+    }[];
     expect(nodes.map((n) => n.metadata.name).sort()).toEqual(["a1", "a2", "s1", "s2", "s3"]);
     for (const n of nodes) expect(n.status.conditions.find((c) => c.type === "Ready")?.status).toBe("True");
 

@@ -48,8 +48,16 @@ afterAll(async () => {
 });
 
 test("two labs side by side: own addresses, keys and files; stopping one leaves the other", async () => {
-  const spec = { hosts: [{ name: "bmc", role: "bmc" as const }, { name: "n", role: "node" as const, swupdate: { devices: {} } }] };
-  const [l1, l2] = await Promise.all([startLab(spec, path.join(tmp, "l1"), { ownerPid: process.pid }), startLab(spec, path.join(tmp, "l2"), { ownerPid: process.pid })]);
+  const spec = {
+    hosts: [
+      { name: "bmc", role: "bmc" as const },
+      { name: "n", role: "node" as const, swupdate: { devices: {} } },
+    ],
+  };
+  const [l1, l2] = await Promise.all([
+    startLab(spec, path.join(tmp, "l1"), { ownerPid: process.pid }),
+    startLab(spec, path.join(tmp, "l2"), { ownerPid: process.pid }),
+  ]);
   labs.push(l1, l2);
   expect(l1.hosts.n.address).not.toBe(l2.hosts.n.address);
   expect(l1.hosts.bmc.address).not.toBe(l2.hosts.bmc.address);
@@ -104,7 +112,9 @@ test("a lab dir under the home directory (a clone in root's home): hosts start, 
     let back = 1;
     for (let i = 0; i < 100 && back !== 0; i++) {
       await new Promise((r) => setTimeout(r, 200));
-      back = await connect(lab, "n").then((c) => c.run(["cat", "/root/own"]).then((r) => r.code ?? 1)).catch(() => 1);
+      back = await connect(lab, "n")
+        .then((c) => c.run(["cat", "/root/own"]).then((r) => r.code ?? 1))
+        .catch(() => 1);
     }
     expect(back).toBe(0);
     await lab.stop();
@@ -141,9 +151,11 @@ test("a lab dies with the process that runs it (no orphaned sshd)", async () => 
 });
 
 test("per-host tools on PATH and boot hooks (the extension point for k3s stand-ins)", async () => {
-  const lab = await startLab({ hosts: [{ name: "n", role: "node", swupdate: { devices: {} } }], bootDelayMs: 100 }, path.join(tmp, "ext"), { ownerPid: process.pid });
+  const lab = await startLab({ hosts: [{ name: "n", role: "node", swupdate: { devices: {} } }], bootDelayMs: 100 }, path.join(tmp, "ext"), {
+    ownerPid: process.pid,
+  });
   labs.push(lab);
-  await lab.installTool("n", "hello-tool", "#!/bin/sh\necho \"hello from $(hostname): $*\"\n");
+  await lab.installTool("n", "hello-tool", '#!/bin/sh\necho "hello from $(hostname): $*"\n');
   await lab.installTool("n", "10-marker", "#!/bin/sh\ndate +%s%N > /run/booted-marker\n", { boot: true });
   const h = await connect(lab, "n");
   expect((await h.run(["hello-tool", "a b"])).stdout.toString()).toBe("hello from n: a b\n");
@@ -190,8 +202,17 @@ test("the dev stack's lab: BMC, two slot nodes and a SWUpdate node at the fleet'
 test("CLI: start (detached), status, fault, power, stop", async () => {
   const dir = path.join(tmp, "cli");
   const specFile = path.join(tmp, "cli-spec.json");
-  fs.writeFileSync(specFile, JSON.stringify({ hosts: [{ name: "bmc", role: "bmc" }, { name: "s1", role: "node", tpi: { bmc: "bmc", slot: 1 } }] }));
-  const cli = (...args: string[]) => exec(process.execPath, ["-r", path.join(ROOT, "lab/ts-require.js"), path.join(ROOT, "lab/cli.ts"), ...args], { cwd: ROOT, timeout: 90_000 });
+  fs.writeFileSync(
+    specFile,
+    JSON.stringify({
+      hosts: [
+        { name: "bmc", role: "bmc" },
+        { name: "s1", role: "node", tpi: { bmc: "bmc", slot: 1 } },
+      ],
+    }),
+  );
+  const cli = (...args: string[]) =>
+    exec(process.execPath, ["-r", path.join(ROOT, "lab/ts-require.js"), path.join(ROOT, "lab/cli.ts"), ...args], { cwd: ROOT, timeout: 90_000 });
   try {
     const started = await cli("start", "--dir", dir, "--spec", specFile, "--json");
     const st = JSON.parse(started.stdout);

@@ -37,8 +37,45 @@ function buildBundle(dir: string, device: string, hostname: string, imageId: str
     path.join(dir, "sw-description"),
     `software = {\n  version = "1.0.0";\n  hardware-compatibility = [ "1.0" ];\n  images: ( { filename = "rootfs.ext4"; type = "raw"; device = "${device}"; sha256 = "${sha}"; } );\n};\n`,
   );
-  execFileSync("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", path.join(dir, "key.pem"), "-out", path.join(dir, "cert.pem"), "-days", "2", "-subj", "/CN=isar-k3s-lab", "-addext", "keyUsage=digitalSignature", "-addext", "extendedKeyUsage=emailProtection"], { stdio: "ignore" });
-  execFileSync("openssl", ["cms", "-sign", "-in", path.join(dir, "sw-description"), "-out", path.join(dir, "sw-description.sig"), "-signer", path.join(dir, "cert.pem"), "-inkey", path.join(dir, "key.pem"), "-outform", "DER", "-nosmimecap", "-binary"]);
+  execFileSync(
+    "openssl",
+    [
+      "req",
+      "-x509",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-keyout",
+      path.join(dir, "key.pem"),
+      "-out",
+      path.join(dir, "cert.pem"),
+      "-days",
+      "2",
+      "-subj",
+      "/CN=isar-k3s-lab",
+      "-addext",
+      "keyUsage=digitalSignature",
+      "-addext",
+      "extendedKeyUsage=emailProtection",
+    ],
+    { stdio: "ignore" },
+  );
+  execFileSync("openssl", [
+    "cms",
+    "-sign",
+    "-in",
+    path.join(dir, "sw-description"),
+    "-out",
+    path.join(dir, "sw-description.sig"),
+    "-signer",
+    path.join(dir, "cert.pem"),
+    "-inkey",
+    path.join(dir, "key.pem"),
+    "-outform",
+    "DER",
+    "-nosmimecap",
+    "-binary",
+  ]);
   const swu = path.join(dir, "bundle.swu");
   execFileSync("cpio", ["-o", "-H", "crc", "--quiet", "-O", swu], { cwd: dir, input: "sw-description\nsw-description.sig\nrootfs.ext4\n" });
   return { swu, cert: path.join(dir, "cert.pem"), rootfs };
@@ -49,7 +86,13 @@ beforeAll(async () => {
   lab = await startLab(
     {
       hosts: [
-        { name: "jet", role: "node", swupdate: { devices: { mmcblk0p1: 8 << 20, mmcblk0p2: 8 << 20 } }, hwRevision: "jetson-orin-nano 1.0", hostname: "jet-old" },
+        {
+          name: "jet",
+          role: "node",
+          swupdate: { devices: { mmcblk0p1: 8 << 20, mmcblk0p2: 8 << 20 } },
+          hwRevision: "jetson-orin-nano 1.0",
+          hostname: "jet-old",
+        },
         { name: "other", role: "node", swupdate: { devices: { mmcblk0p1: 8 << 20 } } },
       ],
       bootDelayMs: 200,

@@ -27,7 +27,15 @@ async function tpi(...args: string[]): Promise<RunResult & { out: string; err: s
 
 async function connectNode(name: string, extra: Partial<Parameters<typeof connectSsh>[0]> = {}): Promise<SshHost> {
   const h = lab.hosts[name];
-  const s = await connectSsh({ host: h.address, port: h.port, user: h.user, privateKey: lab.deployKey.privateKey, retryForMs: 15_000, retryInitialDelayMs: 100, ...extra });
+  const s = await connectSsh({
+    host: h.address,
+    port: h.port,
+    user: h.user,
+    privateKey: lab.deployKey.privateKey,
+    retryForMs: 15_000,
+    retryInitialDelayMs: 100,
+    ...extra,
+  });
   opened.push(s);
   return s;
 }
@@ -159,7 +167,12 @@ describe("flash and boot", () => {
     expect(r.out.trim().split("\n").pop()).toBe("Done");
     expect((await tpi("power", "status")).out).toMatch(/node1: Off/); // left off after a flash
     // the eMMC of slot 1 now holds exactly the image
-    expect(crypto.createHash("sha256").update(fs.readFileSync(path.join(lab.dir, "bmc-bmc", "slot1.img"))).digest("hex")).toBe(sha);
+    expect(
+      crypto
+        .createHash("sha256")
+        .update(fs.readFileSync(path.join(lab.dir, "bmc-bmc", "slot1.img")))
+        .digest("hex"),
+    ).toBe(sha);
 
     expect((await tpi("power", "on", "-n", "1")).code).toBe(0);
     // no pin: the image carried no host key, the node generated one at first boot
@@ -186,7 +199,12 @@ describe("flash and boot", () => {
     expect(r.code).toBe(0);
     expect(r.out.trim().split("\n").pop()).toBe("Done");
     await tpi("power", "on", "-n", "3");
-    const pinned = fs.readFileSync(key + ".pub", "utf8").trim().split(" ").slice(0, 2).join(" ");
+    const pinned = fs
+      .readFileSync(key + ".pub", "utf8")
+      .trim()
+      .split(" ")
+      .slice(0, 2)
+      .join(" ");
     const n = await connectNode("cm4", { hostKey: pinned }); // pinned: the key came with the image
     expect((await n.run(["hostname"])).stdout.toString().trim()).toBe("cm4-bravo");
     expect((await n.readFile("/etc/isar-k3s/image-id")).toString().trim()).toBe("img-B-7");

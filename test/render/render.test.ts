@@ -10,7 +10,14 @@ import { validRaw } from "../model/fixtures";
 function fleetWithServerOrder() {
   const raw = validRaw();
   // servers srv1, srv2, srv3 (config order), agent jetson1, plus a second agent
-  raw.nodes.push({ name: "agent2", role: "agent", hardware: "x86-controller", address: "10.0.0.30", delivery: { method: "swupdate" }, ssh: { hostKey: raw.authorizedKeys[0] } });
+  raw.nodes.push({
+    name: "agent2",
+    role: "agent",
+    hardware: "x86-controller",
+    address: "10.0.0.30",
+    delivery: { method: "swupdate" },
+    ssh: { hostKey: raw.authorizedKeys[0] },
+  });
   return parseFleet(raw);
 }
 

@@ -148,7 +148,10 @@ test("a bundle signed by another key: rejected", async () => {
 test("A/B selections: accepted with -e stable,main and -e stable,alt; refused without -e or with an unknown mode", async () => {
   const b = await buildBundle(
     opts({
-      images: [{ path: rootfs, kind: "rootfs" }, { path: kernel, kind: "kernel", name: "Image" }],
+      images: [
+        { path: rootfs, kind: "rootfs" },
+        { path: kernel, kind: "kernel", name: "Image" },
+      ],
       selection: { set: "stable", rootDevices: { main: "/dev/mmcblk0p1", alt: "/dev/mmcblk0p2" } },
     }),
   );
@@ -176,7 +179,20 @@ test("AES-256-CBC: every image encrypted with its ivt; accepted with -K; sha256 
   const x = await fs.promises.mkdtemp(path.join(dir, "xe-"));
   await run(["cpio", "-i", "--quiet", "-F", b.path], { cwd: x });
   const ivt = /filename = "rootfs.ext4";[^}]*ivt = "([0-9a-f]{32})"/.exec(b.swDescription)![1];
-  const dec = await run(["openssl", "enc", "-d", "-aes-256-cbc", "-K", aes.key.toString("hex"), "-iv", ivt, "-in", path.join(x, "rootfs.ext4"), "-out", path.join(x, "plain")]);
+  const dec = await run([
+    "openssl",
+    "enc",
+    "-d",
+    "-aes-256-cbc",
+    "-K",
+    aes.key.toString("hex"),
+    "-iv",
+    ivt,
+    "-in",
+    path.join(x, "rootfs.ext4"),
+    "-out",
+    path.join(x, "plain"),
+  ]);
   expect(dec.code).toBe(0);
   expect((await fs.promises.readFile(path.join(x, "plain"))).equals(await fs.promises.readFile(rootfs))).toBe(true);
   const stored = await fs.promises.readFile(path.join(x, "rootfs.ext4"));
@@ -259,16 +275,27 @@ describe("refusals", () => {
     await fh.truncate(4 * 1024 * 1024 * 1024);
     await fh.close();
     const t0 = Date.now();
-    await expect(buildBundle(opts({ images: [{ path: huge, kind: "rootfs", device: "/dev/sda" }] }))).rejects.toThrow(/"huge\.img" is 4294967296 bytes.*4 GiB - 1/);
+    await expect(buildBundle(opts({ images: [{ path: huge, kind: "rootfs", device: "/dev/sda" }] }))).rejects.toThrow(
+      /"huge\.img" is 4294967296 bytes.*4 GiB - 1/,
+    );
     expect(Date.now() - t0).toBeLessThan(2000);
     await fs.promises.rm(huge);
   });
 
-  test("names of 255 bytes, duplicate names, missing device, missing certificate", async () => {
-    const long = path.join(dir, "l".repeat(255));
+  test("names over 250 bytes, duplicate names, missing device, missing certificate", async () => {
+    const long = path.join(dir, "l".repeat(251));
     await fs.promises.writeFile(long, "x");
-    await expect(buildBundle(opts({ images: [{ path: long, kind: "kernel" }] }))).rejects.toThrow(/is 255 bytes: SWUpdate accepts names of at most 254 bytes/);
-    await expect(buildBundle(opts({ images: [{ path: kernel, kind: "kernel" }, { path: kernel, kind: "dtb" }] }))).rejects.toThrow(/two images are named/);
+    await expect(buildBundle(opts({ images: [{ path: long, kind: "kernel" }] }))).rejects.toThrow(/is 251 bytes: SWUpdate accepts names of at most 250 bytes/);
+    await expect(
+      buildBundle(
+        opts({
+          images: [
+            { path: kernel, kind: "kernel" },
+            { path: kernel, kind: "dtb" },
+          ],
+        }),
+      ),
+    ).rejects.toThrow(/two images are named/);
     await expect(buildBundle(opts({ images: [{ path: rootfs, kind: "rootfs" }] }))).rejects.toThrow(/filesystem image: give its target device/);
     await expect(buildBundle(opts({ cert: undefined }))).rejects.toThrow(/CMS signing needs the certificate/);
   });

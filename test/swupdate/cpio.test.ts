@@ -7,16 +7,7 @@ import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import { Writable } from "stream";
-import {
-  CPIO_MAX_FILE_SIZE,
-  CpioError,
-  CpioWriter,
-  byteSum,
-  cpioCheck,
-  encodeHeader,
-  padLength,
-  scanFile,
-} from "../../lib/swupdate/cpio";
+import { CPIO_MAX_FILE_SIZE, CpioError, CpioWriter, byteSum, cpioCheck, encodeHeader, padLength, scanFile } from "../../lib/swupdate/cpio";
 import { run } from "../../lib/swupdate/run";
 import { tempDir } from "./helpers";
 
@@ -59,7 +50,10 @@ function parseCpio(buf: Buffer): { entries: ParsedEntry[]; end: number } {
 class Sink extends Writable {
   chunks: Buffer[] = [];
   maxBuffered = 0;
-  constructor(private delayMs = 0, hwm = 64 * 1024) {
+  constructor(
+    private delayMs = 0,
+    hwm = 64 * 1024,
+  ) {
     super({ highWaterMark: hwm });
   }
   _write(chunk: Buffer, _enc: BufferEncoding, cb: (e?: Error | null) => void): void {
@@ -115,7 +109,9 @@ describe("header encoder (golden bytes)", () => {
 
   test("trailer as GNU cpio writes it (ino 0, mode 0, nlink 1, namesize 11)", () => {
     const h = encodeHeader({ name: "TRAILER!!!", ino: 0, mode: 0, nlink: 1, size: 0, check: 0 });
-    expect(h.toString("latin1")).toBe("070702" + "00000000" + "00000000" + "00000000" + "00000000" + "00000001" + "00000000".repeat(6) + "0000000B" + "00000000" + "TRAILER!!!\0" + "\0\0\0"); // 121 bytes padded to 124
+    expect(h.toString("latin1")).toBe(
+      "070702" + "00000000" + "00000000" + "00000000" + "00000000" + "00000001" + "00000000".repeat(6) + "0000000B" + "00000000" + "TRAILER!!!\0" + "\0\0\0",
+    ); // 121 bytes padded to 124
   });
 
   test("names over 250 bytes (SWUpdate's limit with TMPDIR=/tmp) and sizes over 4 GiB - 1 are refused, naming the file", () => {
@@ -237,7 +233,7 @@ describe("property: random sizes 0-5 bytes around alignment edges", () => {
 test("same bytes as GNU `cpio -o -H crc --reproducible` except inode numbers (GNU counts from 0)", async () => {
   const g = await fs.promises.mkdtemp(path.join(dir, "gnu-"));
   const files = [
-    { name: "sw-description", data: Buffer.from("software = { version = \"1\"; };\n") },
+    { name: "sw-description", data: Buffer.from('software = { version = "1"; };\n') },
     { name: "sw-description.sig", data: crypto.randomBytes(257) },
     { name: "rootfs.ext4", data: crypto.randomBytes(70001) },
     { name: "empty", data: Buffer.alloc(0) },
@@ -290,7 +286,9 @@ describe("SWUpdate order and misuse", () => {
     const w = new CpioWriter(sink, { swuOrder: false });
     const f = path.join(dir, "huge.img");
     await fs.promises.writeFile(f, "");
-    await expect(w.addFile("huge.img", f, { size: CPIO_MAX_FILE_SIZE + 1, sha256: "0".repeat(64), check: 0 })).rejects.toThrow(/"huge\.img" is 4294967296 bytes/);
+    await expect(w.addFile("huge.img", f, { size: CPIO_MAX_FILE_SIZE + 1, sha256: "0".repeat(64), check: 0 })).rejects.toThrow(
+      /"huge\.img" is 4294967296 bytes/,
+    );
     expect(sink.data.length).toBe(0);
   });
 
@@ -300,7 +298,9 @@ describe("SWUpdate order and misuse", () => {
     const scan = await scanFile(f);
     await fs.promises.appendFile(f, Buffer.alloc(10, 1));
     const w = new CpioWriter(new Sink(), { swuOrder: false });
-    await expect(w.addFile("moving.img", f, scan)).rejects.toThrow(/moving\.img changed while the bundle was written \(1000 bytes scanned, it grew past that\)/);
+    await expect(w.addFile("moving.img", f, scan)).rejects.toThrow(
+      /moving\.img changed while the bundle was written \(1000 bytes scanned, it grew past that\)/,
+    );
     await fs.promises.truncate(f, 900);
     const w2 = new CpioWriter(new Sink(), { swuOrder: false });
     await expect(w2.addFile("moving.img", f, scan)).rejects.toThrow(/\(1000 bytes scanned, only 900 could be copied\)/);

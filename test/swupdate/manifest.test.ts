@@ -62,7 +62,9 @@ test("deterministic: input order does not matter; timestamp only when given", ()
   expect(renderFleetManifest(rev)).toBe(a);
   expect(a.endsWith("}\n")).toBe(true);
   expect(JSON.parse(renderFleetManifest({ ...input(), timestamp: "2026-11-22T00:00:00Z" })).timestamp).toBe("2026-11-22T00:00:00Z");
-  expect(canonicalJson({ b: 1, a: { d: 1, c: [{ f: 1, e: 2 }] } })).toBe('{\n  "a": {\n    "c": [\n      {\n        "e": 2,\n        "f": 1\n      }\n    ],\n    "d": 1\n  },\n  "b": 1\n}\n');
+  expect(canonicalJson({ b: 1, a: { d: 1, c: [{ f: 1, e: 2 }] } })).toBe(
+    '{\n  "a": {\n    "c": [\n      {\n        "e": 2,\n        "f": 1\n      }\n    ],\n    "d": 1\n  },\n  "b": 1\n}\n',
+  );
 });
 
 test("errors: node without a bundle, two bundles for one hardware, duplicate node, bad sha256", () => {
@@ -127,7 +129,9 @@ describe("per-node bundles", () => {
     expect(m.nodes.j2).toMatchObject({ bundle: "j2.swu", sha256: sha("b") });
   });
   test("a node bundle for another hardware, and two bundles for one node, are refused", () => {
-    expect(() => fleetManifest({ version: "1", nodes: [nodes[0]], bundles: [{ hardware: "x86-controller", node: "j1", file: "j1.swu", sha256: sha("a"), size: 1 }] })).toThrow(/j1 is jetson-orin-nano but its bundle j1.swu is for x86-controller/);
+    expect(() =>
+      fleetManifest({ version: "1", nodes: [nodes[0]], bundles: [{ hardware: "x86-controller", node: "j1", file: "j1.swu", sha256: sha("a"), size: 1 }] }),
+    ).toThrow(/j1 is jetson-orin-nano but its bundle j1.swu is for x86-controller/);
     expect(() =>
       fleetManifest({
         version: "1",

@@ -57,7 +57,23 @@ test("251 bytes: swupdate refuses it (Path too long), and our builder refuses it
   await fs.promises.mkdir(work);
   await fs.promises.writeFile(path.join(work, "sw-description"), ok.swDescription.replace(`"${"n".repeat(250)}"`, `"${long}"`));
   const sig = await run(
-    ["openssl", "cms", "-sign", "-in", "sw-description", "-out", "sw-description.sig", "-signer", signer.certPath, "-inkey", path.join(dir, "names.key"), "-outform", "DER", "-nosmimecap", "-binary"],
+    [
+      "openssl",
+      "cms",
+      "-sign",
+      "-in",
+      "sw-description",
+      "-out",
+      "sw-description.sig",
+      "-signer",
+      signer.certPath,
+      "-inkey",
+      path.join(dir, "names.key"),
+      "-outform",
+      "DER",
+      "-nosmimecap",
+      "-binary",
+    ],
     { cwd: work },
   );
   expect(sig.code).toBe(0);

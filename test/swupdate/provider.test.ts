@@ -67,7 +67,16 @@ test("check: defaults, SRI pins normalised, failures name the input and never ec
   expect(inputs.fileName).toBe("jetson-orin-nano-1.0.0.swu");
   expect(inputs.postUpdate).toBe(true);
   expect(inputs.images[1]).toMatchObject({ sha256: kernelSha, name: "Image" });
-  const bad = await p.check!({}, bundleArgs({ hardware: "pi5", hwRevisions: [], images: [{ path: rootfs, sha256: "xyz", kind: "boot" }], certificate: undefined, signingKey: "not a key SECRETSECRET" }));
+  const bad = await p.check!(
+    {},
+    bundleArgs({
+      hardware: "pi5",
+      hwRevisions: [],
+      images: [{ path: rootfs, sha256: "xyz", kind: "boot" }],
+      certificate: undefined,
+      signingKey: "not a key SECRETSECRET",
+    }),
+  );
   const props = bad.failures!.map((f) => f.property).sort();
   expect(props).toEqual(["certificate", "hardware", "hwRevisions", "images[0].kind", "images[0].sha256", "signingKey"]);
   expect(JSON.stringify(bad.failures)).not.toContain("SECRETSECRET");
@@ -97,7 +106,16 @@ describe("SwuBundle lifecycle", () => {
 
   test("diff: nothing changed → no changes; pins, key, revisions → replace naming them", async () => {
     expect(await p.diff!(outs.path, outs, await checked())).toEqual({ changes: false });
-    const pin = await p.diff!(outs.path, outs, await checked({ images: [{ path: rootfs, sha256: "0".repeat(64), kind: "rootfs", device: "/dev/mmcblk0p1" }, { path: kernel, sha256: kernelSha, kind: "kernel" }] }));
+    const pin = await p.diff!(
+      outs.path,
+      outs,
+      await checked({
+        images: [
+          { path: rootfs, sha256: "0".repeat(64), kind: "rootfs", device: "/dev/mmcblk0p1" },
+          { path: kernel, sha256: kernelSha, kind: "kernel" },
+        ],
+      }),
+    );
     expect(pin).toMatchObject({ changes: true, replaces: ["images"], deleteBeforeReplace: true });
     const key = await p.diff!(outs.path, outs, await checked({ signingKey: other.key, certificate: other.cert }));
     expect(key.replaces!.sort()).toEqual(["certificate", "signingKey"]);
@@ -182,8 +200,13 @@ describe("FleetUpdate lifecycle", () => {
 test("a changed post-update script generator is an input change (digest set by check)", () => {
   const { checkSwuBundle: checkBundle } = require("../../lib/swupdate/bundle-provider") as typeof import("../../lib/swupdate/bundle-provider");
   const base = {
-    hardware: "jetson-orin-nano", hwRevisions: ["1.0"], version: "1", signingKey: "k", certificate: "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----",
-    images: [{ path: "/tmp/r.ext4", sha256: "a".repeat(64), kind: "rootfs", device: "/dev/mmcblk0p1" }], outputDir: "/tmp/o",
+    hardware: "jetson-orin-nano",
+    hwRevisions: ["1.0"],
+    version: "1",
+    signingKey: "k",
+    certificate: "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----",
+    images: [{ path: "/tmp/r.ext4", sha256: "a".repeat(64), kind: "rootfs", device: "/dev/mmcblk0p1" }],
+    outputDir: "/tmp/o",
   };
   const a = checkBundle(base).inputs as { postUpdateDigest?: string };
   const b = checkBundle({ ...base, postUpdateTimeoutSeconds: 301 }).inputs as { postUpdateDigest?: string };

@@ -41,7 +41,12 @@ afterAll(async () => {
 
 async function rawSwu(board: string | undefined, out: string, checkOverride?: number): Promise<void> {
   const swd = Buffer.from(
-    renderSwDescription({ version: "1.0", board, hardwareCompatibility: ["1.0"], entries: { images: [{ filename: "rootfs.ext4", type: "raw", device: "/dev/null", sha256: imageSha }] } }),
+    renderSwDescription({
+      version: "1.0",
+      board,
+      hardwareCompatibility: ["1.0"],
+      entries: { images: [{ filename: "rootfs.ext4", type: "raw", device: "/dev/null", sha256: imageSha }] },
+    }),
   );
   const sig = await signSwDescription(swd, { method: "cms", key: signer.key, certificate: signer.cert });
   const ws = fs.createWriteStream(out);

@@ -7,14 +7,7 @@
 import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
-import {
-  SigningError,
-  deriveIvt,
-  encryptFile,
-  formatAesKeyFile,
-  parseAesKeyFile,
-  signSwDescription,
-} from "../../lib/swupdate/sign";
+import { SigningError, deriveIvt, encryptFile, formatAesKeyFile, parseAesKeyFile, signSwDescription } from "../../lib/swupdate/sign";
 import { run } from "../../lib/swupdate/run";
 import { TestSigner, makeSigner, tempDir } from "./helpers";
 
@@ -38,7 +31,24 @@ test("CMS signature verifies against the certificate and fails against another o
   const sigPath = path.join(dir, "cms.sig");
   await fs.promises.writeFile(sigPath, sig);
   const verify = (cert: string) =>
-    run(["openssl", "cms", "-verify", "-binary", "-inform", "DER", "-in", sigPath, "-content", path.join(dir, "sw-description"), "-CAfile", cert, "-purpose", "any", "-out", "/dev/null"]);
+    run([
+      "openssl",
+      "cms",
+      "-verify",
+      "-binary",
+      "-inform",
+      "DER",
+      "-in",
+      sigPath,
+      "-content",
+      path.join(dir, "sw-description"),
+      "-CAfile",
+      cert,
+      "-purpose",
+      "any",
+      "-out",
+      "/dev/null",
+    ]);
   const ok = await verify(signer.certPath);
   expect(ok.outputTail).toMatch(/Verification successful/);
   expect(ok.code).toBe(0);
@@ -58,7 +68,8 @@ test("RSA-PSS verifies with SWUpdate's settings (pss, saltlen -2 = auto) and not
   const sig = await signSwDescription(content, { method: "rsa-pss", key: signer.key });
   const sigPath = path.join(dir, "pss.sig");
   await fs.promises.writeFile(sigPath, sig);
-  const v = (extra: string[]) => run(["openssl", "dgst", "-sha256", "-verify", signer.pubPath, ...extra, "-signature", sigPath, path.join(dir, "sw-description")]);
+  const v = (extra: string[]) =>
+    run(["openssl", "dgst", "-sha256", "-verify", signer.pubPath, ...extra, "-signature", sigPath, path.join(dir, "sw-description")]);
   const ok = await v(["-sigopt", "rsa_padding_mode:pss", "-sigopt", "rsa_pss_saltlen:-2"]);
   expect(ok.stdout.toString()).toMatch(/Verified OK/);
   const asPkcs1 = await v([]);
@@ -102,7 +113,11 @@ test("errors: wrong certificate, encrypted key, not a key, EC key for RSA — an
   expect(e1).toBeInstanceOf(SigningError);
   expect((e1 as Error).message).toMatch(/certificate belongs to the signing key/);
   expect((e1 as Error).message).not.toContain(signer.key.split("\n")[1]);
-  const enc = crypto.generateKeyPairSync("rsa", { modulusLength: 1024, privateKeyEncoding: { type: "pkcs8", format: "pem", cipher: "aes-256-cbc", passphrase: "pw" }, publicKeyEncoding: { type: "spki", format: "pem" } });
+  const enc = crypto.generateKeyPairSync("rsa", {
+    modulusLength: 1024,
+    privateKeyEncoding: { type: "pkcs8", format: "pem", cipher: "aes-256-cbc", passphrase: "pw" },
+    publicKeyEncoding: { type: "spki", format: "pem" },
+  });
   await expect(signSwDescription(content, { method: "rsa", key: enc.privateKey })).rejects.toThrow(/passphrase-protected/);
   await expect(signSwDescription(content, { method: "rsa", key: "hello" })).rejects.toThrow(/not a PEM private key/);
   const ec = crypto.generateKeyPairSync("ec", { namedCurve: "prime256v1" }).privateKey.export({ type: "pkcs8", format: "pem" }) as string;

@@ -175,7 +175,10 @@ test("selections: software.<board>.stable.{main,alt} with per-mode devices", () 
 
 test("encrypted entries carry encrypted = true and their ivt", () => {
   const ivt = "0123456789abcdef0123456789abcdef";
-  const text = renderSwDescription({ ...base, entries: { images: [{ filename: "rootfs.ext4", type: "raw", device: "/dev/sda2", sha256: H1, encrypted: true, ivt }] } });
+  const text = renderSwDescription({
+    ...base,
+    entries: { images: [{ filename: "rootfs.ext4", type: "raw", device: "/dev/sda2", sha256: H1, encrypted: true, ivt }] },
+  });
   const img = (parseLibconfig(text) as any).software["jetson-orin-nano"].images[0];
   expect(img.encrypted).toBe(true);
   expect(img.ivt).toBe(ivt);

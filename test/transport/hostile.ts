@@ -43,4 +43,3 @@ export function parseEchoed(out: string): string[] {
   }
   return res;
 }
-

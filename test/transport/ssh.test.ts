@@ -21,7 +21,15 @@ const open: SshHost[] = [];
 
 async function connect(name: string, extra: Partial<Parameters<typeof connectSsh>[0]> = {}): Promise<SshHost> {
   const h = lab.hosts[name];
-  const host = await connectSsh({ host: h.address, port: h.port, user: h.user, hostKey: h.hostKey, privateKey: lab.deployKey.privateKey, retryForMs: 5000, ...extra });
+  const host = await connectSsh({
+    host: h.address,
+    port: h.port,
+    user: h.user,
+    hostKey: h.hostKey,
+    privateKey: lab.deployKey.privateKey,
+    retryForMs: 5000,
+    ...extra,
+  });
   open.push(host);
   return host;
 }
@@ -274,7 +282,7 @@ describe("upload", () => {
     expect(killed.length).toBeGreaterThan(0);
     expect(r.skipped).toBe(false);
     expect(r.resumedFrom).toBeGreaterThan(0);
-    expect(r.bytes).toBeLessThan((96 << 20) + (r.resumedFrom));
+    expect(r.bytes).toBeLessThan((96 << 20) + r.resumedFrom);
     expect(await h.sha256(dst)).toBe(sha);
     // the file as the node sees it, read from this machine through the node's own root
     const onNode = fs.readFileSync(lab.hostPath("a", dst));

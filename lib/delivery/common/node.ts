@@ -45,11 +45,17 @@ export interface ProbeResult {
 }
 
 /** Refresh: what does the node run now? Never throws. Without a host key to check against, says `noKey`. */
-export async function probeImageId(ep: SshEndpoint, creds: SshCredentials, o: { timeoutSeconds: number; noKey: string; connect?: Connect }): Promise<ProbeResult> {
+export async function probeImageId(
+  ep: SshEndpoint,
+  creds: SshCredentials,
+  o: { timeoutSeconds: number; noKey: string; connect?: Connect },
+): Promise<ProbeResult> {
   if (!ep.hostKey) return { reachable: false, error: o.noKey };
   let h: SshHost | undefined;
   try {
-    h = await (o.connect ?? connectSsh)(sshConnectOptions(ep, creds, { retryForMs: o.timeoutSeconds * 1000, connectTimeoutMs: 10_000, operationTimeoutMs: 30_000 }));
+    h = await (o.connect ?? connectSsh)(
+      sshConnectOptions(ep, creds, { retryForMs: o.timeoutSeconds * 1000, connectTimeoutMs: 10_000, operationTimeoutMs: 30_000 }),
+    );
     return { reachable: true, runningImageId: await readImageId(h) };
   } catch (e) {
     if ((e as Error).name === "HostKeyMismatchError") return { reachable: true, hostKeyChanged: true, error: (e as Error).message };

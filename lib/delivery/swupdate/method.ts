@@ -38,8 +38,21 @@ export interface SwupdateInputs extends CommonInputs {
 /** The install's spec: the inputs without the credentials, the AES key and the state. */
 function spec(i: SwupdateInputs): SwupdateSpec {
   return pick(i, [
-    "nodeName", "node", "hardware", "hwRevision", "selection", "bundle", "imageId", "certificate", "certPath", "certPurpose", "remoteDir",
-    "installTimeoutSeconds", "bootTimeoutSeconds", "connectTimeoutSeconds", "rebootArgv",
+    "nodeName",
+    "node",
+    "hardware",
+    "hwRevision",
+    "selection",
+    "bundle",
+    "imageId",
+    "certificate",
+    "certPath",
+    "certPurpose",
+    "remoteDir",
+    "installTimeoutSeconds",
+    "bootTimeoutSeconds",
+    "connectTimeoutSeconds",
+    "rebootArgv",
   ]);
 }
 
@@ -55,24 +68,28 @@ export const swupdateMethod: DeliveryMethod<SwupdateInputs> = {
     const hwRevision = str(news.hwRevision) ?? "";
     if (!/^[A-Za-z0-9._+-]+$/.test(hwRevision)) f.push({ property: "hwRevision", reason: "is required: the node's board revision (nodes[].hwRevision)" });
     const selection = str(news.selection);
-    if (selection !== undefined && !/^[A-Za-z0-9_-]+,[A-Za-z0-9_-]+$/.test(selection)) f.push({ property: "selection", reason: `${JSON.stringify(selection)} must look like "stable,main"` });
+    if (selection !== undefined && !/^[A-Za-z0-9_-]+,[A-Za-z0-9_-]+$/.test(selection))
+      f.push({ property: "selection", reason: `${JSON.stringify(selection)} must look like "stable,main"` });
     const bu = isObj(news.bundle) ? news.bundle : news.bundle === UNKNOWN ? { path: UNKNOWN, sha256: UNKNOWN } : {};
     const bpath = str(bu.path) ?? "";
     if (!bpath.startsWith("/")) f.push({ property: "bundle.path", reason: "must be the absolute path of the .swu (SwuBundle path)" });
     const bsha = normalizeSha256(String(bu.sha256 ?? ""));
     if (!bsha) f.push({ property: "bundle.sha256", reason: `${JSON.stringify(bu.sha256)} is not a sha256` });
     const imageId = str(news.imageId) ?? "";
-    if (!/^[A-Za-z0-9._-]{1,128}$/.test(imageId)) f.push({ property: "imageId", reason: "must be the image id the node reports after the update (NodeImage imageId)" });
+    if (!/^[A-Za-z0-9._-]{1,128}$/.test(imageId))
+      f.push({ property: "imageId", reason: "must be the image id the node reports after the update (NodeImage imageId)" });
     const certificate = str(news.certificate);
     if (certificate !== undefined && !/-----BEGIN CERTIFICATE-----/.test(certificate)) f.push({ property: "certificate", reason: "is not a PEM certificate" });
     const certPurpose = news.certPurpose;
-    if (certPurpose !== undefined && certPurpose !== "emailProtection" && certPurpose !== "codeSigning") f.push({ property: "certPurpose", reason: 'must be "emailProtection" or "codeSigning"' });
+    if (certPurpose !== undefined && certPurpose !== "emailProtection" && certPurpose !== "codeSigning")
+      f.push({ property: "certPurpose", reason: 'must be "emailProtection" or "codeSigning"' });
     const rebootArgv = news.rebootArgv;
     if (rebootArgv !== undefined && !(Array.isArray(rebootArgv) && rebootArgv.length > 0 && rebootArgv.every((x) => typeof x === "string"))) {
       f.push({ property: "rebootArgv", reason: 'must be a non-empty argv array, e.g. ["systemctl", "reboot"]' });
     }
     const aesKey = str(news.aesKey);
-    if (aesKey !== undefined && !/^[0-9a-fA-F]{64}\s+[0-9a-fA-F]{32}\s*$/.test(aesKey.trim())) f.push({ property: "aesKey", reason: 'must be a SWUpdate AES key file: "<64 hex key> <32 hex iv>" (value not shown)' });
+    if (aesKey !== undefined && !/^[0-9a-fA-F]{64}\s+[0-9a-fA-F]{32}\s*$/.test(aesKey.trim()))
+      f.push({ property: "aesKey", reason: 'must be a SWUpdate AES key file: "<64 hex key> <32 hex iv>" (value not shown)' });
     const opt = <T>(k: string, v: T | undefined) => (v === undefined ? {} : { [k]: v });
     return {
       kind: "swupdate",
@@ -114,7 +131,11 @@ export const swupdateMethod: DeliveryMethod<SwupdateInputs> = {
   },
 
   probe: (i, o) =>
-    probeImageId(i.node, { privateKey: i.sshPrivateKey }, { timeoutSeconds: Math.min(30, i.connectTimeoutSeconds), noKey: "no pinned host key", connect: o.connect }),
+    probeImageId(
+      i.node,
+      { privateKey: i.sshPrivateKey },
+      { timeoutSeconds: Math.min(30, i.connectTimeoutSeconds), noKey: "no pinned host key", connect: o.connect },
+    ),
 
   async remove() {
     // an installed update cannot be taken back: the node keeps what it runs

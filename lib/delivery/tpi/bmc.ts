@@ -112,7 +112,14 @@ export interface TpiFlashRun {
  * A tpi without --sha256 is retried without it. Throws a DeliveryError when the run itself breaks
  * (timeout, lost connection); the outcome of a finished run is returned for the caller to judge.
  */
-export async function runTpiFlash(bmc: SshHost, spec: TpiFlashSpec, remote: string, sha: string, where: string, progress: ProgressReporter): Promise<TpiFlashRun> {
+export async function runTpiFlash(
+  bmc: SshHost,
+  spec: TpiFlashSpec,
+  remote: string,
+  sha: string,
+  where: string,
+  progress: ProgressReporter,
+): Promise<TpiFlashRun> {
   let useSha = spec.tpiSha256 ?? true;
   const lockKey = `${spec.bmc.address}:${spec.bmc.port}`;
   if (bmcFlashLock.busy(lockKey)) progress.report("flash", undefined, `waiting: another flash through ${spec.bmc.name} is in progress`);

@@ -110,9 +110,19 @@ async function uploadImage(bmc: SshHost, spec: TpiFlashSpec, remote: string, sha
       onProgress: (sent, total) => progress.report("upload", total ? (100 * sent) / total : 100),
     });
   } catch (e) {
-    throw asDeliveryError(e, spec.nodeName, "upload", where, `check free space in ${spec.bmc.imageDir} on the BMC (df -h) and that the local image ${spec.image.path} is readable; a re-run resumes the partial upload`);
+    throw asDeliveryError(
+      e,
+      spec.nodeName,
+      "upload",
+      where,
+      `check free space in ${spec.bmc.imageDir} on the BMC (df -h) and that the local image ${spec.image.path} is readable; a re-run resumes the partial upload`,
+    );
   }
-  progress.report("upload", 100, up.skipped ? "(already on the BMC, nothing sent)" : `(${up.bytes} bytes sent${up.resumedFrom ? `, resumed at ${up.resumedFrom}` : ""})`);
+  progress.report(
+    "upload",
+    100,
+    up.skipped ? "(already on the BMC, nothing sent)" : `(${up.bytes} bytes sent${up.resumedFrom ? `, resumed at ${up.resumedFrom}` : ""})`,
+  );
   return up;
 }
 
@@ -123,11 +133,24 @@ async function powerOn(bmc: SshHost, spec: TpiFlashSpec, where: string, progress
   try {
     pres = await bmc.run(pargv, { timeoutMs: 60_000 });
   } catch (e) {
-    throw asDeliveryError(e, spec.nodeName, "power-on", where, "the image is flashed; power the node on (`tpi power on -n " + spec.slot + "` on the BMC) or run `pulumi up` again");
+    throw asDeliveryError(
+      e,
+      spec.nodeName,
+      "power-on",
+      where,
+      "the image is flashed; power the node on (`tpi power on -n " + spec.slot + "` on the BMC) or run `pulumi up` again",
+    );
   }
   const pout = resultText(pres);
   if (pres.code !== 0 || /error/i.test(pout.stderr)) {
-    throw new DeliveryError(spec.nodeName, "power-on", where, `\`${pargv.join(" ")}\` exited ${pres.code}`, pout.stdout + pout.stderr, "the image is flashed; power the node on from the BMC and run `pulumi up` again");
+    throw new DeliveryError(
+      spec.nodeName,
+      "power-on",
+      where,
+      `\`${pargv.join(" ")}\` exited ${pres.code}`,
+      pout.stdout + pout.stderr,
+      "the image is flashed; power the node on from the BMC and run `pulumi up` again",
+    );
   }
 }
 
@@ -196,7 +219,14 @@ async function verifyFlashed(node: SshHost, spec: TpiFlashSpec, progress: Progre
     );
   }
   if (spec.hostname !== undefined && hostname !== spec.hostname) {
-    throw new DeliveryError(spec.nodeName, "verify", nodeWhere, `the node reports hostname ${JSON.stringify(hostname)}, expected ${JSON.stringify(spec.hostname)}`, "", `check nodes[${spec.nodeName}].address: another board answers there`);
+    throw new DeliveryError(
+      spec.nodeName,
+      "verify",
+      nodeWhere,
+      `the node reports hostname ${JSON.stringify(hostname)}, expected ${JSON.stringify(spec.hostname)}`,
+      "",
+      `check nodes[${spec.nodeName}].address: another board answers there`,
+    );
   }
   const key = node.hostKeySeen;
   if (!key) throw new DeliveryError(spec.nodeName, "verify", nodeWhere, "the SSH connection recorded no host key");
@@ -212,7 +242,14 @@ export async function unflashNode(spec: TpiFlashSpec, creds: SshCredentials, opt
     const r = await bmc.run(argv, { timeoutMs: 60_000 });
     if (r.code !== 0) {
       const o = resultText(r);
-      throw new DeliveryError(spec.nodeName, "delete", bmcWhere(spec, bmc.label), `\`${argv.join(" ")}\` exited ${r.code}`, o.stdout + o.stderr, "power the slot off by hand, or drop the resource from the state with `pulumi state delete <urn>`");
+      throw new DeliveryError(
+        spec.nodeName,
+        "delete",
+        bmcWhere(spec, bmc.label),
+        `\`${argv.join(" ")}\` exited ${r.code}`,
+        o.stdout + o.stderr,
+        "power the slot off by hand, or drop the resource from the state with `pulumi state delete <urn>`",
+      );
     }
     await bmc.run(["rm", "-f", "--", remoteImagePath(spec), remoteImagePath(spec) + ".partial"], { timeoutMs: 60_000 });
   } finally {

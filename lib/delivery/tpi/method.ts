@@ -48,16 +48,19 @@ export const tpiMethod: DeliveryMethod<TpiInputs> = {
     const bmcName = str(b.name) ?? "";
     if (!bmcName) f.push({ property: "bmc.name", reason: "is required (the BMC's name in bmcs)" });
     const imageDir = str(b.imageDir) ?? "";
-    if (!imageDir.startsWith("/")) f.push({ property: "bmc.imageDir", reason: `${JSON.stringify(b.imageDir)} must be an absolute directory on the BMC, e.g. /mnt/sdcard/images` });
+    if (!imageDir.startsWith("/"))
+      f.push({ property: "bmc.imageDir", reason: `${JSON.stringify(b.imageDir)} must be an absolute directory on the BMC, e.g. /mnt/sdcard/images` });
     const slot = Number(news.slot);
     if (![1, 2, 3, 4].includes(slot)) f.push({ property: "slot", reason: `${JSON.stringify(news.slot)} is not a Turing Pi 2 slot (1–4)` });
     const im = isObj(news.image) ? news.image : news.image === UNKNOWN ? { path: UNKNOWN, sha256: UNKNOWN, imageId: UNKNOWN } : {};
     const imagePath = str(im.path) ?? "";
-    if (!imagePath.startsWith("/")) f.push({ property: "image.path", reason: "must be the absolute path of the node's disk image (NodeImage storePath + /disk.img)" });
+    if (!imagePath.startsWith("/"))
+      f.push({ property: "image.path", reason: "must be the absolute path of the node's disk image (NodeImage storePath + /disk.img)" });
     const sha = normalizeSha256(String(im.sha256 ?? ""));
     if (!sha) f.push({ property: "image.sha256", reason: `${JSON.stringify(im.sha256)} is not a sha256 (64 hex digits or sha256-<base64>)` });
     const imageId = str(im.imageId) ?? "";
-    if (!/^[A-Za-z0-9._-]{1,128}$/.test(imageId)) f.push({ property: "image.imageId", reason: `${JSON.stringify(im.imageId)} must be the NodeImage's imageId ([A-Za-z0-9._-])` });
+    if (!/^[A-Za-z0-9._-]{1,128}$/.test(imageId))
+      f.push({ property: "image.imageId", reason: `${JSON.stringify(im.imageId)} must be the NodeImage's imageId ([A-Za-z0-9._-])` });
     const hostname = str(news.hostname);
     return {
       kind: "tpi",
