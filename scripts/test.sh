@@ -4,6 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# npm itself (for `npm run lint`): the machine's, or the one setup bootstrapped into the cache.
+source scripts/lib/bootstrap.sh
+ensure_npm
 export PATH="$PWD/node_modules/.bin:$PATH"
 if [ -f .pulumi-bin-dir ]; then export PATH="$(cat .pulumi-bin-dir):$PATH"; fi
 tsc -p tsconfig.json
