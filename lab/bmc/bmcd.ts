@@ -370,7 +370,7 @@ export class Bmcd {
     let fh: fs.promises.FileHandle | undefined;
     let xz: ReturnType<typeof spawn> | undefined;
     try {
-      fh = await fs.promises.open(emmc, "w");
+      fh = await fs.promises.open(emmc, "w+");
       const inHash = crypto.createHash("sha256");
       const outHash = crypto.createHash("sha256");
       let data: AsyncIterable<Buffer> = source;
@@ -497,7 +497,7 @@ export class Bmcd {
           broken = true;
           break;
         }
-        if (!sink.write(chunk)) await new Promise<void>((r) => (sink.destroyed ? r() : sink.once("drain", () => r()).once("close", () => r())));
+        if (!sink.write(chunk)) await drainOrClose(sink);
       }
     } catch {
       broken = true;
@@ -517,6 +517,19 @@ export class Bmcd {
     res.writeHead(200);
     res.end();
   }
+}
+
+function drainOrClose(w: PassThrough): Promise<void> {
+  return new Promise<void>((resolve) => {
+    if (w.destroyed) return resolve();
+    const done = () => {
+      w.off("drain", done);
+      w.off("close", done);
+      resolve();
+    };
+    w.on("drain", done);
+    w.on("close", done);
+  });
 }
 
 /** Stream the data of the first part of a multipart/form-data body (bounded memory; reads the body to its end). */
