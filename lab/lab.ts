@@ -806,7 +806,7 @@ export class Lab {
     const script = missing
       ? 'mkdir -p /mnt/sdcard; mountpoint -q /mnt/sdcard || mount -t tmpfs -o size="$1",mode=0755 lab-no-sdcard /mnt/sdcard'
       : "! mountpoint -q /mnt/sdcard || umount -l /mnt/sdcard";
-    await execP("nsenter", ["-t", String(r.initPid), "-m", "--", "sh", "-c", script, "sh", String(NO_SDCARD_ROOTFS_BYTES)], { timeout: 30_000 });
+    await execP("nsenter", ["-t", String(r.initPid), "-m", "-p", "--", "sh", "-c", script, "sh", String(NO_SDCARD_ROOTFS_BYTES)], { timeout: 30_000 });
   }
 
   async setFault(f: LabFault): Promise<void> {
