@@ -806,7 +806,9 @@ export class Lab {
     const script = missing
       ? 'mkdir -p /mnt/sdcard; mountpoint -q /mnt/sdcard || mount -t tmpfs -o size="$1",mode=0755 lab-no-sdcard /mnt/sdcard'
       : "! mountpoint -q /mnt/sdcard || umount -l /mnt/sdcard";
-    await execP("nsenter", ["-t", String(r.initPid), "-m", "-p", "--", "sh", "-c", script, "sh", String(NO_SDCARD_ROOTFS_BYTES)], { timeout: 30_000 });
+    await execP("nsenter", ["-t", String(r.initPid), "-m", "-p", "-r", "-w", "--", "sh", "-c", script, "sh", String(NO_SDCARD_ROOTFS_BYTES)], {
+      timeout: 30_000,
+    });
   }
 
   async setFault(f: LabFault): Promise<void> {
@@ -942,7 +944,10 @@ export class Lab {
     if (!r) return;
     r.uart += line + "\r\n";
     if (r.up && r.initPid) {
-      const out = await execP("nsenter", ["-t", String(r.initPid), "-m", "-u", "-p", "-r", "-w", "--", "sh", "-c", line], { timeout: 30_000, maxBuffer: 1 << 20 }).then(
+      const out = await execP("nsenter", ["-t", String(r.initPid), "-m", "-u", "-p", "-r", "-w", "--", "sh", "-c", line], {
+        timeout: 30_000,
+        maxBuffer: 1 << 20,
+      }).then(
         (o) => o.stdout + o.stderr,
         (e: { stdout?: string; stderr?: string }) => (e.stdout ?? "") + (e.stderr ?? ""),
       );

@@ -146,7 +146,8 @@ function probe(address: string, port: number): Promise<boolean> {
  */
 export async function allocateAddresses(spec: LabSpec): Promise<LabSpec> {
   const bmcdPort = spec.bmcdPort ?? 443;
-  const endpoints = (hosts: LabHostSpec[]) => hosts.flatMap((h) => [[h.address!, h.port ?? 22] as const, ...(h.role === "bmc" ? [[h.address!, bmcdPort] as const] : [])]);
+  const endpoints = (hosts: LabHostSpec[]) =>
+    hosts.flatMap((h) => [[h.address!, h.port ?? 22] as const, ...(h.role === "bmc" ? [[h.address!, bmcdPort] as const] : [])]);
   const fixed = spec.hosts.filter((h) => h.address);
   for (const [a, p] of endpoints(fixed)) {
     if (!(await probe(a, p)))

@@ -93,7 +93,15 @@ function stateJson(st: StreamingState): unknown {
     case "Ready":
       return "Ready";
     case "Transferring":
-      return { Transferring: { id: st.ctx.id, process_name: st.ctx.processName, size: st.ctx.size, cancelled: st.ctx.abort.signal.aborted, bytes_written: st.ctx.bytesWritten } };
+      return {
+        Transferring: {
+          id: st.ctx.id,
+          process_name: st.ctx.processName,
+          size: st.ctx.size,
+          cancelled: st.ctx.abort.signal.aborted,
+          bytes_written: st.ctx.bytesWritten,
+        },
+      };
     case "Done":
       return { Done: [{ secs: Math.floor(st.ms / 1000), nanos: (st.ms % 1000) * 1e6 }, st.size] };
     case "Error":
@@ -132,7 +140,27 @@ export async function ensureCertificate(dir: string): Promise<{ cert: string; ke
   const key = `${dir}/bmcd_key.pem`;
   if (!fs.existsSync(cert) || !fs.existsSync(key)) {
     await new Promise<void>((resolve, reject) => {
-      const p = spawn("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", cert, "-days", "3650", "-subj", "/CN=turingpi.local"], { stdio: ["ignore", "ignore", "pipe"] });
+      const p = spawn(
+        "openssl",
+        [
+          "req",
+          "-x509",
+          "-newkey",
+          "ec",
+          "-pkeyopt",
+          "ec_paramgen_curve:prime256v1",
+          "-nodes",
+          "-keyout",
+          key,
+          "-out",
+          cert,
+          "-days",
+          "3650",
+          "-subj",
+          "/CN=turingpi.local",
+        ],
+        { stdio: ["ignore", "ignore", "pipe"] },
+      );
       let err = "";
       p.stderr.on("data", (c) => (err += c));
       p.on("error", reject);
@@ -308,7 +336,14 @@ export class Bmcd {
         await (await fs.promises.open(this.board.bmcPath(file), "r")).close();
       } catch (e) {
         const code = (e as NodeJS.ErrnoException).code;
-        const text = code === "ENOENT" ? "No such file or directory (os error 2)" : code === "EACCES" ? "Permission denied (os error 13)" : code === "EISDIR" ? "Is a directory (os error 21)" : (e as Error).message;
+        const text =
+          code === "ENOENT"
+            ? "No such file or directory (os error 2)"
+            : code === "EACCES"
+              ? "Permission denied (os error 13)"
+              : code === "EISDIR"
+                ? "Is a directory (os error 21)"
+                : (e as Error).message;
         throw new ApiError(500, `Failed to ${file}: ${text}`);
       }
     } else {
@@ -413,7 +448,8 @@ export class Bmcd {
       let pos = 0;
       for await (const chunk of data) {
         if (ctx.abort.signal.aborted) throw new Error("Interrupted");
-        if (fault?.kind === "emmc-write-error" && ctx.size > 0 && pos + chunk.length >= ctx.size / 2) throw new Error(fault.message ?? "Input/output error (os error 5)");
+        if (fault?.kind === "emmc-write-error" && ctx.size > 0 && pos + chunk.length >= ctx.size / 2)
+          throw new Error(fault.message ?? "Input/output error (os error 5)");
         await fh.write(chunk, 0, chunk.length, pos);
         outHash.update(chunk);
         pos += chunk.length;
@@ -437,7 +473,7 @@ export class Bmcd {
         const back = crypto.createHash("sha256");
         const buf = Buffer.alloc(1 << 20);
         const t1 = Date.now();
-        for (let at = 0; at < pos; ) {
+        for (let at = 0; at < pos;) {
           if (ctx.abort.signal.aborted) throw new Error("Interrupted");
           const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, pos - at), at);
           if (bytesRead === 0) break;

@@ -32,5 +32,7 @@ export function findTpi(projectRoot: string): string {
       /* next */
     }
   }
-  throw new Error(`lab: the real tpi ${TPI_VERSION} is not built (looked at ${tried.join(", ")}): run \`bash scripts/setup.sh\` (or \`bash scripts/tpi.sh\`), or set ISAR_K3S_TPI to a tpi built with --features localhost`);
+  throw new Error(
+    `lab: the real tpi ${TPI_VERSION} is not built (looked at ${tried.join(", ")}): run \`bash scripts/setup.sh\` (or \`bash scripts/tpi.sh\`), or set ISAR_K3S_TPI to a tpi built with --features localhost`,
+  );
 }

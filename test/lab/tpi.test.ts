@@ -141,7 +141,9 @@ describe("tpi grammar (the real CLI)", () => {
     expect(p.err).toMatch(/unexpected argument '-p'/);
     const missing = await tpi("flash", "-n", "1", "-i", "/mnt/sdcard/missing.img", "-l");
     expect(missing.code).toBe(1);
-    expect(missing.out).toBe('Error: [{"result":"Failed to /mnt/sdcard/missing.img: No such file or directory (os error 2)"}]\nFailed to begin flashing: 500 Internal Server Error\n');
+    expect(missing.out).toBe(
+      'Error: [{"result":"Failed to /mnt/sdcard/missing.img: No such file or directory (os error 2)"}]\nFailed to begin flashing: 500 Internal Server Error\n',
+    );
     const unreachable = await tpi("--host", "127.0.0.1", "--port", "9", "info");
     expect(unreachable.code).toBe(1);
     expect(unreachable.out).toMatch(/^error sending request for url \(https:\/\/127\.0\.0\.1:9\/api\/bmc\?opt=get&type=other\)/);
@@ -206,7 +208,10 @@ describe("flash and boot", () => {
     const img = await buildImage("cm4-b", { hostname: "cm4-bravo", imageId: "img-B-7", layout: "mbr", hostKeyFile: key });
     execFileSync("xz", ["-T1", "-0", "-k", img]);
     await bmc.upload(img + ".xz", "/root/cm4-b.img.xz");
-    const sha = crypto.createHash("sha256").update(fs.readFileSync(img + ".xz")).digest("hex");
+    const sha = crypto
+      .createHash("sha256")
+      .update(fs.readFileSync(img + ".xz"))
+      .digest("hex");
     const r = await tpi("flash", "--node", "3", "--image-path", "/root/cm4-b.img.xz", "--sha256", sha);
     expect(r.code).toBe(0);
     expect(r.err).toBe("");
@@ -265,7 +270,7 @@ describe("flash and boot", () => {
     const running = tpi("flash", "-n", "2", "-i", "/mnt/sdcard/big.img", "-l");
     const seen: number[] = [];
     let handle: number | undefined;
-    for (let started = false, tries = 0; ; ) {
+    for (let started = false, tries = 0; ;) {
       const st = (await flashStatus()) as { Transferring?: { id: number; size: number; bytes_written: number; process_name: string } };
       if (!st.Transferring && (started || ++tries > 50)) break;
       if (!st.Transferring) {
