@@ -5,8 +5,9 @@
  *   node bin/lab/cli.js start  --dir DIR --spec spec.json [--fresh] [--json]
  *   node bin/lab/cli.js status --dir DIR [--json]
  *   node bin/lab/cli.js stop   --dir DIR
- *   node bin/lab/cli.js fault  --dir DIR flash-error [--slot N] [--message TEXT] | never-boot --node NAME | bmc-unreachable
- *   node bin/lab/cli.js fault  --dir DIR clear [flash-error|never-boot|bmc-unreachable]
+ *   node bin/lab/cli.js fault  --dir DIR flash-error [--slot N] [--message TEXT] | crc-mismatch [--slot N] | never-boot --node NAME
+ *                                       | bmc-unreachable | no-sdcard
+ *   node bin/lab/cli.js fault  --dir DIR clear [flash-error|crc-mismatch|never-boot|bmc-unreachable|no-sdcard]
  *   node bin/lab/cli.js power  --dir DIR on|off|reboot HOST
  * (from sources: node -r ./lab/ts-require.js lab/cli.ts ...)
  *
@@ -212,8 +213,9 @@ async function main(argv: string[]): Promise<number> {
       else if (kind === "never-boot") {
         if (!a.opts.node) throw new Error("fault never-boot needs --node <name>");
         body = { kind, node: String(a.opts.node) } as LabFault;
-      } else if (kind === "bmc-unreachable") body = { kind } as LabFault;
-      else throw new Error("fault: use flash-error | never-boot | bmc-unreachable | clear");
+      } else if (kind === "crc-mismatch") body = { kind, ...(a.opts.slot ? { slot: Number(a.opts.slot) } : {}) } as LabFault;
+      else if (kind === "bmc-unreachable" || kind === "no-sdcard") body = { kind } as LabFault;
+      else throw new Error("fault: use flash-error | crc-mismatch | never-boot | bmc-unreachable | no-sdcard | clear");
       process.stdout.write(JSON.stringify(await ctl(d, "/fault", body)) + "\n");
       return 0;
     }

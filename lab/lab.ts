@@ -8,10 +8,11 @@
  * /boot /tmp /run /dev, per-host /usr/local/bin and /usr/local/sbin, everything else read-only).
  * Power off = SIGKILL to the host's process 1, which ends every process of the host.
  *
- * BMC: the lab serves the BMC daemon ("bmcd") over HTTP on <bmc address>:<bmcdPort>; the `tpi` on the
- * BMC's PATH (lab/tpi) talks to it. It keeps per-slot eMMC files (<dir>/bmc-<name>/slot<N>.img), power
- * and USB state, UART buffers; flashing writes the (xz-decompressed) image at `flashRateMBps` and leaves
- * the node off. Power-on of a slot node with a freshly flashed eMMC wipes the node's state, copies its
+ * BMC: the lab serves the BMC daemon's HTTPS API (lab/bmc/bmcd.ts) on <bmc address>:<bmcdPort>; the real
+ * `tpi` CLI (crates.io, built by scripts/tpi.sh) on the BMC's PATH talks to it (the BMC's sshd sets
+ * TPI_HOSTNAME/TPI_PORT, tpi's own settings, to that address: every lab host shares this machine's
+ * 127.0.0.1). The lab keeps per-slot eMMC files (<dir>/bmc-<name>/slot<N>.img), power state and UART
+ * buffers; flashing writes the (xz-decompressed) image at `flashRateMBps` and leaves the node off. Power-on of a slot node with a freshly flashed eMMC wipes the node's state, copies its
  * identity files out of the image's ext4 root (debugfs) and starts its sshd.
  *
  * Guarantees: every wait is bounded; `stop()` kills every host process (their mounts vanish with
@@ -20,13 +21,13 @@
  * the namespace's process 1); `ownerPid` / `maxLifetimeMs` bound a lab's life further.
  */
 import { ChildProcess, execFile, spawn } from "child_process";
-import * as crypto from "crypto";
 import * as fs from "fs";
 import * as http from "http";
 import * as net from "net";
 import * as path from "path";
-import { Readable, Transform } from "stream";
 import { promisify } from "util";
+import { Bmcd, BmcFlashFault, ensureCertificate } from "./bmc/bmcd";
+import { findTpi } from "./bmc/tpi-bin";
 import { extractFromImage, findRootFilesystem } from "./image";
 import { LabHostSpec, LabSpec, allocateAddresses, validateSpec } from "./spec";
 
@@ -43,7 +44,14 @@ export function projectRoot(): string {
 }
 
 export type LabFault =
-  { kind: "flash-error"; slot?: number; message?: string } | { kind: "never-boot"; node: string } | { kind: "bmc-unreachable"; bmc?: string };
+  /** eMMC write error half-way through a flash (default text `Input/output error (os error 5)`). */
+  | { kind: "flash-error"; slot?: number; message?: string }
+  /** The eMMC does not keep what was written: the BMC's read-back (crc) check fails. */
+  | { kind: "crc-mismatch"; slot?: number }
+  /** No SD card in the BMC: /mnt/sdcard is an empty directory on the BMC's small root file system. */
+  | { kind: "no-sdcard"; bmc?: string }
+  | { kind: "never-boot"; node: string }
+  | { kind: "bmc-unreachable"; bmc?: string };
 
 export interface LabHostInfo {
   name: string;
@@ -93,11 +101,14 @@ interface HostRuntime {
 
 interface BmcState {
   name: string;
-  server?: http.Server;
-  usb: { mode: string; node: number; route: string };
+  bmcd?: Bmcd;
   generation: Record<number, number>;
-  flashing: Set<number>;
 }
+
+/** Free space of the BMC's own root file system that /mnt/sdcard falls back to without an SD card. */
+const NO_SDCARD_ROOTFS_BYTES = 8 << 20;
+/** The port the firmware's bmcd serves HTTPS on, and tpi's default. */
+const BMCD_DEFAULT_PORT = 443;
 
 const SLOTS = [1, 2, 3, 4];
 const BOOT_FILES = [
@@ -198,7 +209,11 @@ export class Lab {
   /** The first BMC, or undefined. */
   get bmc(): (LabHostInfo & { bmcdUrl: string }) | undefined {
     const b = [...this.rt.values()].find((r) => r.spec.role === "bmc");
-    return b ? { ...b.info, bmcdUrl: `http://${b.info.address}:${this.spec.bmcdPort ?? 80}` } : undefined;
+    return b ? { ...b.info, bmcdUrl: `https://${b.info.address}:${this.bmcdPort}` } : undefined;
+  }
+
+  private get bmcdPort(): number {
+    return this.spec.bmcdPort ?? BMCD_DEFAULT_PORT;
   }
 
   private log(msg: string): void {
@@ -261,7 +276,7 @@ export class Lab {
       }
     }
     for (const h of this.spec.hosts.filter((x) => x.role === "bmc")) {
-      const st: BmcState = { name: h.name, usb: { mode: "Device", node: 1, route: "AlternativePort" }, generation: {}, flashing: new Set() };
+      const st: BmcState = { name: h.name, generation: {} };
       const bdir = path.join(dir, `bmc-${h.name}`);
       await fs.promises.mkdir(bdir, { recursive: true });
       for (const s of SLOTS) {
@@ -323,14 +338,11 @@ export class Lab {
       );
     }
     if (r.spec.role === "bmc") {
-      const url = `http://${r.info.address}:${this.spec.bmcdPort ?? 80}`;
-      const node = fs.realpathSync(process.execPath);
-      const tpi = path.join(this.root, "lab", "tpi");
-      await fs.promises.writeFile(
-        path.join(r.dir, "bin", "tpi"),
-        `#!/bin/sh\n# isar-k3s lab: the BMC's tpi (lab/tpi) talking to this lab's bmcd.\nTPI_LAB_URL='${url}' exec '${node}' '${tpi}' "$@"\n`,
-        { mode: 0o755 },
-      );
+      // the real tpi (a copy: the host's /root, where the build cache lives, is private to it)
+      const dst = path.join(r.dir, "bin", "tpi");
+      await fs.promises.copyFile(findTpi(this.root), dst + ".new");
+      await fs.promises.chmod(dst + ".new", 0o755);
+      await fs.promises.rename(dst + ".new", dst);
     }
   }
 
@@ -453,6 +465,9 @@ export class Lab {
       "MaxSessions 100",
       "ClientAliveInterval 15",
       "AcceptEnv LANG LC_*",
+      // tpi's own settings (clap env): on a real BMC tpi reaches its bmcd at 127.0.0.1:443; here every
+      // host shares this machine's 127.0.0.1, so the BMC's sessions are pointed at the BMC's address
+      ...(r.spec.role === "bmc" ? [`SetEnv TPI_HOSTNAME=${r.info.address}${this.bmcdPort !== BMCD_DEFAULT_PORT ? ` TPI_PORT=${this.bmcdPort}` : ""}`] : []),
       "Subsystem sftp /usr/lib/openssh/sftp-server",
       "",
     ].join("\n");
@@ -536,6 +551,7 @@ export class Lab {
       throw new Error(`lab: host ${r.spec.name} (${r.info.address}:${r.info.port}) did not come up: ${(e as Error).message}\n${tail}`, { cause: e });
     }
     if (this.spec.k3s && r.spec.role !== "bmc") await this.bootK3s(r);
+    if (r.spec.role === "bmc") await this.applySdcard(r);
     r.up = true;
     const hostname = fs.existsSync(this.hostPath(r.spec.name, "/etc/hostname"))
       ? fs.readFileSync(this.hostPath(r.spec.name, "/etc/hostname"), "utf8").trim()
@@ -779,9 +795,26 @@ export class Lab {
     return [...session];
   }
 
+  /**
+   * The BMC's SD card: without one (fault no-sdcard) /mnt/sdcard is an empty directory of the BMC's small
+   * root file system (a tmpfs of NO_SDCARD_ROOTFS_BYTES mounted over it in the BMC's namespace); with
+   * one, the card's files (HOSTDIR/fs/mnt/sdcard) are back.
+   */
+  private async applySdcard(r: HostRuntime): Promise<void> {
+    if (!r.up || !r.initPid) return;
+    const missing = this.faults.some((f) => f.kind === "no-sdcard" && (!f.bmc || f.bmc === r.spec.name));
+    const script = missing
+      ? 'mkdir -p /mnt/sdcard; mountpoint -q /mnt/sdcard || mount -t tmpfs -o size="$1",mode=0755 lab-no-sdcard /mnt/sdcard'
+      : "! mountpoint -q /mnt/sdcard || umount -l /mnt/sdcard";
+    await execP("nsenter", ["-t", String(r.initPid), "-m", "-p", "-r", "-w", "--", "sh", "-c", script, "sh", String(NO_SDCARD_ROOTFS_BYTES)], {
+      timeout: 30_000,
+    });
+  }
+
   async setFault(f: LabFault): Promise<void> {
     this.faults.push(f);
     this.log(`fault set: ${JSON.stringify(f)}`);
+    if (f.kind === "no-sdcard") for (const r of this.rt.values()) if (r.spec.role === "bmc") await this.applySdcard(r);
     if (f.kind === "bmc-unreachable") {
       for (const r of this.rt.values()) if (r.spec.role === "bmc" && (!f.bmc || f.bmc === r.spec.name)) await this.killHost(r);
     }
@@ -795,6 +828,7 @@ export class Lab {
     if (cleared.some((f) => f.kind === "bmc-unreachable")) {
       for (const r of this.rt.values()) if (r.spec.role === "bmc" && !r.proc) await this.bootHost(r);
     }
+    if (cleared.some((f) => f.kind === "no-sdcard")) for (const r of this.rt.values()) if (r.spec.role === "bmc") await this.applySdcard(r);
     await this.writeState();
   }
 
@@ -806,7 +840,7 @@ export class Lab {
 
   private async writeState(): Promise<void> {
     if (this.stopped) return;
-    const st = { ...this.status(), pid: process.pid, deployKeyFile: this.deployKey.path, bmcdPort: this.spec.bmcdPort ?? 80 };
+    const st = { ...this.status(), pid: process.pid, deployKeyFile: this.deployKey.path, bmcdPort: this.bmcdPort };
     const tmp = path.join(this.dir, `lab.json.${process.pid}.${++this.stateSeq}.tmp`);
     await fs.promises.writeFile(tmp, JSON.stringify(st, null, 2));
     await fs.promises.rename(tmp, path.join(this.dir, "lab.json"));
@@ -867,10 +901,7 @@ export class Lab {
       /* dir removed */
     }
     await Promise.all([...this.rt.values()].map((r) => this.killHost(r)));
-    for (const b of this.bmcs.values()) {
-      b.server?.closeAllConnections?.();
-      await new Promise<void>((res) => (b.server ? b.server.close(() => res()) : res()));
-    }
+    for (const b of this.bmcs.values()) await b.bmcd?.close();
     if (this.ctlServer) {
       this.ctlServer.close();
       await fs.promises.rm(path.join(this.dir, "ctl.sock"), { force: true });
@@ -891,245 +922,104 @@ export class Lab {
     return [...this.rt.values()].find((r) => r.spec.tpi?.bmc === bmc && r.spec.tpi.slot === slot);
   }
 
-  private async startBmcd(st: BmcState, r: HostRuntime): Promise<void> {
-    const server = http.createServer((req, res) => {
-      void this.handleBmcd(st, req, res).catch((e: Error) => {
-        if (!res.headersSent) {
-          res.statusCode = 500;
-          res.end(JSON.stringify({ error: e.message }));
-        } else res.end(`error ${e.message}\n`);
-      });
-    });
-    server.requestTimeout = 0;
-    await new Promise<void>((resolve, reject) =>
-      server.listen({ host: r.info.address, port: this.spec.bmcdPort ?? 80, exclusive: true }, resolve).once("error", reject),
-    );
-    st.server = server;
-  }
-
-  private async handleBmcd(st: BmcState, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? "/", "http://bmc");
-    const q = url.searchParams;
-    const fail = (code: number, msg: string) => {
-      req.resume();
-      res.statusCode = code;
-      res.end(JSON.stringify({ error: msg }));
-    };
-    const bmcHost = this.host(st.name);
-    if (!bmcHost.up || this.faults.some((f) => f.kind === "bmc-unreachable")) {
-      req.socket.destroy(); // a BMC that is down does not answer
-      return;
-    }
-    const auth = req.headers.authorization;
-    if (auth) {
-      const [u, p] = Buffer.from(auth.replace(/^Basic /, ""), "base64")
-        .toString()
-        .split(":");
-      if (u !== "root" || p !== (this.spec.bmcPassword ?? "turing")) return fail(401, "authentication failed");
-    }
-    const nodeParam = q.get("node");
-    const node = nodeParam ? Number(nodeParam) : undefined;
-    if (node !== undefined && !SLOTS.includes(node)) return fail(400, `node ${nodeParam} out of range 1-4`);
-    const route = `${req.method} ${url.pathname}`;
-    if (route === "GET /api/power") {
-      const out: Record<string, boolean> = {};
-      for (const s of SLOTS) out[`node${s}`] = this.slotNode(st.name, s)?.powered ?? this.emptyPower[`${st.name}/${s}`] ?? false;
-      res.end(JSON.stringify(out));
-      return;
-    }
-    if (route === "POST /api/power") {
-      req.resume();
-      const action = q.get("action");
-      const targets = node ? [node] : SLOTS;
-      for (const s of targets) {
-        const r = this.slotNode(st.name, s);
-        if (!r) {
-          this.emptyPower[`${st.name}/${s}`] = action === "on" || action === "reset";
-          continue;
-        }
-        if (action === "off") await this.powerOff(r.spec.name);
-        else if (action === "on") {
-          if (!r.powered || !r.proc) void this.powerOnHost(r).catch((e) => this.log(`${r.spec.name}: boot failed: ${e.message}`));
-        } else if (action === "reset") {
-          await this.killHost(r);
-          void (async () => {
-            await sleep(this.spec.bootDelayMs ?? 300);
-            await this.powerOnHost(r);
-          })().catch((e) => this.log(`${r.spec.name}: boot failed: ${e.message}`));
-        } else return fail(400, `unknown power action ${action}`);
-      }
-      this.log(`bmcd ${st.name}: power ${action} ${node ?? "all"}`);
-      res.end("{}");
-      return;
-    }
-    if (route === "GET /api/usb") return void res.end(JSON.stringify(st.usb));
-    if (route === "POST /api/usb") {
-      req.resume();
-      const mode = q.get("mode") ?? "device";
-      st.usb = { mode: mode[0].toUpperCase() + mode.slice(1), node: node ?? 1, route: q.get("bmc") === "1" ? "Bmc" : "AlternativePort" };
-      return void res.end("{}");
-    }
-    if (route === "GET /api/info") {
-      req.resume();
-      return void res.end(
-        JSON.stringify({
-          api: "1.1",
-          build_version: "2.0.5-isar-k3s-lab",
-          buildroot: "2023.02",
-          ip: bmcHost.info.address,
-          mac: "02:00:00:00:00:01",
-          version: "2.0.5",
-        }),
-      );
-    }
-    if (route === "GET /api/uart" || route === "POST /api/uart") {
-      if (!node) return fail(400, "uart needs --node");
-      const r = this.slotNode(st.name, node);
-      if (route === "GET /api/uart") {
-        req.resume();
-        const out = r?.uart ?? "";
-        if (r) r.uart = "";
-        return void res.end(out);
-      }
-      const chunks: Buffer[] = [];
-      for await (const c of req) chunks.push(c as Buffer);
-      const cmd = Buffer.concat(chunks).toString().replace(/\n$/, "");
-      if (r) {
-        r.uart += cmd + "\r\n";
-        if (r.up && r.initPid) {
-          // the serial console is a root shell on the node
-          const out = await execP("nsenter", ["-t", String(r.initPid), "-m", "-u", "-p", "-r", "-w", "--", "sh", "-c", cmd], {
-            timeout: 30_000,
-            maxBuffer: 1 << 20,
-          }).then(
-            (o) => o.stdout + o.stderr,
-            (e: { stdout?: string; stderr?: string }) => (e.stdout ?? "") + (e.stderr ?? ""),
-          );
-          r.uart += out.replace(/\n/g, "\r\n") + `root@${r.spec.hostname ?? r.spec.name}:~# `;
-        }
-      }
-      return void res.end("{}");
-    }
-    if (route === "POST /api/reboot") {
-      req.resume();
-      res.end("{}");
-      setTimeout(() => {
-        void (async () => {
-          await this.killHost(bmcHost);
-          await sleep(this.spec.bootDelayMs ?? 300);
-          bmcHost.powered = true;
-          await this.bootHost(bmcHost);
-        })().catch((e) => this.log(`bmc reboot failed: ${e.message}`));
-      }, 100).unref();
-      return;
-    }
-    if (route === "POST /api/flash") return this.flash(st, node, q, req, res);
-    fail(404, `unknown request ${route}`);
-  }
-
   private emptyPower: Record<string, boolean> = {};
 
-  private async flash(st: BmcState, node: number | undefined, q: URLSearchParams, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    if (!node) {
-      req.resume();
-      res.statusCode = 400;
-      return void res.end(JSON.stringify({ error: "flash needs --node" }));
+  private slotPowered(bmc: string, slot: number): boolean {
+    return this.slotNode(bmc, slot)?.powered ?? this.emptyPower[`${bmc}/${slot}`] ?? false;
+  }
+
+  private async setSlotPower(bmc: string, slot: number, on: boolean): Promise<void> {
+    const r = this.slotNode(bmc, slot);
+    if (!r) {
+      this.emptyPower[`${bmc}/${slot}`] = on;
+      return;
     }
-    if (st.flashing.has(node)) {
-      req.resume();
-      res.statusCode = 409;
-      return void res.end(JSON.stringify({ error: `node ${node} is already being flashed` }));
+    if (!on) await this.powerOff(r.spec.name);
+    else if (!r.powered || !r.proc) void this.powerOnHost(r).catch((e) => this.log(`${r.spec.name}: boot failed: ${e.message}`));
+  }
+
+  /** The BMC's serial console line to a node: the node's root shell runs it. */
+  private async uartWrite(bmc: string, slot: number, line: string): Promise<void> {
+    const r = this.slotNode(bmc, slot);
+    if (!r) return;
+    r.uart += line + "\r\n";
+    if (r.up && r.initPid) {
+      const out = await execP("nsenter", ["-t", String(r.initPid), "-m", "-u", "-p", "-r", "-w", "--", "sh", "-c", line], {
+        timeout: 30_000,
+        maxBuffer: 1 << 20,
+      }).then(
+        (o) => o.stdout + o.stderr,
+        (e: { stdout?: string; stderr?: string }) => (e.stdout ?? "") + (e.stderr ?? ""),
+      );
+      r.uart += out.replace(/\n/g, "\r\n") + `root@${r.spec.hostname ?? r.spec.name}:~# `;
     }
-    st.flashing.add(node);
-    res.writeHead(200, { "content-type": "text/plain" });
-    const name = q.get("name") ?? "image";
-    const size = Number(q.get("size") ?? 0);
-    const wantSha = q.get("sha256")?.toLowerCase();
-    const fault = this.faults.find((f) => f.kind === "flash-error" && (f.slot === undefined || f.slot === node)) as
-      Extract<LabFault, { kind: "flash-error" }> | undefined;
-    const target = this.slotNode(st.name, node);
-    const emmc = this.emmcPath(st.name, node);
-    const tmp = emmc + ".writing";
-    const rate = (this.spec.flashRateMBps ?? 100) * 1e6;
-    this.log(`bmcd ${st.name}: flashing ${name} (${size} bytes) to node ${node}${fault ? " [fault: flash-error]" : ""}`);
-    try {
-      if (target)
-        await this.powerOff(target.spec.name); // the module is held in flash mode
-      else this.emptyPower[`${st.name}/${node}`] = false;
-      const hash = crypto.createHash("sha256");
-      let received = 0;
-      let written = 0;
-      const t0 = Date.now();
-      let lastReport = 0;
-      const out = fs.createWriteStream(tmp);
-      const counter = new Transform({
-        transform(chunk: Buffer, _enc, cb) {
-          received += chunk.length;
-          hash.update(chunk);
-          cb(null, chunk);
-        },
-      });
-      req.pipe(counter);
-      let source: Readable = counter;
-      let xz: ChildProcess | undefined;
-      if (name.endsWith(".xz")) {
-        xz = spawn("xz", ["-dc"], { stdio: ["pipe", "pipe", "ignore"] });
-        xz.stdin!.on("error", () => undefined);
-        counter.pipe(xz.stdin!);
-        source = xz.stdout!;
-      }
-      const reqEnded = new Promise<void>((r) => (req.readableEnded ? r() : req.once("end", () => r()).once("close", () => r())));
-      let failure: string | undefined;
-      for await (const chunk of source as AsyncIterable<Buffer>) {
-        if (!out.write(chunk)) await new Promise<void>((r) => out.once("drain", () => r()));
-        written += chunk.length;
-        const ahead = written / rate - (Date.now() - t0) / 1000;
-        if (ahead > 0.005) await sleep(ahead * 1000);
-        if (Date.now() - lastReport > 100) {
-          lastReport = Date.now();
-          res.write(`progress ${Math.min(received, size)} ${size}\n`);
-        }
-        if (fault && received >= size / 2) {
-          failure = fault.message ?? "Failed to write image to the eMMC: I/O error";
-          break;
-        }
-      }
-      if (failure) {
-        // stop writing but let the client finish sending, as the real BMC does
-        xz?.kill();
-        req.unpipe();
-        req.resume();
-        await Promise.race([reqEnded, limit(30_000)]);
-      }
-      await new Promise<void>((r) => out.end(r));
-      if (!failure && xz) {
-        const code = await new Promise<number | null>((r) => (xz!.exitCode !== null ? r(xz!.exitCode) : xz!.once("exit", r)));
-        if (code !== 0) failure = `could not decompress ${name}: not a valid .xz file`;
-      }
-      if (!failure && size && received !== size) failure = `transfer ended after ${received} of ${size} bytes`;
-      if (!failure && wantSha && q.get("skipCrc") !== "1" && hash.digest("hex") !== wantSha)
-        failure = `checksum mismatch: the image's sha256 is not ${wantSha}`;
-      if (failure) {
-        // a failed flash leaves a module that does not boot
-        const fd = fs.openSync(tmp, "r+");
-        fs.writeSync(fd, Buffer.alloc(Math.min(written, 1 << 20)), 0, Math.min(written, 1 << 20), 0);
-        fs.closeSync(fd);
-      }
-      await fs.promises.rename(tmp, emmc);
-      st.generation[node]++;
-      await fs.promises.writeFile(path.join(this.dir, `bmc-${st.name}`, `slot${node}.generation`), String(st.generation[node]));
-      if (failure) {
-        this.log(`bmcd ${st.name}: flash of node ${node} failed: ${failure}`);
-        res.end(`error ${failure}\n`);
-      } else {
-        res.write(`progress ${size} ${size}\n`);
-        this.log(`bmcd ${st.name}: flashed node ${node}: ${written} bytes in ${Date.now() - t0} ms`);
-        res.end("done\n");
-      }
-    } finally {
-      st.flashing.delete(node);
-      await fs.promises.rm(tmp, { force: true });
+  }
+
+  private flashFault(bmc: string, slot: number): BmcFlashFault | undefined {
+    for (const f of this.faults) {
+      if (f.kind === "flash-error" && (f.slot === undefined || f.slot === slot)) return { kind: "emmc-write-error", message: f.message };
+      if (f.kind === "crc-mismatch" && (f.slot === undefined || f.slot === slot)) return { kind: "crc-mismatch" };
     }
+    void bmc;
+    return undefined;
+  }
+
+  private async startBmcd(st: BmcState, r: HostRuntime): Promise<void> {
+    const bdir = path.join(this.dir, `bmc-${st.name}`);
+    const bmcd = new Bmcd({
+      name: st.name,
+      address: r.info.address,
+      reachable: () => r.up && !this.faults.some((f) => f.kind === "bmc-unreachable" && (!f.bmc || f.bmc === st.name)),
+      slotPowered: (slot) => this.slotPowered(st.name, slot),
+      setSlotPower: (slot, on) => this.setSlotPower(st.name, slot, on),
+      resetSlot: async (slot) => {
+        const n = this.slotNode(st.name, slot);
+        if (!n) return;
+        await this.killHost(n);
+        void (async () => {
+          await sleep(this.spec.bootDelayMs ?? 300);
+          await this.powerOnHost(n);
+        })().catch((e) => this.log(`${n.spec.name}: boot failed: ${e.message}`));
+      },
+      uartRead: (slot) => {
+        const n = this.slotNode(st.name, slot);
+        const out = n?.uart ?? "";
+        if (n) n.uart = "";
+        return out;
+      },
+      uartWrite: (slot, line) => this.uartWrite(st.name, slot, line),
+      bmcPath: (p) => {
+        const full = path.posix.resolve("/", p);
+        if (r.up && r.initPid) return `/proc/${r.initPid}/root${full}`;
+        return full.startsWith("/mnt/") ? this.backingPath(st.name, full) : full;
+      },
+      emmcFile: (slot) => this.emmcPath(st.name, slot),
+      flashFault: (slot) => this.flashFault(st.name, slot),
+      flashWritten: async (slot, ok) => {
+        st.generation[slot]++;
+        await fs.promises.writeFile(path.join(bdir, `slot${slot}.generation`), String(st.generation[slot]));
+        this.log(`bmcd ${st.name}: eMMC of node ${slot} written (${ok ? "ok" : "failed"})`);
+      },
+      flashRateBytesPerSec: (this.spec.flashRateMBps ?? 100) * 1e6,
+      rebootBmc: () => {
+        void (async () => {
+          await this.killHost(r);
+          await sleep(this.spec.bootDelayMs ?? 300);
+          r.powered = true;
+          await this.bootHost(r);
+        })().catch((e) => this.log(`bmc reboot failed: ${e.message}`));
+      },
+      log: (m) => this.log(m),
+    });
+    await bmcd.listen(this.bmcdPort, await ensureCertificate(bdir));
+    st.bmcd = bmcd;
+  }
+
+  /** The BMC's flash status as its API reports it (`opt=get&type=flash`). */
+  flashStatus(bmc: string): unknown {
+    const st = this.bmcs.get(bmc);
+    if (!st?.bmcd) throw new Error(`lab: no BMC named ${bmc}`);
+    return st.bmcd.flashStatus();
   }
 }
 

@@ -48,10 +48,8 @@ export interface LabSpec {
   flashRateMBps?: number;
   /** Simulated boot time after power-on / reboot, ms (default 300). */
   bootDelayMs?: number;
-  /** Port of the BMC daemon that tpi talks to, on the BMC's address (default 80). */
+  /** HTTPS port of the BMC daemon that tpi talks to, on the BMC's address (default 443, as the firmware). */
   bmcdPort?: number;
-  /** Password tpi's --password must match when given (default "turing", user root). */
-  bmcPassword?: string;
   /**
    * Give every node the k3s stand-in (lab/k3s): its commands on the node's PATH, one cluster datastore
    * shared by all nodes of the lab (<lab dir>/k3s-cluster, seen at /srv/k3s-cluster on each node), and
@@ -147,7 +145,7 @@ function probe(address: string, port: number): Promise<boolean> {
  * endpoints are currently free; also checks the given ones. Returns a new spec.
  */
 export async function allocateAddresses(spec: LabSpec): Promise<LabSpec> {
-  const bmcdPort = spec.bmcdPort ?? 80;
+  const bmcdPort = spec.bmcdPort ?? 443;
   const endpoints = (hosts: LabHostSpec[]) =>
     hosts.flatMap((h) => [[h.address!, h.port ?? 22] as const, ...(h.role === "bmc" ? [[h.address!, bmcdPort] as const] : [])]);
   const fixed = spec.hosts.filter((h) => h.address);

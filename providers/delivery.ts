@@ -85,8 +85,6 @@ export interface TuringPiFlashArgs extends CommonArgs {
   image: pulumi.Input<{ path: pulumi.Input<string>; sha256: pulumi.Input<string>; imageId: pulumi.Input<string> }>;
   /** Seconds allowed for `tpi flash` (delivery.flashTimeoutSeconds). Default 3600. */
   flashTimeoutSeconds?: pulumi.Input<number>;
-  /** Pass --sha256 to tpi flash (falls back when unsupported). Default true. */
-  tpiSha256?: pulumi.Input<boolean>;
 }
 
 export interface SwupdateDeliveryArgs extends CommonArgs {

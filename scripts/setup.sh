@@ -3,6 +3,7 @@
 #   - Debian packages: the real tools the program drives and the tests run (nix, swupdate, kas,
 #     OpenSSH, cpio, e2fsprogs, ...),
 #   - npm dependencies (npm ci; brings Node 22 as node_modules/.bin/node),
+#   - the real Turing Pi `tpi` CLI for the lab's BMC, from crates.io (scripts/tpi.sh, cached),
 #   - the Pulumi CLI and plugins built from the Go module proxy (scripts/pulumi-toolchain.sh), unless
 #     ISAR_K3S_SKIP_TOOLCHAIN=1 or a `pulumi` is already on PATH and ISAR_K3S_USE_SYSTEM_PULUMI=1.
 # Prints one line per step with its time.
@@ -62,6 +63,10 @@ took "$t"
 
 NODE22="$PWD/node_modules/.bin"
 "$NODE22/node" -e 'if (+process.versions.node.split(".")[0] < 22) { console.error("node_modules/.bin/node is not Node 22"); process.exit(1) }'
+
+t=$(date +%s); step "tpi CLI (crates.io, cached)"
+bash scripts/tpi.sh > .tpi-bin 2> .tpi-build.log || { echo; tail -n 40 .tpi-build.log; exit 1; }
+took "$t"
 
 if [ "${ISAR_K3S_SKIP_TOOLCHAIN:-0}" != 1 ]; then
   t=$(date +%s); step "Pulumi toolchain (Go-built, cached)"

@@ -120,8 +120,12 @@ export interface DeliveryDiff {
 }
 
 const SECRET_KEYS = new Set(["sshPrivateKey", "aesKey"]);
-/** Keys of the state, not inputs: never a change by themselves. */
-const STATE_KEYS = ["runningImageId", "nodeHostKey", "hostKeyChanged", "lastCheck"];
+/**
+ * Keys of the state, not inputs: never a change by themselves. (`tpiSha256` was an input of earlier
+ * versions: tpi drops --sha256 with --local and the BMC's copy of the image is hashed instead; state that
+ * still holds it must not diff.)
+ */
+const STATE_KEYS = ["runningImageId", "nodeHostKey", "hostKeyChanged", "lastCheck", "tpiSha256"];
 
 function same(a: unknown, b: unknown): boolean {
   return JSON.stringify(a ?? null) === JSON.stringify(b ?? null);

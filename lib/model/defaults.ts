@@ -14,8 +14,6 @@ export const DELIVERY_DEFAULTS = {
   installTimeoutSeconds: 1800,
   /** Agents delivered at once (delivery.maxAgentsInFlight). */
   maxAgentsInFlight: 2,
-  /** Pass --sha256 to `tpi flash`. */
-  tpiSha256: true,
   /** Directory on a SWUpdate node for the uploaded bundle. */
   swupdateRemoteDir: "/var/tmp/isar-k3s",
   /** Directory on a BMC for uploaded images (bmcs[].imageDir). */

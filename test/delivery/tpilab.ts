@@ -55,7 +55,7 @@ export class TpiLab {
 
   /** How many flashes of `slot` the BMC has logged. */
   flashes(slot: number): number {
-    return labLogCount(this.lab.dir, new RegExp(`bmcd bmc: flashing .* to node ${slot}\\b`));
+    return labLogCount(this.lab.dir, new RegExp(`bmcd bmc: #\\d+ 'Node${slot} os install service' .* - started`));
   }
 
   spec(node: "n1" | "n2", img: TestImage, over: Partial<TpiFlashSpec> = {}): TpiFlashSpec {
@@ -90,7 +90,6 @@ export class TpiLab {
       flashTimeoutSeconds: 60,
       bootTimeoutSeconds: 30,
       connectTimeoutSeconds: 10,
-      tpiSha256: true,
       sshPrivateKey: this.lab.deployKey.privateKey,
       ...over,
     };

@@ -6,7 +6,16 @@
 import { deploymentPlan } from "../../lib/plan/plan";
 import type { Fleet, NodeSpec } from "../../lib/model/types";
 import { KeyedMutex, ProgressEvent, ProgressReporter, DeliveryError, formatDuration, formatProgress } from "../../lib/delivery/common";
-import { lastPercent, parseFlashOutcome, parsePowerStatus, remoteImagePath, tpiFlashArgv, tpiPowerArgv } from "../../lib/delivery/tpi";
+import {
+  FlashWatcher,
+  outputTails,
+  parseFlashOutcome,
+  parseFlashStatus,
+  parsePowerStatus,
+  remoteImagePath,
+  tpiFlashArgv,
+  tpiPowerArgv,
+} from "../../lib/delivery/tpi";
 import { SPACE_SCRIPT, parseSpaceReport } from "../../lib/delivery/common";
 import { execFileSync } from "child_process";
 import * as fs from "fs";
@@ -29,13 +38,10 @@ const SHA_B = "c3d4".repeat(16);
 const KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICwCb3XL2Q+yQ7VTG4berB4u/Vts/nxGxaoo27HqPE3Z host";
 
 describe("tpi argv", () => {
-  test("flash: --local, slot, image path, --sha256 as lowercase hex (SRI accepted)", () => {
-    expect(tpiFlashArgv(2, "/mnt/sdcard/x.img", SHA_A)).toEqual(["tpi", "flash", "--local", "-n", "2", "-i", "/mnt/sdcard/x.img", "--sha256", SHA_A]);
-    const sri = "sha256-" + Buffer.from(SHA_A, "hex").toString("base64");
-    expect(tpiFlashArgv(1, "/a b'c", sri)).toEqual(["tpi", "flash", "--local", "-n", "1", "-i", "/a b'c", "--sha256", SHA_A]);
-    expect(tpiFlashArgv(4, "/x")).toEqual(["tpi", "flash", "--local", "-n", "4", "-i", "/x"]);
+  test("flash: --local, slot, image path; no --sha256 (tpi drops it with --local)", () => {
+    expect(tpiFlashArgv(2, "/mnt/sdcard/x.img")).toEqual(["tpi", "flash", "--local", "-n", "2", "-i", "/mnt/sdcard/x.img"]);
+    expect(tpiFlashArgv(1, "/a b'c")).toEqual(["tpi", "flash", "--local", "-n", "1", "-i", "/a b'c"]);
     expect(() => tpiFlashArgv(5, "/x")).toThrow(/slot 5 is not a Turing Pi 2 slot/);
-    expect(() => tpiFlashArgv(1, "/x", "zz")).toThrow(/not a sha256/);
   });
   test("power", () => {
     expect(tpiPowerArgv("on", 3)).toEqual(["tpi", "power", "on", "-n", "3"]);
@@ -76,31 +82,70 @@ test("BMC space report: the script under sh (and busybox sh) and its parser", ()
   expect(parseSpaceReport("df: /x: No such file\n")).toBeUndefined();
 });
 
-describe("tpi flash outcome", () => {
-  test("exit 0 with the BMC's error on stderr is a failure", () => {
+describe("tpi flash outcome (texts of the real tpi 1.0.7)", () => {
+  test("exit 0 with the BMC's error on stderr is a failure, with the BMC's text", () => {
     const o = parseFlashOutcome({
       code: 0,
-      stdout: "request flashing of /x to node 1 (local)\nstarted transfer of 16.00 MiB..\nWriting: 50% (8.0/16.0 MiB)\n",
-      stderr: "Error occured during flashing: Failed to write image to the eMMC: I/O error\n",
+      stdout: "Flashing from image file /mnt/sdcard/x.img...\n",
+      stderr: 'Error occured during flashing: "Input/output error (os error 5)"\n',
     });
-    expect(o).toEqual({ ok: false, kind: "bmc-error", message: "Error occured during flashing: Failed to write image to the eMMC: I/O error" });
+    expect(o).toEqual({ ok: false, kind: "bmc-error", message: "the BMC reported a flash error: Input/output error (os error 5)" });
+    const u = parseFlashOutcome({ code: 0, stdout: "Flashing from image file /x...\n", stderr: 'Unexpected response: String("Ready")\n' });
+    expect(!u.ok && u.kind).toBe("bmc-error");
   });
   test("exit 0 ending with Done is success; without Done it is not", () => {
-    expect(parseFlashOutcome({ code: 0, stdout: "Writing: 100% (16/16 MiB)\nDone\n", stderr: "" })).toEqual({ ok: true });
-    const o = parseFlashOutcome({ code: 0, stdout: "Writing: 60%\n", stderr: "" });
+    expect(parseFlashOutcome({ code: 0, stdout: "Flashing from image file /x...\nDone\n", stderr: "" })).toEqual({ ok: true });
+    const o = parseFlashOutcome({ code: 0, stdout: "Flashing from image file /x...\n", stderr: "" });
     expect(o.ok).toBe(false);
     expect(!o.ok && o.kind).toBe("no-done");
   });
-  test("non-zero exits fail with the error line; an unknown --sha256 is recognised", () => {
-    const o = parseFlashOutcome({ code: 1, stdout: "", stderr: "Error: /x: No such file or directory (os error 2)\n" });
-    expect(!o.ok && o.message).toBe("tpi exited 1: Error: /x: No such file or directory (os error 2)");
-    const s = parseFlashOutcome({ code: 2, stdout: "", stderr: "error: unexpected argument '--sha256' found\n\nUsage: tpi flash" });
-    expect(!s.ok && s.kind).toBe("sha256-unsupported");
+  test("non-zero exits fail with the cause, which real tpi prints on stdout; a panic on a foreign handle is a replaced flash", () => {
+    const o = parseFlashOutcome({
+      code: 1,
+      stdout: 'Error: [{"result":"Failed to /x: No such file or directory (os error 2)"}]\nFailed to begin flashing: 500 Internal Server Error\n',
+      stderr: "",
+    });
+    expect(!o.ok && o.message).toBe("tpi exited 1: Failed to begin flashing: 500 Internal Server Error");
+    const n = parseFlashOutcome({
+      code: 1,
+      stdout: "error sending request for url (https://127.0.0.1/api/bmc?opt=set&type=flash&local&file=%2Fx&node=0)\n",
+      stderr: "",
+    });
+    expect(!n.ok && n.message).toMatch(/^tpi exited 1: error sending request for url/);
+    const p = parseFlashOutcome({
+      code: 101,
+      stdout: "Flashing from image file /x...\n",
+      stderr: "thread 'tokio-runtime-worker' panicked at src/legacy_handler.rs:1:1:\nassertion `left == right` failed: Invalid flashing handle\n",
+    });
+    expect(!p.ok && p.kind).toBe("replaced");
   });
-  test("progress and power status parsing", () => {
-    expect(lastPercent("Writing: 10% (1/10)\nWriting: 40% (4/10)\n")).toBe(40);
-    expect(lastPercent("started transfer")).toBeUndefined();
-    expect(parsePowerStatus("node1: On\nnode2: Off\nnode3: On\nnode4: Off\n")).toEqual({ 1: true, 2: false, 3: true, 4: false });
+  test("both output tails reach the error text", () => {
+    expect(outputTails({ stdout: "a\nb\n", stderr: "c\n" })).toBe("tpi stdout (last lines):\na\nb\ntpi stderr (last lines):\nc");
+    expect(outputTails({ stdout: "", stderr: "" })).toBe("");
+  });
+  test("power status and API status parsing", () => {
+    expect(parsePowerStatus("node1: On\nnode2: off\nnode3: On\nnode4: off\n")).toEqual({ 1: true, 2: false, 3: true, 4: false });
+    expect(parseFlashStatus('"Ready"')).toEqual({ state: "Ready" });
+    expect(parseFlashStatus('{"Transferring":{"id":7,"process_name":"Node1 os install service","size":100,"cancelled":false,"bytes_written":40}}')).toEqual({
+      state: "Transferring",
+      id: 7,
+      size: 100,
+      bytesWritten: 40,
+    });
+    expect(parseFlashStatus('{"Done":[{"secs":6,"nanos":500000000},100]}')).toEqual({ state: "Done", seconds: 6.5, size: 100 });
+    expect(parseFlashStatus('{"Error":"crc error. expected 1, calculated 2"}')).toEqual({ state: "Error", message: "crc error. expected 1, calculated 2" });
+    expect(parseFlashStatus("<html>")).toBeUndefined();
+  });
+  test("the watcher follows writing, then the read-back, and notices a foreign transfer", () => {
+    const w = new FlashWatcher();
+    const t = (id: number, b: number) => ({ state: "Transferring" as const, id, size: 100, bytesWritten: b });
+    expect(w.observe(t(7, 40))).toEqual({ stage: "writing", percent: 40 });
+    expect(w.observe(t(7, 90))).toEqual({ stage: "writing", percent: 90 });
+    expect(w.observe(t(7, 20))).toEqual({ stage: "read-back", percent: 20 }); // the end of writing was not seen: the drop tells
+    expect(w.observe(t(7, 60))).toEqual({ stage: "read-back", percent: 60 });
+    expect(w.observe({ state: "Done", seconds: 1, size: 100 })).toBeUndefined();
+    expect(w.observe(t(9, 5))).toBeUndefined();
+    expect([w.handle, w.foreignHandle]).toEqual([7, 9]);
   });
 });
 
@@ -357,6 +402,11 @@ describe("diff and describeDeliveryChange", () => {
     const news = { ...tpiInputs(), __provider: "exports.handler = v2" } as TpiInputs;
     expect(diffDelivery(olds, news).changes).toBe(false);
   });
+  test("state of earlier versions with the dropped tpiSha256 input is not a change", () => {
+    const olds = { ...tpiInputs(), runningImageId: "0f3c9a", tpiSha256: true } as unknown as DeliveryOutputs;
+    expect(diffDelivery(olds, tpiInputs()).changes).toBe(false);
+    expect(diffDelivery({ ...olds, flashTimeoutSeconds: 1 } as DeliveryOutputs, tpiInputs()).changes).toBe(true);
+  });
   test("changed image: replace (delete before replace), naming the source that changed", () => {
     const olds: DeliveryOutputs = { ...tpiInputs(), runningImageId: "0f3c9a", nodeHostKey: KEY };
     const news = tpiInputs({
@@ -497,6 +547,6 @@ describe("checkDelivery", () => {
   test("defaults", () => {
     const i = tpiInputs() as DeliveryInputs as TpiInputs;
     expect(i.node).toEqual({ address: "10.0.0.11", port: 22, user: "root" });
-    expect([i.flashTimeoutSeconds, i.bootTimeoutSeconds, i.connectTimeoutSeconds, i.tpiSha256]).toEqual([3600, 900, 60, true]);
+    expect([i.flashTimeoutSeconds, i.bootTimeoutSeconds, i.connectTimeoutSeconds]).toEqual([3600, 900, 60]);
   });
 });

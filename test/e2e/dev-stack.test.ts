@@ -93,7 +93,7 @@ function activity(lab: Lab, clusterDir: string): Record<string, number> {
     a[`${name} ssh logins`] = fs.existsSync(log) ? (fs.readFileSync(log, "utf8").match(/Accepted publickey/g) ?? []).length : 0;
   }
   const labLog = fs.readFileSync(path.join(LAB_DIR, "lab.log"), "utf8");
-  a.flashes = (labLog.match(/: flashing /g) ?? []).length;
+  a.flashes = (labLog.match(/ os install service' .* - started/g) ?? []).length;
   const argvLog = path.join(clusterDir, "argv.log");
   a["k3s commands"] = fs.existsSync(argvLog) ? fs.readFileSync(argvLog, "utf8").split("\n").filter(Boolean).length : 0;
   return a;
@@ -235,7 +235,7 @@ test(
     const deadline = Date.now() + 10 * 60_000;
     let flashing = false;
     while (Date.now() < deadline && child.exitCode === null) {
-      if (/: flashing .* to node 3/.test(fs.readFileSync(path.join(LAB_DIR, "lab.log"), "utf8").slice(logBefore))) {
+      if (/'Node3 os install service' .* - started/.test(fs.readFileSync(path.join(LAB_DIR, "lab.log"), "utf8").slice(logBefore))) {
         flashing = true;
         break;
       }

@@ -86,14 +86,14 @@ test("two labs side by side: own addresses, keys and files; stopping one leaves 
   expect(Number(ps)).toBeLessThan(15);
   // a tpi on l1's BMC talks to l1's bmcd only
   const info = JSON.parse((await bmc1.run(["tpi", "--json", "info"])).stdout.toString());
-  expect(info.ip).toBe(l1.hosts.bmc.address);
+  expect(info.response[0].result[0].ip).toBe(l1.hosts.bmc.address);
 
   const pids = l1.processes("n").map((p) => p.pid);
   expect(pids.length).toBeGreaterThan(1);
   await l1.stop();
   for (const pid of pids) expect(() => process.kill(pid, 0)).toThrow();
   expect(await portFree(l1.hosts.n.address, 22)).toBe(true);
-  expect(await portFree(l1.hosts.bmc.address, 80)).toBe(true);
+  expect(await portFree(l1.hosts.bmc.address, 443)).toBe(true);
   expect((await b.run(["cat", "/etc/hostname"])).stdout.toString()).toBe("n\n");
 });
 

@@ -1,7 +1,10 @@
 /**
- * The simulated Turing Pi BMC: tpi grammar and exit codes, flashing (local and streamed, .xz, sha256,
- * time proportional to size), slot nodes booting the flashed image (hostname, k3s config, hwrevision,
- * image id, authorized_keys, host keys), and the failure modes on demand.
+ * The simulated Turing Pi BMC with the real `tpi` CLI (crate tpi 1.0.7, --features localhost, built by
+ * scripts/tpi.sh) against the lab's bmcd API: grammar and exit codes, flashing (local and streamed, .xz,
+ * sha256 on the streamed path, status polling, time proportional to size), slot nodes booting the
+ * flashed image (hostname, k3s config, hwrevision, image id, authorized_keys, host keys), and the
+ * firmware's failure modes (eMMC write error, crc mismatch, sha256 mismatch, a second flash cancelling
+ * the first, no SD card, BMC unreachable, node never boots).
  */
 import { execFileSync } from "child_process";
 import * as crypto from "crypto";
@@ -23,6 +26,12 @@ const opened: SshHost[] = [];
 async function tpi(...args: string[]): Promise<RunResult & { out: string; err: string }> {
   const r = await bmc.run(["tpi", ...args], { timeoutMs: 60_000 });
   return { ...r, out: r.stdout.toString(), err: r.stderr.toString() };
+}
+
+/** The BMC's flash status, asked over its API from the BMC itself (curl, as the firmware ships it). */
+async function flashStatus(): Promise<unknown> {
+  const r = await bmc.run(["sh", "-c", 'curl -sSk "https://$TPI_HOSTNAME${TPI_PORT:+:$TPI_PORT}/api/bmc?opt=get&type=flash"'], { timeoutMs: 20_000 });
+  return JSON.parse(r.stdout.toString());
 }
 
 async function connectNode(name: string, extra: Partial<Parameters<typeof connectSsh>[0]> = {}): Promise<SshHost> {
@@ -116,9 +125,9 @@ describe("disk images", () => {
   });
 });
 
-describe("tpi grammar", () => {
-  test("usage errors exit 2 like clap, runtime errors exit 1", async () => {
-    expect((await tpi()).code).toBe(2);
+describe("tpi grammar (the real CLI)", () => {
+  test("usage errors exit 2 (clap), runtime errors exit 1 with the cause on stdout", async () => {
+    // (a bare `tpi` exits 2 with its help on a real BMC; here the BMC's TPI_HOSTNAME counts as an argument for clap)
     const bogus = await tpi("power", "bogus");
     expect(bogus.code).toBe(2);
     expect(bogus.err).toMatch(/invalid value 'bogus'/);
@@ -127,31 +136,35 @@ describe("tpi grammar", () => {
     expect(noImage.code).toBe(2);
     expect(noImage.err).toMatch(/--image-path/);
     expect((await tpi("frobnicate")).code).toBe(2);
+    const p = await tpi("-p", "443", "info");
+    expect(p.code).toBe(2);
+    expect(p.err).toMatch(/unexpected argument '-p'/);
     const missing = await tpi("flash", "-n", "1", "-i", "/mnt/sdcard/missing.img", "-l");
     expect(missing.code).toBe(1);
-    expect(missing.err).toMatch(/No such file/);
+    expect(missing.out).toBe(
+      'Error: [{"result":"Failed to /mnt/sdcard/missing.img: No such file or directory (os error 2)"}]\nFailed to begin flashing: 500 Internal Server Error\n',
+    );
     const unreachable = await tpi("--host", "127.0.0.1", "--port", "9", "info");
     expect(unreachable.code).toBe(1);
-    expect(unreachable.err).toMatch(/could not reach the BMC/);
-    const badPw = await tpi("--user", "root", "--password", "nope", "power", "status");
-    expect(badPw.code).toBe(1);
-    expect((await tpi("--user", "root", "--password", "turing", "power", "status")).code).toBe(0);
+    expect(unreachable.out).toMatch(/^error sending request for url \(https:\/\/127\.0\.0\.1:9\/api\/bmc\?opt=get&type=other\)/);
   });
 
   test("power status, --json, options before or after the action, usb, info", async () => {
     const st = await tpi("power", "status");
     expect(st.code).toBe(0);
-    expect(st.out).toMatch(/^node1: Off\nnode2: Off\nnode3: Off\nnode4: Off\n$/);
+    expect(st.out).toBe("node1: off\nnode2: off\nnode3: off\nnode4: off\n");
     const js = await tpi("--json", "power", "status");
-    expect(JSON.parse(js.out)).toEqual({ node1: false, node2: false, node3: false, node4: false });
-    expect((await tpi("power", "-n", "2", "on")).code).toBe(0);
+    expect(JSON.parse(js.out)).toEqual({ response: [{ result: [{ node1: "0", node2: "0", node3: "0", node4: "0" }] }] });
+    expect((await tpi("power", "-n", "2", "on")).out).toBe("ok\n");
     expect((await tpi("power", "status")).out).toMatch(/node2: On/);
     expect((await tpi("power", "off", "--node", "2")).code).toBe(0);
-    expect((await tpi("power", "status")).out).toMatch(/node2: Off/);
-    expect((await tpi("usb", "device", "-n", "3")).code).toBe(0);
-    expect(JSON.parse((await tpi("--json", "usb", "status")).out)).toMatchObject({ mode: "Device", node: 3 });
-    const info = await tpi("--json", "info");
-    expect(JSON.parse(info.out)).toMatchObject({ api: "1.1", ip: lab.hosts.bmc.address });
+    expect((await tpi("power", "status")).out).toMatch(/node2: off/);
+    expect((await tpi("usb", "device", "-n", "3")).out).toBe("ok\n");
+    expect(JSON.parse((await tpi("--json", "usb", "status")).out).response[0].result[0]).toMatchObject({ mode: "Device", node: "Node3" });
+    const info = await tpi("info");
+    expect(info.out).toMatch(new RegExp(` ip {8}: ${lab.hosts.bmc.address.replace(/\./g, "\\.")}\n`));
+    expect(info.out).toMatch(/ api {7}: 1\.1\n/);
+    expect(await flashStatus()).toBe("Ready");
   });
 });
 
@@ -160,12 +173,12 @@ describe("flash and boot", () => {
     const img = await buildImage("rk1-a", { hostname: "rk1-alpha", imageId: "img-A-1", layout: "gpt" });
     await bmc.upload(img, "/mnt/sdcard/isar-k3s/rk1-a.img");
     const sha = crypto.createHash("sha256").update(fs.readFileSync(img)).digest("hex");
-    const r = await tpi("flash", "-n", "1", "-i", "/mnt/sdcard/isar-k3s/rk1-a.img", "-l", "--sha256", sha);
+    const r = await tpi("flash", "-n", "1", "-i", "/mnt/sdcard/isar-k3s/rk1-a.img", "-l");
     expect(r.code).toBe(0);
     expect(r.err).toBe("");
-    expect(r.out).toMatch(/request flashing of \/mnt\/sdcard\/isar-k3s\/rk1-a.img to node 1 \(local\)/);
-    expect(r.out.trim().split("\n").pop()).toBe("Done");
-    expect((await tpi("power", "status")).out).toMatch(/node1: Off/); // left off after a flash
+    expect(r.out).toBe("Flashing from image file /mnt/sdcard/isar-k3s/rk1-a.img...\nDone\n");
+    expect(await flashStatus()).toEqual({ Done: [{ secs: expect.any(Number), nanos: expect.any(Number) }, 16 << 20] });
+    expect((await tpi("power", "status")).out).toMatch(/node1: off/); // left off after a flash
     // the eMMC of slot 1 now holds exactly the image
     expect(
       crypto
@@ -185,19 +198,24 @@ describe("flash and boot", () => {
     expect((await tpi("power", "status")).out).toMatch(/node1: On/);
     // the serial console
     expect((await tpi("uart", "get", "-n", "1")).out).toMatch(/rk1-alpha login:/);
-    await tpi("uart", "set", "-n", "1", "-c", "cat /etc/isar-k3s/image-id");
+    expect((await tpi("uart", "set", "-n", "1", "-c", "cat /etc/isar-k3s/image-id")).out).toBe("ok\n");
     expect((await tpi("uart", "get", "-n", "1")).out).toMatch(/img-A-1/);
   });
 
-  test("streamed (non-local) .xz flash with a baked host key; the right image reaches the right slot", async () => {
+  test("streamed (upload) .xz flash with the right --sha256 and a baked host key; the right image reaches the right slot", async () => {
     const key = path.join(tmp, "cm4_host_key");
     execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", key]);
     const img = await buildImage("cm4-b", { hostname: "cm4-bravo", imageId: "img-B-7", layout: "mbr", hostKeyFile: key });
     execFileSync("xz", ["-T1", "-0", "-k", img]);
-    await bmc.upload(img + ".xz", "/mnt/sdcard/cm4-b.img.xz");
-    const r = await tpi("flash", "--node", "3", "--image-path", "/mnt/sdcard/cm4-b.img.xz");
+    await bmc.upload(img + ".xz", "/root/cm4-b.img.xz");
+    const sha = crypto
+      .createHash("sha256")
+      .update(fs.readFileSync(img + ".xz"))
+      .digest("hex");
+    const r = await tpi("flash", "--node", "3", "--image-path", "/root/cm4-b.img.xz", "--sha256", sha);
     expect(r.code).toBe(0);
-    expect(r.out.trim().split("\n").pop()).toBe("Done");
+    expect(r.err).toBe("");
+    expect(r.out).toMatch(/^request flashing of cm4-b\.img\.xz to node 3\nstarted transfer of [\d.]+ [KM]iB\.\.\nDone\n$/);
     await tpi("power", "on", "-n", "3");
     const pinned = fs
       .readFileSync(key + ".pub", "utf8")
@@ -221,7 +239,7 @@ describe("flash and boot", () => {
     const oldKey = lab.hosts.rk1.hostKey;
     const img = await buildImage("rk1-c", { hostname: "rk1-charlie", imageId: "img-C-2", layout: "bare" });
     await bmc.upload(img, "/mnt/sdcard/rk1-c.img");
-    const r = await tpi("flash", "-n", "1", "-i", "/mnt/sdcard/rk1-c.img");
+    const r = await tpi("flash", "-n", "1", "-i", "/mnt/sdcard/rk1-c.img", "--local");
     expect(r.out.trim().split("\n").pop()).toBe("Done");
     expect(lab.status().hosts.rk1.up).toBe(false); // flashing powered it off
     await tpi("power", "on", "-n", "1");
@@ -237,35 +255,64 @@ describe("flash and boot", () => {
     expect((await again.readFile("/var/lib/state")).toString()).toBe("kept\n");
   });
 
-  test("flashing time is proportional to image size", async () => {
+  test("flashing time is proportional to image size; the API's status counts the bytes written, then the read-back", async () => {
     const small = await buildImage("t-small", { hostname: "s", imageId: "s", layout: "bare", sizeMiB: 20 });
     const big = await buildImage("t-big", { hostname: "b", imageId: "b", layout: "bare", sizeMiB: 60 });
     await bmc.upload(small, "/mnt/sdcard/small.img");
     await bmc.upload(big, "/mnt/sdcard/big.img");
-    let t = Date.now();
+    const doneSeconds = async () => {
+      const st = (await flashStatus()) as { Done: [{ secs: number; nanos: number }, number] };
+      return st.Done[0].secs + st.Done[0].nanos / 1e9;
+    };
     await tpi("flash", "-n", "2", "-i", "/mnt/sdcard/small.img", "-l");
-    const ts = Date.now() - t;
-    t = Date.now();
-    const r = await tpi("flash", "-n", "2", "-i", "/mnt/sdcard/big.img", "-l");
+    const ts = await doneSeconds();
+    const t = Date.now();
+    const running = tpi("flash", "-n", "2", "-i", "/mnt/sdcard/big.img", "-l");
+    const seen: number[] = [];
+    let handle: number | undefined;
+    for (let started = false, tries = 0; ;) {
+      const st = (await flashStatus()) as { Transferring?: { id: number; size: number; bytes_written: number; process_name: string } };
+      if (!st.Transferring && (started || ++tries > 50)) break;
+      if (!st.Transferring) {
+        await new Promise((r) => setTimeout(r, 50)); // the small flash's Done until tpi's request lands
+        continue;
+      }
+      started = true;
+      handle ??= st.Transferring.id;
+      expect(st.Transferring).toMatchObject({ id: handle, size: 60 << 20, process_name: "Node2 os install service", cancelled: false });
+      seen.push(st.Transferring.bytes_written);
+      await new Promise((r) => setTimeout(r, 150));
+    }
+    const r = await running;
     const tb = Date.now() - t;
-    expect(r.out).toMatch(/Writing: 50%/);
-    // 40 MB/s: 21 MB ≈ 0.5 s, 63 MB ≈ 1.6 s
-    expect(ts).toBeGreaterThanOrEqual(450);
-    expect(tb).toBeGreaterThanOrEqual(1500);
-    expect(tb / ts).toBeGreaterThan(2);
+    expect(r.out).toBe("Flashing from image file /mnt/sdcard/big.img...\nDone\n");
+    expect(seen.length).toBeGreaterThan(3);
+    // bytes_written grows while writing, then counts again from 0 for the read-back (crc) pass
+    const drop = seen.findIndex((v, i) => i > 0 && v < seen[i - 1]);
+    const writing = drop < 0 ? seen : seen.slice(0, drop);
+    expect([...writing].sort((a, b) => a - b)).toEqual(writing);
+    expect(writing.length).toBeGreaterThan(2);
+    // 40 MB/s: 63 MB ≈ 1.6 s of writing plus 0.8 s of read-back, 21 MB a third of it (the Done status
+    // carries the BMC's duration; tpi itself polls first after 3 s)
+    const tbBmc = await doneSeconds();
+    expect(tb).toBeGreaterThanOrEqual(3000);
+    expect(tbBmc).toBeGreaterThanOrEqual(2.3);
+    expect(ts).toBeGreaterThanOrEqual(0.75);
+    expect(tbBmc / ts).toBeGreaterThan(2);
   });
 });
 
 describe("failure modes", () => {
-  test("flash error: printed on stderr, exit 0, node does not boot", async () => {
+  test("eMMC write error: printed on stderr, tpi exits 0, node does not boot", async () => {
     const img = await buildImage("f", { hostname: "broken", imageId: "f", layout: "bare" });
     await bmc.upload(img, "/mnt/sdcard/f.img");
-    await lab.setFault({ kind: "flash-error", slot: 3, message: "Failed to write image to eMMC: Input/output error (os error 5)" });
+    await lab.setFault({ kind: "flash-error", slot: 3 });
     try {
       const r = await tpi("flash", "-n", "3", "-i", "/mnt/sdcard/f.img", "-l");
       expect(r.code).toBe(0);
-      expect(r.err).toBe("Error occured during flashing: Failed to write image to eMMC: Input/output error (os error 5)\n");
-      expect(r.out).not.toMatch(/Done/);
+      expect(r.err).toBe('Error occured during flashing: "Input/output error (os error 5)"\n');
+      expect(r.out).toBe("Flashing from image file /mnt/sdcard/f.img...\n");
+      expect(await flashStatus()).toEqual({ Error: "Input/output error (os error 5)" });
     } finally {
       await lab.clearFaults("flash-error");
     }
@@ -279,12 +326,71 @@ describe("failure modes", () => {
     await tpi("power", "off", "-n", "3");
   });
 
-  test("a wrong --sha256 is a flash error (stderr, exit 0); --skip-crc skips the check", async () => {
-    const r = await tpi("flash", "-n", "3", "-i", "/mnt/sdcard/f.img", "-l", "--sha256", "ab".repeat(32));
+  test("crc mismatch on read-back: an error; tpi drops --skip-crc with --local, only the streamed path skips it", async () => {
+    await lab.setFault({ kind: "crc-mismatch", slot: 3 });
+    try {
+      const r = await tpi("flash", "-n", "3", "-i", "/mnt/sdcard/f.img", "-l");
+      expect(r.code).toBe(0);
+      expect(r.err).toMatch(/^Error occured during flashing: "crc error\. expected \d+, calculated \d+"\n$/);
+      const l = await tpi("flash", "-n", "3", "-i", "/mnt/sdcard/f.img", "-l", "--skip-crc");
+      expect(l.err).toMatch(/crc error/);
+      const s = await tpi("flash", "-n", "3", "-i", "/mnt/sdcard/f.img", "--skip-crc");
+      expect(s.out.trim().split("\n").pop()).toBe("Done");
+    } finally {
+      await lab.clearFaults("crc-mismatch");
+    }
+  });
+
+  test("a wrong --sha256 on the streamed path is a flash error (stderr, exit 0); --local takes no checksum at all", async () => {
+    const r = await tpi("flash", "-n", "3", "-i", "/mnt/sdcard/f.img", "--sha256", "ab".repeat(32));
     expect(r.code).toBe(0);
-    expect(r.err).toMatch(/^Error occured during flashing: checksum mismatch/);
-    const s = await tpi("flash", "-n", "3", "-i", "/mnt/sdcard/f.img", "-l", "--sha256", "ab".repeat(32), "--skip-crc");
-    expect(s.out.trim().split("\n").pop()).toBe("Done");
+    expect(r.err).toMatch(/^Error occured during flashing: "sha256 checksum failed\. Expected: (ab){32}, got: [0-9a-f]{64}"/);
+    // the firmware ignores a checksum with a local file: the same wrong sha256 flashes fine
+    const l = await tpi("flash", "-n", "3", "-i", "/mnt/sdcard/f.img", "--local", "--sha256", "ab".repeat(32));
+    expect(l.out.trim().split("\n").pop()).toBe("Done");
+  });
+
+  test("a second flash cancels the first: the first tpi dies on the foreign handle, the second completes", async () => {
+    const big = "/mnt/sdcard/big.img";
+    const first = tpi("flash", "-n", "2", "-i", big, "-l");
+    await new Promise((r) => setTimeout(r, 1000));
+    const second = await tpi("flash", "-n", "4", "-i", big, "-l"); // still transferring when the first polls (3 s)
+    const f = await first;
+    expect(second.out).toBe(`Flashing from image file ${big}...\nDone\n`);
+    expect(f.code).toBe(101); // a panic in tpi's progress thread
+    expect(f.err).toMatch(/Invalid flashing handle/);
+    expect(f.out).not.toMatch(/Done/);
+  });
+
+  test("a second flash that ends before the first tpi polls makes the first print Done (its slot was never written)", async () => {
+    const first = tpi("flash", "-n", "1", "-i", "/mnt/sdcard/rk1-c.img", "-l");
+    await new Promise((r) => setTimeout(r, 300));
+    const second = await tpi("flash", "-n", "4", "-i", "/mnt/sdcard/f.img", "-l");
+    const f = await first;
+    expect(second.out.trim().split("\n").pop()).toBe("Done");
+    expect(f.code).toBe(0);
+    expect(f.out.trim().split("\n").pop()).toBe("Done"); // tpi does not check the handle of a Done status
+    // slot 1 was cancelled mid-write: it does not boot
+    await tpi("power", "on", "-n", "1");
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(lab.status().hosts.rk1.up).toBe(false);
+    expect((await tpi("uart", "get", "-n", "1")).out).toMatch(/No bootable device/);
+    await tpi("power", "off", "-n", "1");
+  });
+
+  test("no SD card: /mnt/sdcard is an empty, small directory; a local flash of a file that was there fails", async () => {
+    await lab.setFault({ kind: "no-sdcard" });
+    try {
+      expect((await bmc.run(["ls", "-A", "/mnt/sdcard"])).stdout.toString()).toBe("");
+      const df = (await bmc.run(["df", "-Pk", "/mnt/sdcard"])).stdout.toString().trim().split("\n").pop()!.split(/\s+/);
+      expect(Number(df[1])).toBeLessThanOrEqual(8192);
+      const r = await tpi("flash", "-n", "3", "-i", "/mnt/sdcard/f.img", "-l");
+      expect(r.code).toBe(1);
+      expect(r.out).toMatch(/No such file or directory/);
+    } finally {
+      await lab.clearFaults("no-sdcard");
+    }
+    expect((await bmc.run(["test", "-f", "/mnt/sdcard/f.img"])).code).toBe(0);
   });
 
   test("never-boot: powered on but no sshd until the fault is cleared", async () => {
@@ -299,7 +405,7 @@ describe("failure modes", () => {
     expect((await n.run(["hostname"])).stdout.toString().trim()).toBe("broken");
   });
 
-  test("BMC unreachable: its sshd is down until cleared", async () => {
+  test("BMC unreachable: its sshd and API are down until cleared", async () => {
     await lab.setFault({ kind: "bmc-unreachable" });
     const h = lab.hosts.bmc;
     const err = await connectSsh({ host: h.address, port: h.port, hostKey: h.hostKey, privateKey: lab.deployKey.privateKey, retryForMs: 1000 }).catch((e) => e);
@@ -313,7 +419,7 @@ describe("failure modes", () => {
   });
 
   test("tpi reboot restarts the BMC", async () => {
-    await tpi("reboot");
+    expect((await tpi("reboot")).out).toBe("ok\n");
     expect(await waitFor(() => !lab.status().hosts.bmc.up, 5000)).toBe(true);
     expect(await waitFor(() => lab.status().hosts.bmc.up, 10_000)).toBe(true);
     const h = lab.hosts.bmc;

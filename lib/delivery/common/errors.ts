@@ -8,7 +8,8 @@
 import { tailLines } from "../../transport/host";
 import { UNKNOWN } from "../../unknown";
 
-export type DeliveryPhase = "check" | "connect-bmc" | "upload" | "flash" | "power-on" | "boot" | "verify" | "connect" | "install" | "reboot" | "delete";
+export type DeliveryPhase =
+  "check" | "connect-bmc" | "upload" | "check-image" | "flash" | "flash-check" | "power-on" | "boot" | "verify" | "connect" | "install" | "reboot" | "delete";
 
 export class DeliveryError extends Error {
   constructor(

@@ -1,10 +1,11 @@
 /**
  * The BMC side of a Turing Pi flash: where an image lands on the BMC, the SSH connection to the BMC,
- * the serial console tail, and running `tpi flash` with its progress polled from a log file.
+ * the serial console tail, the check of the image's copy on the BMC against the pin, and running
+ * `tpi flash` with its progress polled from the BMC API's flash status.
  *
- * Commands are argv arrays; the one `sh -c` used (LOGGED_RUN_SCRIPT) has a fixed script and takes every
- * value as a positional parameter.
+ * Commands are argv arrays; the one `sh -c` used (FLASH_STATUS_SCRIPT) is a fixed script without values.
  */
+import * as fs from "fs";
 import { isRfc1123Label } from "../../model/checks";
 import { SshCredentials, SshEndpoint, endpointLabel, sshConnectOptions } from "../../transport/endpoint";
 import { HostError, RunResult, tailLines } from "../../transport/host";
@@ -13,7 +14,8 @@ import { setTimeout as sleep } from "timers/promises";
 import { asDeliveryError } from "../common/errors";
 import { ProgressReporter } from "../common/progress";
 import { bmcFlashLock } from "../common/lock";
-import { FlashOutcome, lastPercent, parseFlashOutcome, tpiFlashArgv, tpiUartGetArgv } from "./protocol";
+import { DeliveryError, short } from "../common/errors";
+import { FlashOutcome, FlashWatcher, flashStatusArgv, outputTails, parseFlashOutcome, parseFlashStatus, tpiFlashArgv, tpiUartGetArgv } from "./protocol";
 
 export interface BmcEndpointSpec extends SshEndpoint {
   name: string;
@@ -40,9 +42,7 @@ export interface TpiFlashSpec {
   bootTimeoutSeconds: number;
   /** How long to keep retrying the BMC's SSH before giving up. Default 60. */
   connectTimeoutSeconds?: number;
-  /** Pass --sha256 to tpi flash (retried without it when this tpi does not know the flag). Default true. */
-  tpiSha256?: boolean;
-  /** How often to poll tpi's progress, ms. Default 2000. */
+  /** How often to poll the BMC API's flash status for progress, ms. Default 2000. */
   pollIntervalMs?: number;
 }
 
@@ -56,9 +56,6 @@ export function remoteImagePath(spec: Pick<TpiFlashSpec, "nodeName" | "bmc" | "i
   if (!dir.startsWith("/")) throw new Error(`bmcs[${spec.bmc.name}].imageDir ${JSON.stringify(spec.bmc.imageDir)} must be an absolute path on the BMC`);
   return `${dir}/isar-k3s-${spec.nodeName}-${spec.image.imageId}.img`;
 }
-
-/** Runs a command writing its stdout to a log file (polled for progress), then prints the log and exits with the command's status. */
-export const LOGGED_RUN_SCRIPT = 'log=$1; shift; "$@" >"$log"; rc=$?; cat "$log"; rm -f "$log"; exit $rc';
 
 /** "BMC bmc slot 2 (root@10.0.0.2:22)", for messages. */
 export function bmcWhere(spec: TpiFlashSpec, label?: string): string {
@@ -100,68 +97,133 @@ export async function uartTail(bmc: SshHost, slot: number): Promise<string> {
   }
 }
 
-export interface TpiFlashRun {
-  outcome: FlashOutcome;
-  out: { stdout: string; stderr: string };
-  /** Whether tpi accepted --sha256. */
-  sha256Checked: boolean;
-}
-
 /**
- * Run `tpi flash` for `remote` on the slot, one flash at a time per BMC, polling the log for progress.
- * A tpi without --sha256 is retried without it. Throws a DeliveryError when the run itself breaks
- * (timeout, lost connection); the outcome of a finished run is returned for the caller to judge.
+ * sha256 of the image file as it lies on the BMC's SD card, computed on the BMC, against the pin, right
+ * before the flash (`tpi flash --local` sends the BMC no checksum). An upload that was skipped has just
+ * done exactly this (the transport hashed the BMC's file and found the pin); after a transfer the file is
+ * read back and hashed here. On a mismatch the file is removed (the next run uploads it again) and a
+ * DeliveryError says what was found; the slot is not touched.
  */
-export async function runTpiFlash(
+export async function checkImageOnBmc(
   bmc: SshHost,
   spec: TpiFlashSpec,
   remote: string,
   sha: string,
+  uploadSkipped: boolean,
   where: string,
   progress: ProgressReporter,
-): Promise<TpiFlashRun> {
-  let useSha = spec.tpiSha256 ?? true;
-  const lockKey = `${spec.bmc.address}:${spec.bmc.port}`;
-  if (bmcFlashLock.busy(lockKey)) progress.report("flash", undefined, `waiting: another flash through ${spec.bmc.name} is in progress`);
-  return bmcFlashLock.run(lockKey, async () => {
-    progress.report("flash", 0, `slot ${spec.slot} of ${spec.bmc.name}`);
-    for (;;) {
-      const logFile = `/tmp/isar-k3s-tpi-flash-slot${spec.slot}.log`;
-      const argv = ["sh", "-c", LOGGED_RUN_SCRIPT, "sh", logFile, ...tpiFlashArgv(spec.slot, remote, useSha ? sha : undefined)];
-      const res = await runPolled(bmc, argv, logFile, spec, where, progress);
-      const out = resultText(res);
-      const outcome = parseFlashOutcome({ code: res.code, ...out });
-      if (!outcome.ok && outcome.kind === "sha256-unsupported" && useSha) {
-        useSha = false; // older tpi: the transport already verified the uploaded bytes
-        continue;
-      }
-      return { outcome, out, sha256Checked: useSha };
-    }
-  });
+): Promise<void> {
+  if (uploadSkipped) {
+    progress.report("check-image", 100, `${remote} on ${spec.bmc.name} has the pinned sha256 ${short(sha)} (hashed on the BMC just now)`);
+    return;
+  }
+  progress.report("check-image", undefined, `sha256 of ${remote} on ${spec.bmc.name}`);
+  const size = (await fs.promises.stat(spec.image.path)).size;
+  let got: string | undefined;
+  try {
+    // the BMC hashes at tens of MB/s: allow 2 MB/s, at least two minutes
+    got = await bmc.sha256(remote, { timeoutMs: Math.max(120_000, size / 2e3) });
+  } catch (e) {
+    throw asDeliveryError(
+      e,
+      spec.nodeName,
+      "check-image",
+      where,
+      `check that the SD card is mounted and ${remote} is readable on the BMC (sha256sum ${remote}), then run \`pulumi up\` again; slot ${spec.slot} was not touched`,
+    );
+  }
+  if (got !== sha) {
+    await bmc.run(["rm", "-f", "--", remote], { timeoutMs: 60_000 }).catch(() => undefined);
+    throw new DeliveryError(
+      spec.nodeName,
+      "check-image",
+      where,
+      `the image on the BMC (${remote}) has sha256 ${got ?? "(file missing)"}, not the pinned ${sha}: the copy on the SD card is damaged or was replaced; it was removed and slot ${spec.slot} was not touched`,
+      "",
+      "run `pulumi up` again to upload it anew; if this repeats, check the BMC's SD card (dmesg on the BMC, or replace the card)",
+    );
+  }
+  progress.report("check-image", 100, `sha256 ${short(got)} matches the pin`);
 }
 
-/** One `tpi flash` run with its log polled for progress every `pollIntervalMs`. */
-async function runPolled(bmc: SshHost, argv: string[], logFile: string, spec: TpiFlashSpec, where: string, progress: ProgressReporter): Promise<RunResult> {
-  let done = false;
-  const poller = (async () => {
-    const every = spec.pollIntervalMs ?? 2000;
-    while (!done) {
-      await sleep(every);
-      if (done) break;
-      try {
-        const r = await bmc.run(["tail", "-c", "400", logFile], { timeoutMs: 10_000 });
-        const p = lastPercent(r.stdout.toString("utf8"));
-        if (!done && p !== undefined) progress.report("flash", p);
-      } catch {
-        /* progress is best effort */
+/** Poll the BMC API's flash status until `stopped()`: progress per stage, and the transfer's handle. */
+async function watchFlash(bmc: SshHost, spec: TpiFlashSpec, progress: ProgressReporter, watcher: FlashWatcher, stopped: () => boolean): Promise<void> {
+  const every = spec.pollIntervalMs ?? 2000;
+  let warned = false;
+  for (let first = true; !stopped(); first = false) {
+    // the BMC starts writing as soon as tpi's request lands: look early once, then every `every` ms
+    await sleep(first ? Math.min(every, 300) : every);
+    if (stopped()) break;
+    try {
+      const r = await bmc.run(flashStatusArgv(), { timeoutMs: 15_000 });
+      const st = r.code === 0 ? parseFlashStatus(r.stdout.toString("utf8")) : undefined;
+      if (!st && !warned) {
+        warned = true;
+        progress.report("flash", undefined, `(no progress: the BMC's flash status is not readable: ${tailLines(r.stderr, 1) || `curl exit ${r.code}`})`);
       }
+      const p = watcher.observe(st);
+      if (!stopped() && p)
+        progress.report(
+          p.stage === "writing" ? "flash" : "flash-check",
+          p.percent,
+          p.stage === "writing" ? `writing slot ${spec.slot}` : `the BMC reads slot ${spec.slot} back (crc)`,
+        );
+    } catch {
+      /* progress is best effort */
     }
-  })();
+  }
+}
+
+/**
+ * `tpi flash --local` for `remote` on the slot, one flash at a time per BMC, with the BMC API's status
+ * polled for progress. Throws a DeliveryError unless tpi reports Done AND the transfer stayed ours.
+ */
+export async function runTpiFlash(bmc: SshHost, spec: TpiFlashSpec, remote: string, sha: string, where: string, progress: ProgressReporter): Promise<void> {
+  const lockKey = `${spec.bmc.address}:${spec.bmc.port}`;
+  if (bmcFlashLock.busy(lockKey)) progress.report("flash", undefined, `waiting: another flash through ${spec.bmc.name} is in progress`);
+  const { outcome, out } = await bmcFlashLock.run(lockKey, async () => {
+    progress.report("flash", 0, `slot ${spec.slot} of ${spec.bmc.name}`);
+    const watcher = new FlashWatcher();
+    const res = await runPolled(bmc, tpiFlashArgv(spec.slot, remote), spec, where, progress, watcher);
+    const out = resultText(res);
+    let outcome: FlashOutcome = parseFlashOutcome({ code: res.code, ...out });
+    if (outcome.ok && watcher.foreignHandle !== undefined) {
+      outcome = {
+        ok: false,
+        kind: "replaced",
+        message: `another flash (BMC transfer ${watcher.foreignHandle}) replaced ours (${watcher.handle}) while it ran, yet tpi printed "Done": the BMC runs one transfer at a time`,
+      };
+    }
+    return { outcome, out };
+  });
+  if (!outcome.ok) {
+    throw new DeliveryError(
+      spec.nodeName,
+      "flash",
+      where,
+      outcome.message,
+      outputTails(out),
+      outcome.kind === "replaced"
+        ? `something else flashed through ${spec.bmc.name} at the same time (another \`pulumi up\`, or tpi/the web UI by hand): wait for it to end, then run \`pulumi up\` again; slot ${spec.slot} must be considered empty`
+        : `the slot's eMMC holds a partial image now. Check the module is seated, then run \`pulumi up\` again (the BMC's copy ${remote} matched sha256 ${short(sha)} before this flash)`,
+    );
+  }
+}
+
+/** One `tpi flash` run with the BMC's flash status polled every `pollIntervalMs`. */
+async function runPolled(
+  bmc: SshHost,
+  argv: string[],
+  spec: TpiFlashSpec,
+  where: string,
+  progress: ProgressReporter,
+  watcher: FlashWatcher,
+): Promise<RunResult> {
+  let done = false;
+  const poller = watchFlash(bmc, spec, progress, watcher, () => done);
   try {
     return await bmc.run(argv, { timeoutMs: spec.flashTimeoutSeconds * 1000 });
   } catch (e) {
-    done = true;
-    await poller;
     const timedOut = e instanceof HostError && /timed out/.test(e.message);
     throw asDeliveryError(
       e,

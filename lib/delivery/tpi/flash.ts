@@ -6,16 +6,24 @@
  *   connect-bmc  SSH to the BMC with its pinned host key (retried for `connectTimeoutSeconds`);
  *   upload       the image to <imageDir>/isar-k3s-<node>-<imageId>.img (the transport skips it when the
  *                BMC already holds those bytes, resumes a partial copy, verifies sha256, renames atomically);
- *   flash        `tpi flash --local -n <slot> -i <path> --sha256 <hex>` (the BMC re-checks the bytes it
- *                writes; a tpi without --sha256 is retried without it). Success needs exit 0 AND "Done" on
- *                stdout AND no "Error occured during flashing" on stderr: tpi exits 0 on BMC-side failures;
+ *   check-image  the sha256 of that file, computed ON THE BMC (read back from the SD card), against the
+ *                pin, right before flashing: `tpi flash --local` sends the BMC no checksum (tpi drops
+ *                --sha256 there and the firmware takes none for local files), so this is the check that
+ *                the bytes on the SD card are the pinned image (a skipped upload has just hashed the file
+ *                on the BMC and counts). A mismatch removes the file (the next run uploads it again);
+ *   flash        `tpi flash --local -n <slot> -i <path>`. The BMC writes the module, reads it back and
+ *                compares crc (always, for local files). Success needs exit 0 AND "Done" on stdout AND no
+ *                "Error occured during flashing" on stderr (tpi exits 0 on BMC-side failures) AND our
+ *                transfer not replaced by another client's. Progress comes from the BMC API's flash
+ *                status (bytes written, then the read-back), polled over the same SSH connection;
  *   power-on     `tpi power on -n <slot>` (a flash leaves the module off);
  *   boot         wait until the node answers SSH (bootTimeoutSeconds). Without a pinned node key the key
  *                it presents now is accepted (we flashed it a moment ago) and returned for the state;
  *   verify       the node reports /etc/isar-k3s/image-id = the image id we flashed (and, when given, its
  *                /etc/hostname), else the flash "succeeded" onto the wrong slot or an old image booted.
- * Progress (phase, percent) goes to the given sink. Every failure is a DeliveryError naming node, slot,
- * BMC and phase, with the tail of tpi's output (and of the node's serial console when it did not boot).
+ * Progress (phase, percent, elapsed time; at least every 10 %) goes to the given sink. Every failure is a
+ * DeliveryError naming node, slot, BMC and phase, with the last lines of tpi's stdout AND stderr (and of
+ * the node's serial console when it did not boot).
  *
  * One flash at a time per BMC (../common/lock.ts): flashes through the same BMC wait for each other in
  * this process (the rollout order also chains them, see ../rollout.ts); uploads to the BMC may overlap.
@@ -28,8 +36,8 @@ import { DeliveryError, asDeliveryError, short } from "../common/errors";
 import { ProgressReporter, ProgressSink } from "../common/progress";
 import { ensureRoom } from "../common/space";
 import { Connect, readImageId } from "../common/node";
-import { bmcWhere, connectBmc, remoteImagePath, resultText, runTpiFlash, TpiFlashSpec, uartTail } from "./bmc";
-import { tpiPowerArgv } from "./protocol";
+import { bmcWhere, checkImageOnBmc, connectBmc, remoteImagePath, resultText, runTpiFlash, TpiFlashSpec, uartTail } from "./bmc";
+import { outputTails, tpiPowerArgv } from "./protocol";
 
 export interface FlashResult {
   /** The node's host key after our flash (to record and pin from now on). */
@@ -39,7 +47,7 @@ export interface FlashResult {
   remoteImagePath: string;
   uploadSkipped: boolean;
   uploadBytes: number;
-  /** Whether tpi accepted --sha256. */
+  /** The image file on the BMC was hashed and matched the pinned sha256 right before the flash (always true on success: the flash does not start otherwise). */
   sha256Checked: boolean;
 }
 
@@ -62,23 +70,14 @@ export async function flashNode(spec: TpiFlashSpec, creds: SshCredentials, opts:
   const where = bmcWhere(spec, bmc.label);
   try {
     const up = await uploadImage(bmc, spec, remote, sha, where, progress);
-    const { outcome, out, sha256Checked } = await runTpiFlash(bmc, spec, remote, sha, where, progress);
-    if (!outcome.ok) {
-      throw new DeliveryError(
-        spec.nodeName,
-        "flash",
-        where,
-        outcome.message,
-        `${out.stdout}${out.stderr ? `\n${out.stderr}` : ""}`,
-        `the slot's eMMC holds a partial image now. Check the module is seated and the BMC's ${spec.bmc.imageDir} copy (sha256sum ${remote} should be ${sha}), then run \`pulumi up\` again`,
-      );
-    }
+    await checkImageOnBmc(bmc, spec, remote, sha, up.skipped, where, progress);
+    await runTpiFlash(bmc, spec, remote, sha, where, progress);
     progress.report("flash", 100, "Done");
     await powerOn(bmc, spec, where, progress);
     const node = await waitForBoot(bmc, spec, creds, connect, progress);
     try {
       const v = await verifyFlashed(node, spec, progress);
-      return { ...v, remoteImagePath: remote, uploadSkipped: up.skipped, uploadBytes: up.bytes, sha256Checked };
+      return { ...v, remoteImagePath: remote, uploadSkipped: up.skipped, uploadBytes: up.bytes, sha256Checked: true };
     } finally {
       await node.close();
     }
@@ -148,7 +147,7 @@ async function powerOn(bmc: SshHost, spec: TpiFlashSpec, where: string, progress
       "power-on",
       where,
       `\`${pargv.join(" ")}\` exited ${pres.code}`,
-      pout.stdout + pout.stderr,
+      outputTails(pout),
       "the image is flashed; power the node on from the BMC and run `pulumi up` again",
     );
   }
@@ -247,7 +246,7 @@ export async function unflashNode(spec: TpiFlashSpec, creds: SshCredentials, opt
         "delete",
         bmcWhere(spec, bmc.label),
         `\`${argv.join(" ")}\` exited ${r.code}`,
-        o.stdout + o.stderr,
+        outputTails(o),
         "power the slot off by hand, or drop the resource from the state with `pulumi state delete <urn>`",
       );
     }

@@ -26,12 +26,11 @@ export interface TpiInputs extends CommonInputs {
   bmc: SshEndpoint & { name: string; imageDir: string };
   image: { path: string; sha256: string; imageId: string };
   flashTimeoutSeconds: number;
-  tpiSha256: boolean;
 }
 
 /** The flash's spec: the inputs without the credentials and the state. */
 function spec(i: TpiInputs): TpiFlashSpec {
-  return pick(i, ["nodeName", "hostname", "slot", "bmc", "node", "image", "flashTimeoutSeconds", "bootTimeoutSeconds", "connectTimeoutSeconds", "tpiSha256"]);
+  return pick(i, ["nodeName", "hostname", "slot", "bmc", "node", "image", "flashTimeoutSeconds", "bootTimeoutSeconds", "connectTimeoutSeconds"]);
 }
 
 const target = (i: TpiInputs) => `slot ${i.slot} of ${i.bmc.name}`;
@@ -71,7 +70,6 @@ export const tpiMethod: DeliveryMethod<TpiInputs> = {
       node,
       image: { path: imagePath, sha256: sha ?? String(im.sha256 ?? ""), imageId },
       flashTimeoutSeconds: num(news.flashTimeoutSeconds, DELIVERY_DEFAULTS.flashTimeoutSeconds, "flashTimeoutSeconds", f),
-      tpiSha256: news.tpiSha256 === undefined ? DELIVERY_DEFAULTS.tpiSha256 : news.tpiSha256 === true,
     };
   },
 
