@@ -474,6 +474,7 @@ async function killall(out = (s) => process.stdout.write(s)) {
     }
   }
   fs.rmSync(D.runtimeFile(), { force: true });
+  if (require("./components").killRecorded()) out("+ kill etcd/kube-apiserver/kube-controller-manager/kube-scheduler/kwok\n");
   for (const d of ["/run/k3s", "/run/flannel"]) fs.rmSync(U.nodePath(d), { recursive: true, force: true });
   return 0;
 }
