@@ -36,10 +36,11 @@ const running = new Map(); // name -> ChildProcess
  * Returns the ChildProcess.
  */
 function start(name, argv, { logDir, env = {}, onExit } = {}) {
+  const exe = bin(argv[0]);
   fs.mkdirSync(logDir, { recursive: true });
   const logFile = path.join(logDir, `${name}.log`);
   const fd = fs.openSync(logFile, "a");
-  const child = spawn("setpriv", ["--pdeathsig", "KILL", "--", bin(argv[0]), ...argv.slice(1)], {
+  const child = spawn("setpriv", ["--pdeathsig", "KILL", "--", exe, ...argv.slice(1)], {
     stdio: ["ignore", fd, fd],
     env: { PATH: process.env.PATH || "/usr/bin:/bin", HOME: process.env.HOME || "/root", ...env },
   });

@@ -259,11 +259,11 @@ class Daemon {
       U.writeAtomic(this.tls(`client-${name}.key`), c.key, 0o600);
       U.writeAtomic(
         this.p(`${SERVER}/cred/${name}.kubeconfig`),
-        kubeconfigText(this.apiUrl(), { file: `${SERVER}/tls/server-ca.crt` }, { certFile: `${SERVER}/tls/client-${name}.crt`, keyFile: `${SERVER}/tls/client-${name}.key` }),
+        kubeconfigText(this.apiUrl(), { file: this.tls("server-ca.crt") }, { certFile: this.tls(`client-${name}.crt`), keyFile: this.tls(`client-${name}.key`) }),
         0o600,
       );
     }
-    U.writeAtomic(this.p(`${SERVER}/cred/admin.kubeconfig`), kubeconfigText(this.apiUrl(), { file: `${SERVER}/tls/server-ca.crt` }, { certFile: `${SERVER}/tls/client-admin.crt`, keyFile: `${SERVER}/tls/client-admin.key` }), 0o600);
+    U.writeAtomic(this.p(`${SERVER}/cred/admin.kubeconfig`), kubeconfigText(this.apiUrl(), { file: this.tls("server-ca.crt") }, { certFile: this.tls("client-admin.crt"), keyFile: this.tls("client-admin.key") }), 0o600);
   }
 
   serviceIp() {
@@ -474,6 +474,21 @@ class Daemon {
       roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: "k3s-token" },
       subjects: [{ apiGroup: "rbac.authorization.k8s.io", kind: "Group", name: "k3s:token" }],
     }, "k3s-token");
+    // kwok lists all Nodes (a kubelet reads only its own since the Node authorizer's selector rules):
+    // the node agents' group may list and watch Nodes
+    await this.apply(api, "/apis/rbac.authorization.k8s.io/v1/clusterroles", {
+      apiVersion: "rbac.authorization.k8s.io/v1",
+      kind: "ClusterRole",
+      metadata: { name: "k3s-sim:node-agent" },
+      rules: [{ apiGroups: [""], resources: ["nodes"], verbs: ["get", "list", "watch"] }],
+    }, "k3s-sim:node-agent");
+    await this.apply(api, "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", {
+      apiVersion: "rbac.authorization.k8s.io/v1",
+      kind: "ClusterRoleBinding",
+      metadata: { name: "k3s-sim:node-agent" },
+      roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: "k3s-sim:node-agent" },
+      subjects: [{ apiGroup: "rbac.authorization.k8s.io", kind: "Group", name: "system:nodes" }],
+    }, "k3s-sim:node-agent");
     this.startControllers();
   }
 

@@ -37,8 +37,21 @@ function chooseKubeconfig(argv) {
   return undefined;
 }
 
+/** Node-local paths in --kubeconfig / $KUBECONFIG, under K3S_SIM_ROOT (nodes as directories in tests). */
+function localise(argv) {
+  const out = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === "--kubeconfig" && i + 1 < argv.length) out.push(a, U.nodePath(argv[++i]));
+    else if (a.startsWith("--kubeconfig=")) out.push(`--kubeconfig=${U.nodePath(a.slice("--kubeconfig=".length))}`);
+    else out.push(a);
+  }
+  return out;
+}
+
 function kubectl(argv) {
-  const args = [...argv];
+  const args = localise(argv);
+  if (process.env.KUBECONFIG) process.env.KUBECONFIG = process.env.KUBECONFIG.split(":").map((f) => (f.startsWith("/") ? U.nodePath(f) : f)).join(":");
   const kc = chooseKubeconfig(args);
   if (kc && !kc.given) args.unshift(`--kubeconfig=${kc.file}`);
   if (kc && !args.some((a) => a === "--server" || a === "-s" || a.startsWith("--server="))) {
