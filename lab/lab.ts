@@ -130,7 +130,7 @@ export function k8sComponentsDir(root: string, given?: string): string {
     given ??
     process.env.ISAR_K3S_K8S_DIR ??
     (fs.existsSync(recorded) ? fs.readFileSync(recorded, "utf8").trim() : path.join(process.env.ISAR_K3S_CACHE ?? path.join(os.homedir(), ".cache", "isar-k3s"), "k8s", `v${KUBE_VERSION}`));
-  for (const f of ["bin/kube-apiserver", "bin/kubectl", "bin/kwok", "stages/node-heartbeat-with-lease.yaml"]) {
+  for (const f of ["bin/kube-apiserver", "bin/kubectl", "bin/kwok", "bin/etcd", "stages/node-heartbeat-with-lease.yaml"]) {
     if (!fs.existsSync(path.join(dir, f))) throw new Error(`lab: k3s needs the Kubernetes components, but ${path.join(dir, f)} is missing. How to fix: run \`bash scripts/setup.sh\` (or \`bash scripts/k8s-components.sh\`), or set spec.k3s.k8sDir / ISAR_K3S_K8S_DIR to their directory.`);
   }
   return dir;

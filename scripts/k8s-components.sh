@@ -10,10 +10,11 @@
 #   bin/kube-apiserver bin/kube-controller-manager bin/kube-scheduler bin/kubectl
 #                            from k8s.io/kubernetes (wrapper module scripts/k8s/kubernetes)
 #   bin/kwok                 from sigs.k8s.io/kwok (wrapper module scripts/k8s/kwok)
+#   bin/etcd bin/etcdctl     from go.etcd.io/etcd v3.6 (wrapper module scripts/k8s/etcd; k3s embeds 3.6, and
+#                            Debian's 3.4 lacks the RequestWatchProgress that kwok's client-go watches need)
 #   stages/                  kwok's node stages (node-initialize, node-heartbeat-with-lease), taken from the
 #                            kwok module itself (kwok exits "no stages found" without them)
 #   stamp                    recipe, Go version and go.sum hashes of what was built
-# etcd is Debian's etcd-server/etcd-client (scripts/setup.sh installs them).
 #
 # Environment:
 #   ISAR_K3S_CACHE   cache root (default $HOME/.cache/isar-k3s)
@@ -22,8 +23,9 @@ set -euo pipefail
 
 KUBE_VERSION=1.34.4
 KWOK_VERSION=v0.8.0
+ETCD_VERSION=v3.6.5
 # Bump when the way things are built changes; it is part of the stamp.
-RECIPE=1
+RECIPE=2
 
 mode=build
 rebuild=0
@@ -54,8 +56,8 @@ command -v "$GO" > /dev/null || die "go not found (set GO=/path/to/go; scripts/s
 go_version=$("$GO" env GOVERSION)
 
 cache=${ISAR_K3S_CACHE:-$HOME/.cache/isar-k3s}/k8s/v$KUBE_VERSION
-want="recipe=$RECIPE go=$go_version kube=$(sha256sum "$repo_root/scripts/k8s/kubernetes/go.sum" | cut -c1-16) kwok=$KWOK_VERSION/$(sha256sum "$repo_root/scripts/k8s/kwok/go.sum" | cut -c1-16)"
-bins=(kube-apiserver kube-controller-manager kube-scheduler kubectl kwok)
+want="recipe=$RECIPE go=$go_version kube=$(sha256sum "$repo_root/scripts/k8s/kubernetes/go.sum" | cut -c1-16) kwok=$KWOK_VERSION/$(sha256sum "$repo_root/scripts/k8s/kwok/go.sum" | cut -c1-16) etcd=$ETCD_VERSION/$(sha256sum "$repo_root/scripts/k8s/etcd/go.sum" | cut -c1-16)"
+bins=(kube-apiserver kube-controller-manager kube-scheduler kubectl kwok etcd etcdctl)
 have_all() {
   local b
   for b in "${bins[@]}"; do [[ -x $cache/bin/$b ]] || return 1; done
@@ -84,6 +86,9 @@ echo "k8s-components: building Kubernetes v$KUBE_VERSION (kube-apiserver, kube-c
   k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl) || die "building Kubernetes failed (see above)"
 echo "k8s-components: building kwok $KWOK_VERSION"
 (cd "$repo_root/scripts/k8s/kwok" && GOFLAGS=-mod=readonly "$GO" build -trimpath -ldflags "-s -w" -o "$tmp/bin/" sigs.k8s.io/kwok/cmd/kwok) || die "building kwok failed (see above)"
+echo "k8s-components: building etcd $ETCD_VERSION"
+(cd "$repo_root/scripts/k8s/etcd" && GOFLAGS=-mod=readonly "$GO" build -trimpath -ldflags "-s -w" -o "$tmp/bin/etcd" go.etcd.io/etcd/server/v3 &&
+  GOFLAGS=-mod=readonly "$GO" build -trimpath -ldflags "-s -w" -o "$tmp/bin/etcdctl" go.etcd.io/etcd/etcdctl/v3) || die "building etcd failed (see above)"
 
 kwok_dir=$(cd "$repo_root/scripts/k8s/kwok" && "$GO" list -m -f '{{.Dir}}' sigs.k8s.io/kwok)
 for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml; do

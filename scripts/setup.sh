@@ -6,7 +6,7 @@
 #   - the Pulumi CLI and plugins built from the Go module proxy (scripts/pulumi-toolchain.sh), unless
 #     ISAR_K3S_SKIP_TOOLCHAIN=1 or a `pulumi` is already on PATH and ISAR_K3S_USE_SYSTEM_PULUMI=1,
 #   - the Kubernetes components the lab runs (kube-apiserver, controller-manager, scheduler, kubectl,
-#     kwok; scripts/k8s-components.sh, cached), unless ISAR_K3S_SKIP_K8S=1.
+#     kwok, etcd; scripts/k8s-components.sh, cached), unless ISAR_K3S_SKIP_K8S=1.
 # Prints one line per step with its time.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -6,7 +6,7 @@
  * kubectl label/taint/cordon/drain/delete, uninstall, power-off, and that the token never shows up in an
  * argument, a log or the observation directory.
  */
-import { spawn } from "child_process";
+import { execFileSync, spawn } from "child_process";
 import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
@@ -27,20 +27,14 @@ let a2: SimNode;
 
 beforeAll(async () => {
   base = tempBase("ha");
-  cl = new SimCluster(base, { K3S_SIM_JOIN_SECONDS: "1", K3S_SIM_GRACE_SECONDS: "6", K3S_SIM_LEASE_SECONDS: "4" });
+  cl = new SimCluster(base, { K3S_SIM_JOIN_SECONDS: "1", K3S_SIM_GRACE_SECONDS: "10", K3S_SIM_LEASE_SECONDS: "4" });
   s1 = cl.node("s1", { config: { "cluster-init": true, "node-name": "s1", ...serverConfig("127.0.20.1"), "node-label": ["tier=control"] }, token: TOKEN });
   const r1 = await s1.install("server");
   if (r1.code !== 0) throw new Error(`first server failed: ${r1.stdout}${r1.stderr}`);
   s2 = cl.node("s2", { config: { server: "https://127.0.20.1:6443", "node-name": "s2", ...serverConfig("127.0.20.2") }, token: TOKEN });
   const r2 = await s2.install("server");
   if (r2.code !== 0) throw new Error(`second server failed: ${r2.stdout}${r2.stderr}`);
-  const agentCfg = (ip: string, extra: Record<string, unknown> = {}) => ({
-    server: "https://127.0.20.1:6443",
-    "node-ip": ip,
-    "token-file": "/etc/rancher/k3s/token",
-    "kubelet-arg": [],
-    ...extra,
-  });
+  const agentCfg = (ip: string, extra: Record<string, unknown> = {}) => ({ server: "https://127.0.20.1:6443", "node-ip": ip, "token-file": "/etc/rancher/k3s/token", "kubelet-arg": [], ...extra });
   a1 = cl.node("a1", { config: agentCfg("127.0.20.11", { "node-label": ["nvidia.com/gpu=true"], "node-taint": ["gpu=true:NoSchedule"] }), token: TOKEN });
   a2 = cl.node("a2", { config: agentCfg("127.0.20.12"), token: TOKEN });
   const [ra1, ra2] = await Promise.all([a1.install("agent"), a2.install("agent")]);
@@ -129,10 +123,7 @@ test("kubectl get nodes (table, wide, json) and a real-looking Node object", asy
   const names = await s1.kubectl("get", "nodes", "-l", "node-role.kubernetes.io/control-plane=true", "-o", "name");
   expect(names.stdout).toBe("node/s1\nnode/s2\n");
 
-  expect(await s1.kubectl("wait", "--for=condition=Ready", "node/a1", "node/s2", "--timeout=5s")).toMatchObject({
-    code: 0,
-    stdout: "node/a1 condition met\nnode/s2 condition met\n",
-  });
+  expect(await s1.kubectl("wait", "--for=condition=Ready", "node/a1", "node/s2", "--timeout=5s")).toMatchObject({ code: 0, stdout: "node/a1 condition met\nnode/s2 condition met\n" });
 
   const nf = await s1.kubectl("get", "node", "nope", "-o", "json");
   expect(nf.code).toBe(1);
@@ -184,11 +175,14 @@ test("a rewritten kubeconfig (first server's address) works from anywhere; a wro
   expect(viaEnv.stdout.split("\n").filter(Boolean)).toHaveLength(4);
   fs.writeFileSync(file, rewriteKubeconfig(kcText, { server: "https://127.0.20.11:6443", name: "lab" }), { mode: 0o600 });
   const agentAddr = await a1.kubectl("--kubeconfig", "/root/lab.kubeconfig", "get", "nodes");
-  expect(agentAddr.stderr.trim()).toBe("The connection to the server 127.0.20.11:6443 was refused - did you specify the right host or port?");
+  // kubectl's discovery retries log first; its last line is the verdict
+  expect(agentAddr.stderr.trim().split("\n").pop()).toBe("The connection to the server 127.0.20.11:6443 was refused - did you specify the right host or port?");
+  // a client certificate and key of its own (not signed by the cluster's client CA)
   const doc = parse(kcText);
-  doc.users[0].user["client-key-data"] = Buffer.from(
-    crypto.generateKeyPairSync("ec", { namedCurve: "prime256v1" }).privateKey.export({ format: "pem", type: "pkcs8" }),
-  ).toString("base64");
+  const own = fs.mkdtempSync(path.join(base, "foreign-"));
+  execFileSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", path.join(own, "k"), "-out", path.join(own, "c"), "-days", "1", "-subj", "/O=system:masters/CN=intruder"], { stdio: "ignore" });
+  doc.users[0].user["client-certificate-data"] = fs.readFileSync(path.join(own, "c")).toString("base64");
+  doc.users[0].user["client-key-data"] = fs.readFileSync(path.join(own, "k")).toString("base64");
   fs.writeFileSync(file, rewriteKubeconfig(stringify(doc), { server: "https://127.0.20.2:6443", name: "lab" }), { mode: 0o600 });
   const foreign = await a1.kubectl("--kubeconfig", "/root/lab.kubeconfig", "get", "nodes");
   expect(foreign.stderr.trim()).toBe("error: You must be logged in to the server (Unauthorized)");
@@ -252,7 +246,7 @@ test("label, taint, cordon, uncordon with kubectl's messages and refusals", asyn
 test("node-label / node-taint apply at registration only: a config change plus restart leaves the Node as it was", async () => {
   fs.writeFileSync(a2.path("etc/rancher/k3s/config.yaml"), fs.readFileSync(a2.path("etc/rancher/k3s/config.yaml"), "utf8") + "node-label:\n- late=true\n");
   const r = await a2.systemctl("restart", "k3s-agent");
-  expect(r.code).toBe(0);
+  expect(r).toMatchObject({ code: 0 });
   const n = parseNodeJson((await s1.kubectl("get", "node", "a2", "-o", "json")).stdout);
   expect(n.ready).toBe(true);
   expect(n.labels.late).toBeUndefined();
@@ -271,7 +265,7 @@ test("drain: cordons and completes; a pod whose termination never completes make
     const h = await s1.kubectl("drain", "a2", "--ignore-daemonsets", "--delete-emptydir-data", "--force", "--timeout=2s");
     expect(h.code).toBe(1);
     expect(h.ms).toBeGreaterThanOrEqual(1900);
-    expect(h.stderr).toMatch(/unable to drain node "a2" due to error: .*global timeout reached: 2s/);
+    expect(h.stderr).toMatch(/unable to drain node "a2" due to error: error when waiting for pod "hang" in namespace "default" to terminate: (context deadline exceeded|global timeout reached: 2s)/);
     expect(h.stdout).toMatch(/node\/a2 already cordoned/);
   } finally {
     await s1.kubectl("delete", "pod", "hang", "-n", "default", "--force", "--grace-period=0", "--ignore-not-found");
@@ -282,9 +276,7 @@ test("delete node removes the Node and its node-password secret; NotFound afterw
   const sec = await s1.kubectl("get", "secret", "-n", "kube-system", "a2.node-password.k3s", "-o", "json");
   expect(sec.code).toBe(0);
   expect(JSON.parse(sec.stdout)).toMatchObject({ kind: "Secret", type: "k3s.cattle.io/node-password", metadata: { namespace: "kube-system" } });
-  expect((await s1.kubectl("get", "secret", "a2.node-password.k3s")).stderr.trim()).toBe(
-    'Error from server (NotFound): secrets "a2.node-password.k3s" not found',
-  );
+  expect((await s1.kubectl("get", "secret", "a2.node-password.k3s")).stderr.trim()).toBe('Error from server (NotFound): secrets "a2.node-password.k3s" not found');
   const del = await s1.kubectl("delete", "node", "a2");
   expect(del).toMatchObject({ code: 0, stdout: 'node "a2" deleted\n' });
   expect((await s1.kubectl("get", "node", "a2")).stderr.trim()).toBe('Error from server (NotFound): nodes "a2" not found');
@@ -317,19 +309,14 @@ test("re-flashed agent (same hostname, new node password) is rejected until its 
     "Node password rejected, duplicate hostname or contents of '/etc/rancher/node/password' may not match server node-password entry, try enabling a unique node name with the --with-node-id flag",
   );
   expect(fs.readFileSync(a1b.path("etc/rancher/node/password"), "utf8")).not.toBe(oldPw);
-  expect(fs.readFileSync(a1b.path("var/log/k3s-agent.log"), "utf8")).toMatch(
-    /Waiting to retrieve agent configuration; server is not ready: Node password rejected/,
-  );
+  expect(fs.readFileSync(a1b.path("var/log/k3s-agent.log"), "utf8")).toMatch(/Waiting to retrieve agent configuration; server is not ready: Node password rejected/);
   // still the old Node, never Ready again from the new board
   expect((await s1.kubectl("delete", "node", "a1")).code).toBe(0);
   const r2 = await a1b.install("agent");
-  expect(r2.code).toBe(0);
+  expect(r2).toMatchObject({ code: 0 });
   const n = parseNodeJson((await s1.kubectl("get", "node", "a1", "-o", "json")).stdout);
   expect(n.ready).toBe(true);
-  const log = cl
-    .joinLog()
-    .filter((e) => e.node === "a1")
-    .map((e) => e.event);
+  const log = cl.joinLog().filter((e) => e.node === "a1").map((e) => e.event);
   expect(log).toEqual(expect.arrayContaining(["rejected", "registered"]));
 });
 
@@ -344,7 +331,7 @@ test("agent uninstall: k3s stops, files go, the Node stays NotReady; the node pa
   expect(fs.existsSync(a1b.path("etc/systemd/system/k3s-agent.service"))).toBe(false);
   expect(fs.existsSync(a1b.path("etc/rancher/node/password"))).toBe(true);
   expect((await a1b.systemctl("is-active", "k3s-agent")).code).toBe(3);
-  // the node lifecycle controller marks it after the grace period (6 s here)
+  // the node lifecycle controller marks it after the grace period (10 s here)
   expect(await eventually(async () => !parseNodeJson((await s1.kubectl("get", "node", "a1", "-o", "json")).stdout).ready, 30_000)).toBe(true);
   expect(await eventually(async () => parseNodeJson((await s1.kubectl("get", "node", "a1", "-o", "json")).stdout).taints.some((t) => t.effect === "NoExecute"), 15_000)).toBe(true);
   const j = await s1.kubectl("get", "node", "a1", "-o", "json");
@@ -363,24 +350,10 @@ test("agent uninstall: k3s stops, files go, the Node stays NotReady; the node pa
 test("a node powered off (its PID namespace killed, as the lab does) turns NotReady after the grace period", async () => {
   const p = cl.node("p1", { config: { server: "https://127.0.20.1:6443", "node-ip": "127.0.20.21", "token-file": "/etc/rancher/k3s/token" }, token: TOKEN });
   // the node's processes live in their own PID namespace: other nodes cannot see its pids, only its heartbeats
-  const host = spawn(
-    "unshare",
-    [
-      "--pid",
-      "--fork",
-      "--mount-proc",
-      "--kill-child",
-      "sh",
-      "-c",
-      `sh "$1" >/dev/null 2>&1 && echo up && exec sleep 600`,
-      "sh",
-      path.join(p.bin, "k3s-install.sh"),
-    ],
-    {
-      env: { ...process.env, INSTALL_K3S_SKIP_DOWNLOAD: "true", INSTALL_K3S_EXEC: "agent" },
-      stdio: ["ignore", "pipe", "inherit"],
-    },
-  );
+  const host = spawn("unshare", ["--pid", "--fork", "--mount-proc", "--kill-child", "sh", "-c", `sh "$1" >/dev/null 2>&1 && echo up && exec sleep 600`, "sh", path.join(p.bin, "k3s-install.sh")], {
+    env: { ...process.env, INSTALL_K3S_SKIP_DOWNLOAD: "true", INSTALL_K3S_EXEC: "agent" },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
   try {
     await new Promise<void>((resolve, reject) => {
       host.stdout!.on("data", (d: Buffer) => (d.toString().includes("up") ? resolve() : undefined));
@@ -399,8 +372,8 @@ test("a node powered off (its PID namespace killed, as the lab does) turns NotRe
       }
       await new Promise((r) => setTimeout(r, 250));
     }
-    expect(notReadyAfter).toBeGreaterThan(3000); // the Lease has to go stale: grace period 6 s, renewed every 1 s
-    expect(notReadyAfter).toBeLessThan(20_000);
+    expect(notReadyAfter).toBeGreaterThan(5000); // the Lease has to go stale: grace period 10 s, renewed every 1 s
+    expect(notReadyAfter).toBeLessThan(25_000);
   } finally {
     if (host.exitCode === null && host.signalCode === null) {
       const gone = new Promise((r) => host.once("close", r));
@@ -412,11 +385,7 @@ test("a node powered off (its PID namespace killed, as the lab does) turns NotRe
 });
 
 test("the token never appears in an argument, a log, a Node annotation or the cluster directory", async () => {
-  const argv = fs
-    .readFileSync(cl.file("argv.log"), "utf8")
-    .trim()
-    .split("\n")
-    .map((l) => JSON.parse(l));
+  const argv = fs.readFileSync(cl.file("argv.log"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
   expect(argv.length).toBeGreaterThan(20);
   const progs = new Set(argv.map((r: { prog: string }) => r.prog));
   for (const p of ["k3s", "kubectl", "systemctl", "k3s-install.sh", "k3s-killall.sh", "k3s-agent-uninstall.sh"]) expect(progs).toContain(p);

@@ -142,7 +142,7 @@ export class SimNode {
   async etcdMembers(): Promise<{ name: string; learner: boolean }[]> {
     const ip = (JSON.parse(fs.readFileSync(this.path("run/k3s-sim/daemon.json"), "utf8")) as { nodeIp: string }).nodeIp;
     const tls = this.path("var/lib/rancher/k3s/server/tls/etcd");
-    const r = await run(["etcdctl", `--endpoints=https://${ip}:2379`, `--cacert=${tls}/server-ca.crt`, `--cert=${tls}/client.crt`, `--key=${tls}/client.key`, "member", "list"], { ETCDCTL_API: "3" });
+    const r = await run([path.join(K8S_DIR, "bin/etcdctl"), `--endpoints=https://${ip}:2379`, `--cacert=${tls}/server-ca.crt`, `--cert=${tls}/client.crt`, `--key=${tls}/client.key`, "member", "list"], { ETCDCTL_API: "3" });
     if (r.code !== 0) throw new Error(`etcdctl member list on ${this.name}: ${r.stderr}`);
     return r.stdout
       .trim()

@@ -1,10 +1,9 @@
 "use strict";
 /**
- * The real components a k3s process supervises: etcd (Debian's etcd-server), kube-apiserver,
- * kube-controller-manager, kube-scheduler (built by scripts/k8s-components.sh) and kwok as the node
- * agent (one per node, --manage-single-node). Where they come from:
+ * The real components a k3s process supervises: etcd (v3.6, as k3s embeds), kube-apiserver,
+ * kube-controller-manager, kube-scheduler and kwok as the node agent (one per node,
+ * --manage-single-node), all built by scripts/k8s-components.sh. Where they come from:
  *   K3S_SIM_K8S   directory with bin/ and stages/ (the lab bind-mounts the build cache at /opt/lab-k8s)
- *   etcd, etcdctl from PATH (/usr/bin).
  * Each child runs under `setpriv --pdeathsig KILL`, so it ends with the k3s process that started it
  * (as k3s's embedded components do), logs to <log dir>/<name>.log, and its pid is recorded in
  * /run/k3s-sim/children (k3s-killall.sh ends them).
@@ -19,7 +18,6 @@ function k8sDir() {
 }
 
 function bin(name) {
-  if (name === "etcd" || name === "etcdctl") return name;
   const p = path.join(k8sDir(), "bin", name);
   if (!fs.existsSync(p)) throw new Error(`k3s-sim: ${p} not found: build the Kubernetes components first (bash scripts/k8s-components.sh) and set K3S_SIM_K8S to its directory`);
   return p;

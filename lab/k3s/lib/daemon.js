@@ -474,13 +474,16 @@ class Daemon {
       roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: "k3s-token" },
       subjects: [{ apiGroup: "rbac.authorization.k8s.io", kind: "Group", name: "k3s:token" }],
     }, "k3s-token");
-    // kwok lists all Nodes (a kubelet reads only its own since the Node authorizer's selector rules):
-    // the node agents' group may list and watch Nodes
+    // kwok lists and watches all Nodes and Leases (a kubelet reads only its own since the Node
+    // authorizer's selector rules): the node agents' group may
     await this.apply(api, "/apis/rbac.authorization.k8s.io/v1/clusterroles", {
       apiVersion: "rbac.authorization.k8s.io/v1",
       kind: "ClusterRole",
       metadata: { name: "k3s-sim:node-agent" },
-      rules: [{ apiGroups: [""], resources: ["nodes"], verbs: ["get", "list", "watch"] }],
+      rules: [
+        { apiGroups: [""], resources: ["nodes"], verbs: ["get", "list", "watch"] },
+        { apiGroups: ["coordination.k8s.io"], resources: ["leases"], verbs: ["get", "list", "watch"] },
+      ],
     }, "k3s-sim:node-agent");
     await this.apply(api, "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", {
       apiVersion: "rbac.authorization.k8s.io/v1",
