@@ -49,7 +49,7 @@ function start(name, argv, { logDir, env = {}, onExit } = {}) {
   child.on("exit", (code, signal) => {
     if (running.get(name) !== child) return;
     running.delete(name);
-    if (onExit) onExit(code, signal, tail(logFile, 8));
+    if (onExit) onExit(code, signal, tail(logFile, 60));
   });
   return child;
 }

@@ -138,7 +138,8 @@ class Daemon {
     return (code, signal, lastLines) => {
       if (this.stopping) return;
       const last = lastLines.split("\n").filter((l) => /error|fatal|removed|panic/i.test(l)).pop() || lastLines.split("\n").pop() || "";
-      const removed = /permanently removed/.test(lastLines);
+      // etcd logs this when its peers tell it that it was removed, then stops (exit code 0)
+      const removed = name === "etcd" && /permanently removed from the cluster/.test(lastLines);
       void this.fatal(removed ? "starting kubernetes: preparing server: start managed database: etcdserver: the member has been permanently removed from the cluster" : `${name} exited (${signal || `code ${code}`}): ${last}`);
     };
   }
@@ -383,7 +384,28 @@ class Daemon {
     return this.fatal(`starting kubernetes: kube-apiserver not ready after ${ms / 1000}s: ${last}`);
   }
 
+  /**
+   * A controller that loses its leader lease (e.g. etcd without quorum) exits, as it is built to; k3s then
+   * exits too and systemd restarts it. The lab has no systemd, so the supervisor restarts the controller
+   * (after 2 s), keeping etcd and the apiserver up.
+   */
+  restartOnExit(name, startFn) {
+    return (code, signal, lastLines) => {
+      if (this.stopping) return;
+      const last = lastLines.split("\n").filter((l) => /lost|error|fatal/i.test(l)).pop() || lastLines.split("\n").pop() || "";
+      log.warn(`${name} exited (${signal || `code ${code}`}): ${last}; restarting it`);
+      setTimeout(() => {
+        if (!this.stopping) startFn();
+      }, 2000).unref();
+    };
+  }
+
   startControllers() {
+    this.startControllerManager();
+    this.startScheduler();
+  }
+
+  startControllerManager() {
     const cfg = this.cfg;
     const ip = cfg.nodeIp;
     const logDir = this.p(`${SERVER}/logs`);
@@ -409,13 +431,17 @@ class Daemon {
         "--node-monitor-period=1s",
         "--profiling=false",
       ],
-      { logDir, onExit: this.onComponentExit("kube-controller-manager") },
+      { logDir, onExit: this.restartOnExit("kube-controller-manager", () => this.startControllerManager()) },
     );
+  }
+
+  startScheduler() {
+    const ip = this.cfg.nodeIp;
     const sched = this.p(`${SERVER}/cred/scheduler.kubeconfig`);
     C.start(
       "kube-scheduler",
       ["kube-scheduler", `--kubeconfig=${sched}`, `--authentication-kubeconfig=${sched}`, `--authorization-kubeconfig=${sched}`, `--bind-address=${ip}`, "--leader-elect=true", "--profiling=false"],
-      { logDir, onExit: this.onComponentExit("kube-scheduler") },
+      { logDir: this.p(`${SERVER}/logs`), onExit: this.restartOnExit("kube-scheduler", () => this.startScheduler()) },
     );
   }
 

@@ -209,6 +209,8 @@ async function stopUnit(unit) {
 function activeState(unit) {
   const rec = unitPid(unit);
   const st = readState(unit);
+  // a k3s that reported a fatal error is failed, also while it is still stopping its components
+  if (st && st.phase === "failed") return "failed";
   if (rec) {
     const u = readUnit(unit);
     if (u && u.type === "notify" && (!st || st.phase !== "ready")) return "activating";
