@@ -513,7 +513,7 @@ export class Lab {
         r.dir,
         this.root,
       ],
-      { stdio: ["ignore", logFd, logFd], env: this.spec.k3s && r.spec.role !== "bmc" ? { ...process.env, LAB_K8S_DIR: this.k8sDir() } : process.env },
+      { stdio: ["ignore", logFd, logFd], env: this.spec.k3s && r.spec.role !== "bmc" ? { ...process.env, LAB_K8S_DIR: this.k8sDir(), LAB_K3S_LOG_DIR: this.k3sLogDir() } : process.env },
     );
     fs.closeSync(logFd);
     r.proc = child;
@@ -720,28 +720,26 @@ export class Lab {
     return (this.k8sDirCache ??= k8sComponentsDir(this.root, this.spec.k3s?.k8sDir));
   }
 
+  /** The shared k3s log directory, created (0700). */
+  private k3sLogDir(): string {
+    const d = path.join(path.resolve(this.dir), "k3s-cluster");
+    fs.mkdirSync(d, { recursive: true, mode: 0o700 });
+    return d;
+  }
+
   /** This lab's k3s observation logs on this machine (join.log, argv.log), when the lab runs k3s. */
   get k3sClusterDir(): string | undefined {
     return this.spec.k3s ? path.join(path.resolve(this.dir), "k3s-cluster") : undefined;
   }
 
   /**
-   * The node's boot, k3s part: the lab's shared cluster datastore bind-mounted read-write at
-   * /srv/k3s-cluster in the node's mount namespace, then its enabled k3s units started inside the node's
-   * namespaces (they die with the node on power off).
+   * The node's boot, k3s part (the shared log directory and the components are bound by node-init.sh):
+   * its enabled k3s units started inside the node's namespaces (they die with the node on power off).
    */
   private async bootK3s(r: HostRuntime): Promise<void> {
-    const shared = path.join(path.resolve(this.dir), "k3s-cluster");
-    await fs.promises.mkdir(shared, { recursive: true, mode: 0o700 });
-    const mount = 'mkdir -p "$2" && { mountpoint -q "$2" || { mount --bind "$1" "$2" && mount -o remount,bind,rw "$2"; }; }';
-    const run = (argv: string[]) =>
-      new Promise<void>((resolve, reject) =>
-        execFile("nsenter", ["-t", String(r.initPid), "-m", "-u", "-p", "-r", "-w", "--", ...argv], { timeout: 30_000 }, (e, _o, err) =>
-          e ? reject(new Error(`${argv.join(" ")}: ${err || e.message}`)) : resolve(),
-        ),
-      );
-    await run(["sh", "-c", mount, "sh", shared, K3S_CLUSTER_MOUNT]);
-    await run(["/usr/local/bin/k3s-sim", "boot"]);
+    await new Promise<void>((resolve, reject) =>
+      execFile("nsenter", ["-t", String(r.initPid), "-m", "-u", "-p", "-r", "-w", "--", "/usr/local/bin/k3s-sim", "boot"], { timeout: 30_000 }, (e, _o, err) => (e ? reject(new Error(`k3s-sim boot on ${r.spec.name}: ${err || e.message}`)) : resolve())),
+    );
   }
 
   /**

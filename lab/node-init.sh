@@ -14,6 +14,7 @@
 #   /usr/local/bin, /usr/local/sbin   HOSTDIR/bin, HOSTDIR/sbin: the per-host tool dir on PATH (tpi,
 #                            reboot/poweroff, and later k3s/kubectl stand-ins)
 #   /opt/lab-k8s             $LAB_K8S_DIR read-only, when set (a k3s lab's Kubernetes components)
+#   /srv/k3s-cluster         $LAB_K3S_LOG_DIR, when set (a k3s lab's shared observation logs)
 #   everything else          this machine's files, READ-ONLY (/usr, /work, /nix, ...)
 # Boot hooks: executables in /etc/lab/boot.d run in the background once sshd is started.
 # Exit codes (read by the harness): 100 reboot requested (SIGHUP to pid 1, what `reboot` sends),
@@ -73,6 +74,11 @@ done
 if [ -n "${LAB_K8S_DIR:-}" ]; then
   mkdir -p /opt/lab-k8s
   { mount --bind "$LAB_K8S_DIR" /opt/lab-k8s && mount -o remount,bind,ro /opt/lab-k8s; } || fail "cannot bind the Kubernetes components $LAB_K8S_DIR"
+fi
+# a k3s lab's shared observation logs (join.log, argv.log), read-write at /srv/k3s-cluster
+if [ -n "${LAB_K3S_LOG_DIR:-}" ]; then
+  mkdir -p /srv/k3s-cluster
+  mount --bind "$LAB_K3S_LOG_DIR" /srv/k3s-cluster || fail "cannot bind the k3s log directory $LAB_K3S_LOG_DIR"
 fi
 
 # private directories (tmp and run are emptied at each boot by the harness)
