@@ -75,6 +75,22 @@ test("join order is visible in the join log: s1 Ready, then s2 (learner, member,
   ]);
 });
 
+test("k3s etcd-snapshot save writes a real etcd snapshot; ls lists it", async () => {
+  const r = await s2.k3s("etcd-snapshot", "save");
+  expect(r.code).toBe(0);
+  const name = /Snapshot (on-demand-s2-\d+) saved\./.exec(r.stderr)?.[1];
+  expect(name).toBeDefined();
+  const file = s2.path(`var/lib/rancher/k3s/server/db/snapshots/${name}`);
+  expect(fs.statSync(file).mode & 0o777).toBe(0o600);
+  expect(fs.statSync(file).size).toBeGreaterThan(100_000); // the bbolt database of a cluster with Nodes, Secrets, RBAC
+  expect(fs.readFileSync(file).includes(Buffer.from("s1.node-password.k3s"))).toBe(true);
+  const ls = await s2.k3s("etcd-snapshot", "ls");
+  expect(ls.stdout).toContain(`${name} `);
+  expect(ls.stdout).toContain(`file:///var/lib/rancher/k3s/server/db/snapshots/${name}`);
+  // on an agent there is no etcd
+  expect((await a1.k3s("etcd-snapshot", "save")).code).toBe(1);
+});
+
 test("kubectl get nodes (table, wide, json) and a real-looking Node object", async () => {
   const t = await s1.kubectl("get", "nodes");
   expect(t.code).toBe(0);

@@ -403,6 +403,11 @@ test("a drain that hangs fails within the drain timeout; a node that is gone doe
   expect(Date.now() - t).toBeLessThan(60_000);
   expect((await nodeObj("a1"))!.spec.unschedulable).toBe(true);
   await lab.powerOff("a1");
+  // powered off: its kwok is gone, the real node lifecycle controller marks the Node (grace period 10 s)
+  const off = Date.now();
+  while (isReady(await nodeObj("a1")) && Date.now() - off < 60_000) await new Promise((r) => setTimeout(r, 500));
+  expect(isReady(await nodeObj("a1"))).toBe(false);
+  expect(Date.now() - off).toBeGreaterThan(5_000);
   const r = await deleteNode(outs.a1, deps);
   expect(r.warnings.join("\n")).toMatch(/a1: cannot reach the node/);
   expect(r).toMatchObject({ drained: false, nodeDeleted: true, uninstalled: false });
