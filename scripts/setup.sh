@@ -74,6 +74,7 @@ fi
 
 if [ "${ISAR_K3S_SKIP_K8S:-0}" != 1 ]; then
   t=$(date +%s); step "Kubernetes components (Go-built, cached)"
+  ensure_go
   bash scripts/k8s-components.sh --print-dir > .k8s-components-dir 2> .k8s-components.log || { echo; tail -n 40 .k8s-components.log; exit 1; }
   took "$t"
   grep -h 'built in' .k8s-components.log || true
