@@ -129,9 +129,14 @@ export function k8sComponentsDir(root: string, given?: string): string {
   const dir =
     given ??
     process.env.ISAR_K3S_K8S_DIR ??
-    (fs.existsSync(recorded) ? fs.readFileSync(recorded, "utf8").trim() : path.join(process.env.ISAR_K3S_CACHE ?? path.join(os.homedir(), ".cache", "isar-k3s"), "k8s", `v${KUBE_VERSION}`));
+    (fs.existsSync(recorded)
+      ? fs.readFileSync(recorded, "utf8").trim()
+      : path.join(process.env.ISAR_K3S_CACHE ?? path.join(os.homedir(), ".cache", "isar-k3s"), "k8s", `v${KUBE_VERSION}`));
   for (const f of ["bin/kube-apiserver", "bin/kubectl", "bin/kwok", "bin/etcd", "stages/node-heartbeat-with-lease.yaml"]) {
-    if (!fs.existsSync(path.join(dir, f))) throw new Error(`lab: k3s needs the Kubernetes components, but ${path.join(dir, f)} is missing. How to fix: run \`bash scripts/setup.sh\` (or \`bash scripts/k8s-components.sh\`), or set spec.k3s.k8sDir / ISAR_K3S_K8S_DIR to their directory.`);
+    if (!fs.existsSync(path.join(dir, f)))
+      throw new Error(
+        `lab: k3s needs the Kubernetes components, but ${path.join(dir, f)} is missing. How to fix: run \`bash scripts/setup.sh\` (or \`bash scripts/k8s-components.sh\`), or set spec.k3s.k8sDir / ISAR_K3S_K8S_DIR to their directory.`,
+      );
   }
   return dir;
 }
@@ -335,7 +340,12 @@ export class Lab {
     await fs.promises.writeFile(path.join(sbin, "shutdown"), shutdownSh, { mode: 0o755 });
     if (r.spec.role !== "bmc" && this.spec.k3s) {
       // k3s stand-in wrappers in the node's /usr/local/bin (kept across a re-flash, like the real k3s binary in the image)
-      const env = [`K3S_SIM_CLUSTER=${K3S_CLUSTER_MOUNT}`, `K3S_SIM_K8S=${K8S_MOUNT}`, `K3S_SIM_JOIN_SECONDS=${this.spec.k3s.joinSeconds ?? 1}`, ...Object.entries(this.spec.k3s.env ?? {}).map(([k, v]) => `${k}=${v}`)];
+      const env = [
+        `K3S_SIM_CLUSTER=${K3S_CLUSTER_MOUNT}`,
+        `K3S_SIM_K8S=${K8S_MOUNT}`,
+        `K3S_SIM_JOIN_SECONDS=${this.spec.k3s.joinSeconds ?? 1}`,
+        ...Object.entries(this.spec.k3s.env ?? {}).map(([k, v]) => `${k}=${v}`),
+      ];
       await new Promise<void>((resolve, reject) =>
         execFile(process.execPath, [path.join(this.root, "lab", "k3s", "k3s"), "k3s-sim", "install-into", path.join(r.dir, "bin"), ...env], (e) =>
           e ? reject(e) : resolve(),
@@ -513,7 +523,10 @@ export class Lab {
         r.dir,
         this.root,
       ],
-      { stdio: ["ignore", logFd, logFd], env: this.spec.k3s && r.spec.role !== "bmc" ? { ...process.env, LAB_K8S_DIR: this.k8sDir(), LAB_K3S_LOG_DIR: this.k3sLogDir() } : process.env },
+      {
+        stdio: ["ignore", logFd, logFd],
+        env: this.spec.k3s && r.spec.role !== "bmc" ? { ...process.env, LAB_K8S_DIR: this.k8sDir(), LAB_K3S_LOG_DIR: this.k3sLogDir() } : process.env,
+      },
     );
     fs.closeSync(logFd);
     r.proc = child;
@@ -738,7 +751,9 @@ export class Lab {
    */
   private async bootK3s(r: HostRuntime): Promise<void> {
     await new Promise<void>((resolve, reject) =>
-      execFile("nsenter", ["-t", String(r.initPid), "-m", "-u", "-p", "-r", "-w", "--", "/usr/local/bin/k3s-sim", "boot"], { timeout: 30_000 }, (e, _o, err) => (e ? reject(new Error(`k3s-sim boot on ${r.spec.name}: ${err || e.message}`)) : resolve())),
+      execFile("nsenter", ["-t", String(r.initPid), "-m", "-u", "-p", "-r", "-w", "--", "/usr/local/bin/k3s-sim", "boot"], { timeout: 30_000 }, (e, _o, err) =>
+        e ? reject(new Error(`k3s-sim boot on ${r.spec.name}: ${err || e.message}`)) : resolve(),
+      ),
     );
   }
 

@@ -194,10 +194,13 @@ test(
     for (const n of fleet.nodes) {
       const o = apiNodes.find((x) => x.metadata.name === n.hostname)!;
       expect(o.metadata.labels).toMatchObject(n.labels);
-      for (const t of n.taints) expect(o.spec.taints ?? []).toContainEqual(t.value === undefined ? { key: t.key, effect: t.effect } : { key: t.key, value: t.value, effect: t.effect });
+      for (const t of n.taints)
+        expect(o.spec.taints ?? []).toContainEqual(t.value === undefined ? { key: t.key, effect: t.effect } : { key: t.key, value: t.value, effect: t.effect });
       expect(o.metadata.labels["node-role.kubernetes.io/control-plane"]).toBe(n.role === "server" ? "true" : undefined);
     }
-    const pwSecrets = JSON.parse(kubectl("get", "secrets", "-n", "kube-system", "--field-selector", "type=k3s.cattle.io/node-password", "-o", "json").stdout) as {
+    const pwSecrets = JSON.parse(
+      kubectl("get", "secrets", "-n", "kube-system", "--field-selector", "type=k3s.cattle.io/node-password", "-o", "json").stdout,
+    ) as {
       items: { metadata: { name: string } }[];
     };
     expect(pwSecrets.items.map((x) => x.metadata.name).sort()).toEqual(["agent1.node-password.k3s", "jetson1.node-password.k3s", "srv1.node-password.k3s"]);
@@ -206,7 +209,13 @@ test(
       "ssh",
       [
         ...["-i", path.join(keyDir, "deploy_ed25519"), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", `root@${block}11`],
-        ...["/opt/lab-k8s/bin/etcdctl", `--endpoints=https://${block}11:2379`, `--cacert=${etcdTls}/server-ca.crt`, `--cert=${etcdTls}/client.crt`, `--key=${etcdTls}/client.key`],
+        ...[
+          "/opt/lab-k8s/bin/etcdctl",
+          `--endpoints=https://${block}11:2379`,
+          `--cacert=${etcdTls}/server-ca.crt`,
+          `--cert=${etcdTls}/client.crt`,
+          `--key=${etcdTls}/client.key`,
+        ],
         ...["member", "list"],
       ],
       { encoding: "utf8" },

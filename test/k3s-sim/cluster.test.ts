@@ -34,7 +34,13 @@ beforeAll(async () => {
   s2 = cl.node("s2", { config: { server: "https://127.0.20.1:6443", "node-name": "s2", ...serverConfig("127.0.20.2") }, token: TOKEN });
   const r2 = await s2.install("server");
   if (r2.code !== 0) throw new Error(`second server failed: ${r2.stdout}${r2.stderr}`);
-  const agentCfg = (ip: string, extra: Record<string, unknown> = {}) => ({ server: "https://127.0.20.1:6443", "node-ip": ip, "token-file": "/etc/rancher/k3s/token", "kubelet-arg": [], ...extra });
+  const agentCfg = (ip: string, extra: Record<string, unknown> = {}) => ({
+    server: "https://127.0.20.1:6443",
+    "node-ip": ip,
+    "token-file": "/etc/rancher/k3s/token",
+    "kubelet-arg": [],
+    ...extra,
+  });
   a1 = cl.node("a1", { config: agentCfg("127.0.20.11", { "node-label": ["nvidia.com/gpu=true"], "node-taint": ["gpu=true:NoSchedule"] }), token: TOKEN });
   a2 = cl.node("a2", { config: agentCfg("127.0.20.12"), token: TOKEN });
   const [ra1, ra2] = await Promise.all([a1.install("agent"), a2.install("agent")]);
@@ -139,7 +145,10 @@ test("kubectl get nodes (table, wide, json) and a real-looking Node object", asy
   const names = await s1.kubectl("get", "nodes", "-l", "node-role.kubernetes.io/control-plane=true", "-o", "name");
   expect(names.stdout).toBe("node/s1\nnode/s2\n");
 
-  expect(await s1.kubectl("wait", "--for=condition=Ready", "node/a1", "node/s2", "--timeout=5s")).toMatchObject({ code: 0, stdout: "node/a1 condition met\nnode/s2 condition met\n" });
+  expect(await s1.kubectl("wait", "--for=condition=Ready", "node/a1", "node/s2", "--timeout=5s")).toMatchObject({
+    code: 0,
+    stdout: "node/a1 condition met\nnode/s2 condition met\n",
+  });
 
   const nf = await s1.kubectl("get", "node", "nope", "-o", "json");
   expect(nf.code).toBe(1);
@@ -196,7 +205,27 @@ test("a rewritten kubeconfig (first server's address) works from anywhere; a wro
   // a client certificate and key of its own (not signed by the cluster's client CA)
   const doc = parse(kcText);
   const own = fs.mkdtempSync(path.join(base, "foreign-"));
-  execFileSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", path.join(own, "k"), "-out", path.join(own, "c"), "-days", "1", "-subj", "/O=system:masters/CN=intruder"], { stdio: "ignore" });
+  execFileSync(
+    "openssl",
+    [
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:prime256v1",
+      "-nodes",
+      "-keyout",
+      path.join(own, "k"),
+      "-out",
+      path.join(own, "c"),
+      "-days",
+      "1",
+      "-subj",
+      "/O=system:masters/CN=intruder",
+    ],
+    { stdio: "ignore" },
+  );
   doc.users[0].user["client-certificate-data"] = fs.readFileSync(path.join(own, "c")).toString("base64");
   doc.users[0].user["client-key-data"] = fs.readFileSync(path.join(own, "k")).toString("base64");
   fs.writeFileSync(file, rewriteKubeconfig(stringify(doc), { server: "https://127.0.20.2:6443", name: "lab" }), { mode: 0o600 });
@@ -275,13 +304,23 @@ test("drain: cordons and completes; a pod whose termination never completes make
   expect(d.stdout).toBe("node/a2 cordoned\nnode/a2 drained\n");
   // a pod bound to a2: kwok runs no pods, so nothing ever confirms its termination (a stuck pod)
   const pod = path.join(base, "hang-pod.json");
-  fs.writeFileSync(pod, JSON.stringify({ apiVersion: "v1", kind: "Pod", metadata: { name: "hang", namespace: "default" }, spec: { nodeName: "a2", containers: [{ name: "c", image: "none" }] } }));
+  fs.writeFileSync(
+    pod,
+    JSON.stringify({
+      apiVersion: "v1",
+      kind: "Pod",
+      metadata: { name: "hang", namespace: "default" },
+      spec: { nodeName: "a2", containers: [{ name: "c", image: "none" }] },
+    }),
+  );
   expect((await s1.kubectl("create", "-f", pod)).code).toBe(0);
   try {
     const h = await s1.kubectl("drain", "a2", "--ignore-daemonsets", "--delete-emptydir-data", "--force", "--timeout=2s");
     expect(h.code).toBe(1);
     expect(h.ms).toBeGreaterThanOrEqual(1900);
-    expect(h.stderr).toMatch(/unable to drain node "a2" due to error: error when waiting for pod "hang" in namespace "default" to terminate: (context deadline exceeded|global timeout reached: 2s)/);
+    expect(h.stderr).toMatch(
+      /unable to drain node "a2" due to error: error when waiting for pod "hang" in namespace "default" to terminate: (context deadline exceeded|global timeout reached: 2s)/,
+    );
     expect(h.stdout).toMatch(/node\/a2 already cordoned/);
   } finally {
     await s1.kubectl("delete", "pod", "hang", "-n", "default", "--force", "--grace-period=0", "--ignore-not-found");
@@ -292,7 +331,9 @@ test("delete node removes the Node and its node-password secret; NotFound afterw
   const sec = await s1.kubectl("get", "secret", "-n", "kube-system", "a2.node-password.k3s", "-o", "json");
   expect(sec.code).toBe(0);
   expect(JSON.parse(sec.stdout)).toMatchObject({ kind: "Secret", type: "k3s.cattle.io/node-password", metadata: { namespace: "kube-system" } });
-  expect((await s1.kubectl("get", "secret", "a2.node-password.k3s")).stderr.trim()).toBe('Error from server (NotFound): secrets "a2.node-password.k3s" not found');
+  expect((await s1.kubectl("get", "secret", "a2.node-password.k3s")).stderr.trim()).toBe(
+    'Error from server (NotFound): secrets "a2.node-password.k3s" not found',
+  );
   const del = await s1.kubectl("delete", "node", "a2");
   expect(del).toMatchObject({ code: 0, stdout: 'node "a2" deleted\n' });
   expect((await s1.kubectl("get", "node", "a2")).stderr.trim()).toBe('Error from server (NotFound): nodes "a2" not found');
@@ -325,14 +366,19 @@ test("re-flashed agent (same hostname, new node password) is rejected until its 
     "Node password rejected, duplicate hostname or contents of '/etc/rancher/node/password' may not match server node-password entry, try enabling a unique node name with the --with-node-id flag",
   );
   expect(fs.readFileSync(a1b.path("etc/rancher/node/password"), "utf8")).not.toBe(oldPw);
-  expect(fs.readFileSync(a1b.path("var/log/k3s-agent.log"), "utf8")).toMatch(/Waiting to retrieve agent configuration; server is not ready: Node password rejected/);
+  expect(fs.readFileSync(a1b.path("var/log/k3s-agent.log"), "utf8")).toMatch(
+    /Waiting to retrieve agent configuration; server is not ready: Node password rejected/,
+  );
   // still the old Node, never Ready again from the new board
   expect((await s1.kubectl("delete", "node", "a1")).code).toBe(0);
   const r2 = await a1b.install("agent");
   expect(r2).toMatchObject({ code: 0 });
   const n = parseNodeJson((await s1.kubectl("get", "node", "a1", "-o", "json")).stdout);
   expect(n.ready).toBe(true);
-  const log = cl.joinLog().filter((e) => e.node === "a1").map((e) => e.event);
+  const log = cl
+    .joinLog()
+    .filter((e) => e.node === "a1")
+    .map((e) => e.event);
   expect(log).toEqual(expect.arrayContaining(["rejected", "registered"]));
 });
 
@@ -349,7 +395,12 @@ test("agent uninstall: k3s stops, files go, the Node stays NotReady; the node pa
   expect((await a1b.systemctl("is-active", "k3s-agent")).code).toBe(3);
   // the node lifecycle controller marks it after the grace period (10 s here)
   expect(await eventually(async () => !parseNodeJson((await s1.kubectl("get", "node", "a1", "-o", "json")).stdout).ready, 30_000)).toBe(true);
-  expect(await eventually(async () => parseNodeJson((await s1.kubectl("get", "node", "a1", "-o", "json")).stdout).taints.some((t) => t.effect === "NoExecute"), 15_000)).toBe(true);
+  expect(
+    await eventually(
+      async () => parseNodeJson((await s1.kubectl("get", "node", "a1", "-o", "json")).stdout).taints.some((t) => t.effect === "NoExecute"),
+      15_000,
+    ),
+  ).toBe(true);
   const j = await s1.kubectl("get", "node", "a1", "-o", "json");
   expect(j.code).toBe(0);
   const n = parseNodeJson(j.stdout);
@@ -366,10 +417,24 @@ test("agent uninstall: k3s stops, files go, the Node stays NotReady; the node pa
 test("a node powered off (its PID namespace killed, as the lab does) turns NotReady after the grace period", async () => {
   const p = cl.node("p1", { config: { server: "https://127.0.20.1:6443", "node-ip": "127.0.20.21", "token-file": "/etc/rancher/k3s/token" }, token: TOKEN });
   // the node's processes live in their own PID namespace: other nodes cannot see its pids, only its heartbeats
-  const host = spawn("unshare", ["--pid", "--fork", "--mount-proc", "--kill-child", "sh", "-c", `sh "$1" >/dev/null 2>&1 && echo up && exec sleep 600`, "sh", path.join(p.bin, "k3s-install.sh")], {
-    env: { ...process.env, INSTALL_K3S_SKIP_DOWNLOAD: "true", INSTALL_K3S_EXEC: "agent" },
-    stdio: ["ignore", "pipe", "inherit"],
-  });
+  const host = spawn(
+    "unshare",
+    [
+      "--pid",
+      "--fork",
+      "--mount-proc",
+      "--kill-child",
+      "sh",
+      "-c",
+      `sh "$1" >/dev/null 2>&1 && echo up && exec sleep 600`,
+      "sh",
+      path.join(p.bin, "k3s-install.sh"),
+    ],
+    {
+      env: { ...process.env, INSTALL_K3S_SKIP_DOWNLOAD: "true", INSTALL_K3S_EXEC: "agent" },
+      stdio: ["ignore", "pipe", "inherit"],
+    },
+  );
   try {
     await new Promise<void>((resolve, reject) => {
       host.stdout!.on("data", (d: Buffer) => (d.toString().includes("up") ? resolve() : undefined));
@@ -401,7 +466,11 @@ test("a node powered off (its PID namespace killed, as the lab does) turns NotRe
 });
 
 test("the token never appears in an argument, a log, a Node annotation or the cluster directory", async () => {
-  const argv = fs.readFileSync(cl.file("argv.log"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+  const argv = fs
+    .readFileSync(cl.file("argv.log"), "utf8")
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l));
   expect(argv.length).toBeGreaterThan(20);
   const progs = new Set(argv.map((r: { prog: string }) => r.prog));
   for (const p of ["k3s", "kubectl", "systemctl", "k3s-install.sh", "k3s-killall.sh", "k3s-agent-uninstall.sh"]) expect(progs).toContain(p);

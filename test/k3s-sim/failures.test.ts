@@ -20,7 +20,13 @@ let base: string;
 const clusters: SimCluster[] = [];
 
 function cluster(tag: string, env: Record<string, string> = {}): SimCluster {
-  const c = new SimCluster(path.join(base, tag), { K3S_SIM_JOIN_SECONDS: "2", K3S_SIM_GRACE_SECONDS: "6", K3S_SIM_LEASE_SECONDS: "4", K3S_SIM_CONNECT_RETRY_SECONDS: "1", ...env });
+  const c = new SimCluster(path.join(base, tag), {
+    K3S_SIM_JOIN_SECONDS: "2",
+    K3S_SIM_GRACE_SECONDS: "6",
+    K3S_SIM_LEASE_SECONDS: "4",
+    K3S_SIM_CONNECT_RETRY_SECONDS: "1",
+    ...env,
+  });
   clusters.push(c);
   return c;
 }
@@ -47,7 +53,9 @@ describe("joining with the wrong credentials or to the wrong place", () => {
     const n = c.node("s2", { config: { server: "https://127.0.30.1:6443", ...serverConfig("127.0.30.2") }, token: "not-the-token" });
     const r = await n.install("server");
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain("starting kubernetes: preparing server: failed to get bootstrap data: https://127.0.30.1:6443/api/v1/namespaces/kube-system/secrets/k3s-bootstrap: 401 Unauthorized");
+    expect(r.stderr).toContain(
+      "starting kubernetes: preparing server: failed to get bootstrap data: https://127.0.30.1:6443/api/v1/namespaces/kube-system/secrets/k3s-bootstrap: 401 Unauthorized",
+    );
     const s1 = c.nodes[0];
     expect((await s1.kubectl("get", "node", "s2")).stderr.trim()).toBe('Error from server (NotFound): nodes "s2" not found');
     expect(await s1.etcdMembers()).toHaveLength(1);
@@ -56,7 +64,10 @@ describe("joining with the wrong credentials or to the wrong place", () => {
   test("K10 token whose CA hash is not the cluster's: the CA hash message, for servers and agents", async () => {
     const bad = `K10${"ab".repeat(32)}::server:${TOKEN}`;
     for (const role of ["server", "agent"] as const) {
-      const cfg = role === "server" ? { server: "https://127.0.30.1:6443", ...serverConfig("127.0.30.3") } : { server: "https://127.0.30.1:6443", "node-ip": "127.0.30.3", "token-file": "/etc/rancher/k3s/token" };
+      const cfg =
+        role === "server"
+          ? { server: "https://127.0.30.1:6443", ...serverConfig("127.0.30.3") }
+          : { server: "https://127.0.30.1:6443", "node-ip": "127.0.30.3", "token-file": "/etc/rancher/k3s/token" };
       const n = c.node(`k10${role}`, { config: cfg, token: bad });
       const r = await n.install(role);
       expect(r.code).toBe(1);
@@ -66,16 +77,25 @@ describe("joining with the wrong credentials or to the wrong place", () => {
 
   test("the full K10 token from server/token is accepted, a malformed one is refused", async () => {
     const full = fs.readFileSync(path.join(c.base, "s1/var/lib/rancher/k3s/server/token"), "utf8").trim();
-    const ok = c.node("a-full", { config: { server: "https://127.0.30.1:6443", "node-ip": "127.0.30.4", "token-file": "/etc/rancher/k3s/token" }, token: full });
+    const ok = c.node("a-full", {
+      config: { server: "https://127.0.30.1:6443", "node-ip": "127.0.30.4", "token-file": "/etc/rancher/k3s/token" },
+      token: full,
+    });
     expect((await ok.install("agent")).code).toBe(0);
-    const bad = c.node("a-malformed", { config: { server: "https://127.0.30.1:6443", "node-ip": "127.0.30.5", "token-file": "/etc/rancher/k3s/token" }, token: "K10nothex::x" });
+    const bad = c.node("a-malformed", {
+      config: { server: "https://127.0.30.1:6443", "node-ip": "127.0.30.5", "token-file": "/etc/rancher/k3s/token" },
+      token: "K10nothex::x",
+    });
     const r = await bad.install("agent");
     expect(r.code).toBe(1);
     expect(r.stderr).toContain("failed to normalize server token; must be in format K10<CA-HASH>::<USERNAME>:<PASSWORD> or <PASSWORD>");
   });
 
   test("agent with a wrong bare token: token is not valid (401)", async () => {
-    const n = c.node("a-wrong", { config: { server: "https://127.0.30.1:6443", "node-ip": "127.0.30.6", "token-file": "/etc/rancher/k3s/token" }, token: "wrong" });
+    const n = c.node("a-wrong", {
+      config: { server: "https://127.0.30.1:6443", "node-ip": "127.0.30.6", "token-file": "/etc/rancher/k3s/token" },
+      token: "wrong",
+    });
     const r = await n.install("agent");
     expect(r.code).toBe(1);
     expect(r.stderr).toContain("token is not valid: https://127.0.30.1:6443/api/v1/namespaces/kube-system/secrets/k3s-bootstrap: 401 Unauthorized");
@@ -86,7 +106,10 @@ describe("joining with the wrong credentials or to the wrong place", () => {
     const r = await s.install("server");
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('failed to get CA certs: Get "https://127.0.30.99:6443/cacerts": dial tcp 127.0.30.99:6443: connect: connection refused');
-    const a = c.node("a-nowhere", { config: { server: "https://127.0.30.1:7443", "node-ip": "127.0.30.8", "token-file": "/etc/rancher/k3s/token" }, token: TOKEN });
+    const a = c.node("a-nowhere", {
+      config: { server: "https://127.0.30.1:7443", "node-ip": "127.0.30.8", "token-file": "/etc/rancher/k3s/token" },
+      token: TOKEN,
+    });
     const ra = await a.install("agent");
     expect(ra.code).toBe(1);
     expect(ra.stderr).toMatch(/dial tcp 127\.0\.30\.1:7443: connect: connection refused \(retrying\)/);
@@ -96,7 +119,10 @@ describe("joining with the wrong credentials or to the wrong place", () => {
   });
 
   test("critical flag mismatch on a joining server", async () => {
-    const n = c.node("s-crit", { config: { server: "https://127.0.30.1:6443", ...serverConfig("127.0.30.9", { "service-cidr": "10.99.0.0/16", disable: ["traefik"] }) }, token: TOKEN });
+    const n = c.node("s-crit", {
+      config: { server: "https://127.0.30.1:6443", ...serverConfig("127.0.30.9", { "service-cidr": "10.99.0.0/16", disable: ["traefik"] }) },
+      token: TOKEN,
+    });
     const r = await n.install("server");
     expect(r.code).toBe(1);
     expect(r.stderr).toContain("failed to validate server configuration: critical configuration value mismatch between servers");
@@ -236,7 +262,11 @@ describe("config files, install.sh and systemctl", () => {
     const noTok = await run(["sh", path.join(a.bin, "k3s-install.sh")], { INSTALL_K3S_SKIP_DOWNLOAD: "true", K3S_URL: "https://127.0.32.1:6443" });
     expect(noTok.code).toBe(1);
     expect(noTok.stderr).toContain("K3S_URL is defined, but K3S_TOKEN or K3S_TOKEN_FILE is not defined");
-    const ok = await run(["sh", path.join(a.bin, "k3s-install.sh")], { INSTALL_K3S_SKIP_DOWNLOAD: "true", K3S_URL: "https://127.0.32.1:6443", K3S_TOKEN_FILE: "/etc/rancher/k3s/token" });
+    const ok = await run(["sh", path.join(a.bin, "k3s-install.sh")], {
+      INSTALL_K3S_SKIP_DOWNLOAD: "true",
+      K3S_URL: "https://127.0.32.1:6443",
+      K3S_TOKEN_FILE: "/etc/rancher/k3s/token",
+    });
     expect(ok.code).toBe(0);
     expect(ok.stdout).toContain("Creating /usr/local/bin/kubectl symlink to k3s");
     expect(fs.readlinkSync(path.join(a.bin, "kubectl"))).toBe("k3s");
@@ -247,10 +277,22 @@ describe("config files, install.sh and systemctl", () => {
     // the kubectl symlink (to the multi-call k3s) acts as kubectl: an agent has no kubeconfig
     const k = await run([path.join(a.bin, "kubectl"), "get", "nodes"]);
     expect(k.stderr).toMatch(/localhost:8080 was refused/);
-    const k2 = await run([path.join(a.bin, "kubectl"), "--kubeconfig", "/var/lib/rancher/k3s/agent/kubelet.kubeconfig", "get", "node", "from-hostname", "-o", "name"]);
+    const k2 = await run([
+      path.join(a.bin, "kubectl"),
+      "--kubeconfig",
+      "/var/lib/rancher/k3s/agent/kubelet.kubeconfig",
+      "get",
+      "node",
+      "from-hostname",
+      "-o",
+      "name",
+    ]);
     expect(k2.stdout).toBe("node/from-hostname\n");
 
-    const noBin = c.node("no-binary", { config: { "node-ip": "127.0.32.61", server: "https://127.0.32.1:6443", "token-file": "/etc/rancher/k3s/token" }, token: TOKEN });
+    const noBin = c.node("no-binary", {
+      config: { "node-ip": "127.0.32.61", server: "https://127.0.32.1:6443", "token-file": "/etc/rancher/k3s/token" },
+      token: TOKEN,
+    });
     fs.rmSync(path.join(noBin.bin, "k3s"));
     const nb = await noBin.install("agent");
     expect(nb.code).toBe(1);
@@ -287,15 +329,43 @@ describe("readers", () => {
   const Y = require(path.join(LAB_K3S, "lib/yaml.js")) as { parse(t: string, what?: string): unknown; stringify(v: unknown): string };
   test("the stand-in's YAML reader agrees with the yaml library, both ways", () => {
     const docs: unknown[] = [
-      { "cluster-init": true, "node-label": ["a=b", "x.io/y=z"], "node-taint": ["k=v:NoSchedule"], "kubelet-arg": [], "write-kubeconfig-mode": "0600", disable: ["traefik"] },
-      { apiVersion: "v1", clusters: [{ cluster: { "certificate-authority-data": "LS0tLS1C", server: "https://127.0.0.1:6443" }, name: "default" }], preferences: {} },
-      { s: "with: colon", t: "# not a comment", u: "yes", v: "123", w: "", q: "it's", n: null, f: 1.5, neg: -3, nested: [[1, 2], [], { a: [] }], "key with space": "v" },
+      {
+        "cluster-init": true,
+        "node-label": ["a=b", "x.io/y=z"],
+        "node-taint": ["k=v:NoSchedule"],
+        "kubelet-arg": [],
+        "write-kubeconfig-mode": "0600",
+        disable: ["traefik"],
+      },
+      {
+        apiVersion: "v1",
+        clusters: [{ cluster: { "certificate-authority-data": "LS0tLS1C", server: "https://127.0.0.1:6443" }, name: "default" }],
+        preferences: {},
+      },
+      {
+        s: "with: colon",
+        t: "# not a comment",
+        u: "yes",
+        v: "123",
+        w: "",
+        q: "it's",
+        n: null,
+        f: 1.5,
+        neg: -3,
+        nested: [[1, 2], [], { a: [] }],
+        "key with space": "v",
+      },
     ];
     for (const d of docs) {
       expect(Y.parse(stringify(d, { lineWidth: 0 }))).toEqual(d);
       expect(parse(Y.stringify(d))).toEqual(d);
     }
-    expect(Y.parse("# c\nfoo: bar # x\nlist:\n- a\n- 'b c'\nflow: [x, \"y\", 3]\nblock: |\n  l1\n  l2\n")).toEqual({ foo: "bar", list: ["a", "b c"], flow: ["x", "y", 3], block: "l1\nl2\n" });
+    expect(Y.parse("# c\nfoo: bar # x\nlist:\n- a\n- 'b c'\nflow: [x, \"y\", 3]\nblock: |\n  l1\n  l2\n")).toEqual({
+      foo: "bar",
+      list: ["a", "b c"],
+      flow: ["x", "y", 3],
+      block: "l1\nl2\n",
+    });
     expect(() => Y.parse("a: b\n  c: d\n", "cfg")).toThrow(/cfg: line 2/);
     expect(() => Y.parse("a: &x 1\n")).toThrow(/anchors/);
     expect(() => Y.parse("a: 1\na: 2\n")).toThrow(/duplicate key a/);

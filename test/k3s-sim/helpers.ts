@@ -28,7 +28,7 @@ export function run(argv: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 60_
   const t0 = Date.now();
   return new Promise((resolve) => {
     execFile(argv[0], argv.slice(1), { env: { ...process.env, ...env }, timeout: timeoutMs, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as NodeJS.ErrnoException & { code?: unknown }).code === "number" ? ((err as unknown as { code: number }).code) : 1) : 0;
+      const code = err ? (typeof (err as NodeJS.ErrnoException & { code?: unknown }).code === "number" ? (err as unknown as { code: number }).code : 1) : 0;
       resolve({ code, stdout: stdout.toString(), stderr: stderr.toString(), ms: Date.now() - t0 });
     });
   });
@@ -58,7 +58,9 @@ export class SimCluster {
     }
     if (opts.token !== undefined) fs.writeFileSync(path.join(root, "etc/rancher/k3s/token"), opts.token + "\n", { mode: 0o600 });
     const envArgs = Object.entries({ K3S_SIM_ROOT: root, K3S_SIM_CLUSTER: this.dir, K3S_SIM_K8S: K8S_DIR, ...this.env }).map(([k, v]) => `${k}=${v}`);
-    execFileSync(NODE, [path.join(LAB_K3S, "k3s"), "k3s-sim", "install-into", path.join(root, "usr/local/bin"), ...envArgs], { env: { ...process.env, K3S_SIM_CLUSTER: this.dir } });
+    execFileSync(NODE, [path.join(LAB_K3S, "k3s"), "k3s-sim", "install-into", path.join(root, "usr/local/bin"), ...envArgs], {
+      env: { ...process.env, K3S_SIM_CLUSTER: this.dir },
+    });
     const n = new SimNode(name, root, this);
     this.nodes.push(n);
     return n;
@@ -142,7 +144,18 @@ export class SimNode {
   async etcdMembers(): Promise<{ name: string; learner: boolean }[]> {
     const ip = (JSON.parse(fs.readFileSync(this.path("run/k3s-sim/daemon.json"), "utf8")) as { nodeIp: string }).nodeIp;
     const tls = this.path("var/lib/rancher/k3s/server/tls/etcd");
-    const r = await run([path.join(K8S_DIR, "bin/etcdctl"), `--endpoints=https://${ip}:2379`, `--cacert=${tls}/server-ca.crt`, `--cert=${tls}/client.crt`, `--key=${tls}/client.key`, "member", "list"], { ETCDCTL_API: "3" });
+    const r = await run(
+      [
+        path.join(K8S_DIR, "bin/etcdctl"),
+        `--endpoints=https://${ip}:2379`,
+        `--cacert=${tls}/server-ca.crt`,
+        `--cert=${tls}/client.crt`,
+        `--key=${tls}/client.key`,
+        "member",
+        "list",
+      ],
+      { ETCDCTL_API: "3" },
+    );
     if (r.code !== 0) throw new Error(`etcdctl member list on ${this.name}: ${r.stderr}`);
     return r.stdout
       .trim()

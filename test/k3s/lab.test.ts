@@ -25,7 +25,18 @@ import type { Fleet, NodeSpec } from "../../lib/model/types";
 import { deploymentPlan, DeploymentPlan, teardownOrder } from "../../lib/plan/plan";
 import { nodeLabels, renderK3sConfig } from "../../lib/render/k3s-config";
 import { installArgv, RootShell, writeNodeFiles } from "../../lib/k3s/join";
-import { createKubeconfig, createNode, deleteNode, Deps, diffNode, K3sNodeInputs, K3sNodeOutputs, readNode, sshConnect, updateNodeResource } from "../../lib/k3s/k3s-provider";
+import {
+  createKubeconfig,
+  createNode,
+  deleteNode,
+  Deps,
+  diffNode,
+  K3sNodeInputs,
+  K3sNodeOutputs,
+  readNode,
+  sshConnect,
+  updateNodeResource,
+} from "../../lib/k3s/k3s-provider";
 import { connectSsh } from "../../lib/transport/ssh";
 import { sshConnectOptions } from "../../lib/transport/endpoint";
 import { makeNodeImage, TestImage } from "../delivery/labutil";
@@ -36,7 +47,12 @@ import { filesContaining, ProcWatcher, Recorded, RecordingHost } from "./helpers
 const execP = promisify(execFile);
 jest.setTimeout(600_000);
 
-const TOKEN = crypto.randomBytes(36).toString("base64").replace(/[^A-Za-z0-9]/g, "").slice(0, 40) + "Zq9x8w7v"; // like RandomPassword: alphanumeric
+const TOKEN =
+  crypto
+    .randomBytes(36)
+    .toString("base64")
+    .replace(/[^A-Za-z0-9]/g, "")
+    .slice(0, 40) + "Zq9x8w7v"; // like RandomPassword: alphanumeric
 let lab: Lab;
 let k3sLab: K3sLab;
 let dir: string;
@@ -80,7 +96,7 @@ function inputs(n: NodeSpec, over: Partial<K3sNodeInputs> = {}): K3sNodeInputs {
     joinTimeoutSeconds: fleet.k3s.joinTimeoutSeconds,
     drainTimeoutSeconds: fleet.k3s.drainTimeoutSeconds,
     generation: "image-1",
-    cluster: first ? "" : outs[plan.firstServer.name]?.joinId ?? "",
+    cluster: first ? "" : (outs[plan.firstServer.name]?.joinId ?? ""),
     ...over,
   };
 }
@@ -95,7 +111,14 @@ interface JoinEvent {
 }
 function joinLog(): JoinEvent[] {
   const f = path.join(cluster, "join.log");
-  return fs.existsSync(f) ? fs.readFileSync(f, "utf8").trim().split("\n").filter(Boolean).map((l) => JSON.parse(l)) : [];
+  return fs.existsSync(f)
+    ? fs
+        .readFileSync(f, "utf8")
+        .trim()
+        .split("\n")
+        .filter(Boolean)
+        .map((l) => JSON.parse(l))
+    : [];
 }
 function firstEvent(nodeName: string, event: string, after = 0): JoinEvent | undefined {
   return joinLog().find((e) => e.node === nodeName && e.event === event && e.tsMs >= after);
@@ -114,7 +137,14 @@ async function kubectlJson(args: string[]): Promise<{ code: number | null; json?
     await s.host.close();
   }
 }
-async function nodeObj(name: string): Promise<{ metadata: { uid: string; labels: Record<string, string> }; spec: { taints?: { key: string; value?: string; effect: string }[]; unschedulable?: boolean }; status: { conditions: { type: string; status: string }[] } } | undefined> {
+async function nodeObj(name: string): Promise<
+  | {
+      metadata: { uid: string; labels: Record<string, string> };
+      spec: { taints?: { key: string; value?: string; effect: string }[]; unschedulable?: boolean };
+      status: { conditions: { type: string; status: string }[] };
+    }
+  | undefined
+> {
   const r = await kubectlJson(["get", "node", name]);
   return r.json as never;
 }
@@ -138,7 +168,11 @@ async function flashA1(): Promise<void> {
   try {
     await bmc.run(["mkdir", "-p", "/mnt/sdcard"]);
     await bmc.upload(image.path, "/mnt/sdcard/a1.img", { sha256: image.sha256 });
-    for (const argv of [["tpi", "power", "off", "-n", "1"], ["tpi", "flash", "--local", "-n", "1", "-i", "/mnt/sdcard/a1.img"], ["tpi", "power", "on", "-n", "1"]]) {
+    for (const argv of [
+      ["tpi", "power", "off", "-n", "1"],
+      ["tpi", "flash", "--local", "-n", "1", "-i", "/mnt/sdcard/a1.img"],
+      ["tpi", "power", "on", "-n", "1"],
+    ]) {
       const r = await bmc.run(argv, { timeoutMs: 60_000 });
       if (r.code !== 0) throw new Error(`${argv.join(" ")}: ${r.stderr}`);
     }
@@ -183,8 +217,25 @@ beforeAll(async () => {
       { name: "s1", role: "server", hardware: "x86-controller", address: lab.hosts.s1.address, delivery: { method: "swupdate" }, ssh: ep("s1") },
       { name: "s2", role: "server", hardware: "x86-controller", address: lab.hosts.s2.address, delivery: { method: "swupdate" }, ssh: ep("s2") },
       { name: "s3", role: "server", hardware: "x86-controller", address: lab.hosts.s3.address, delivery: { method: "swupdate" }, ssh: ep("s3") },
-      { name: "a1", role: "agent", hardware: "turing-rk1", address: lab.hosts.a1.address, delivery: { method: "tpi", bmc: "bmc", slot: 1 }, ssh: ep("a1", false), labels: { "example.com/zone": "line-1" } },
-      { name: "a2", role: "agent", hardware: "x86-controller", address: lab.hosts.a2.address, delivery: { method: "swupdate" }, ssh: ep("a2"), labels: { "example.com/zone": "line-2", "example.com/old": "x" }, taints: ["example.com/old=1:NoSchedule"] },
+      {
+        name: "a1",
+        role: "agent",
+        hardware: "turing-rk1",
+        address: lab.hosts.a1.address,
+        delivery: { method: "tpi", bmc: "bmc", slot: 1 },
+        ssh: ep("a1", false),
+        labels: { "example.com/zone": "line-1" },
+      },
+      {
+        name: "a2",
+        role: "agent",
+        hardware: "x86-controller",
+        address: lab.hosts.a2.address,
+        delivery: { method: "swupdate" },
+        ssh: ep("a2"),
+        labels: { "example.com/zone": "line-2", "example.com/old": "x" },
+        taints: ["example.com/old=1:NoSchedule"],
+      },
     ],
     k3s: { joinTimeoutSeconds: 240, drainTimeoutSeconds: 10 },
     authorizedKeys: [lab.deployKey.publicKey],
@@ -233,7 +284,17 @@ test("servers join one at a time, agents in parallel after them; all Ready from 
 });
 
 test("kubeconfig: first server's address, the stack's names, and it works", async () => {
-  const kc = await createKubeconfig({ resourceType: "K3sKubeconfig", apiSsh: inputs(node("s1")).apiSsh, privateKey: lab.deployKey.privateKey, server: plan.serverUrl, clusterName: fleet.clusterName, members: [] }, deps);
+  const kc = await createKubeconfig(
+    {
+      resourceType: "K3sKubeconfig",
+      apiSsh: inputs(node("s1")).apiSsh,
+      privateKey: lab.deployKey.privateKey,
+      server: plan.serverUrl,
+      clusterName: fleet.clusterName,
+      members: [],
+    },
+    deps,
+  );
   const doc = parseYaml(kc.kubeconfig);
   expect(doc.clusters).toHaveLength(1);
   expect(doc.clusters[0]).toMatchObject({ name: "k3s-lab", cluster: { server: `https://${lab.hosts.s1.address}:6443` } });
@@ -246,14 +307,21 @@ test("kubeconfig: first server's address, the stack's names, and it works", asyn
   fs.writeFileSync(f, kc.kubeconfig, { mode: 0o600 });
   const kubectl = path.join(k8sComponentsDir(path.resolve(__dirname, "../..")), "bin/kubectl");
   const { stdout } = await execP(kubectl, ["--kubeconfig", f, "get", "nodes", "-o", "json"]);
-  expect(JSON.parse(stdout).items.map((i: { metadata: { name: string } }) => i.metadata.name).sort()).toEqual(["a1", "a2", "s1", "s2", "s3"]);
+  expect(
+    JSON.parse(stdout)
+      .items.map((i: { metadata: { name: string } }) => i.metadata.name)
+      .sort(),
+  ).toEqual(["a1", "a2", "s1", "s2", "s3"]);
   expect((await execP(kubectl, ["--kubeconfig", f, "get", "--raw", "/readyz"])).stdout).toBe("ok");
 });
 
 test("label and taint changes are applied with kubectl, without a rejoin", async () => {
   const pid = await k3sPid("a2", "k3s-agent");
   const before = joinLog().length;
-  const next = inputs(node("a2"), { labels: { ...nodeLabels(node("a2")), "example.com/zone": "line-3", "example.com/new": "y" }, taints: [{ key: "example.com/new", effect: "PreferNoSchedule" }] });
+  const next = inputs(node("a2"), {
+    labels: { ...nodeLabels(node("a2")), "example.com/zone": "line-3", "example.com/new": "y" },
+    taints: [{ key: "example.com/new", effect: "PreferNoSchedule" }],
+  });
   delete next.labels["example.com/old"];
   const d = diffNode(outs.a2 as never, next as never);
   expect(d).toMatchObject({ changes: true, replaces: [] });
@@ -264,7 +332,11 @@ test("label and taint changes are applied with kubectl, without a rejoin", async
   expect(o.metadata.labels["kubernetes.io/hostname"]).toBe("a2"); // foreign labels kept
   expect(o.spec.taints).toEqual([{ key: "example.com/new", effect: "PreferNoSchedule" }]);
   expect(await k3sPid("a2", "k3s-agent")).toBe(pid);
-  expect(joinLog().slice(before).filter((e) => e.node === "a2")).toEqual([]);
+  expect(
+    joinLog()
+      .slice(before)
+      .filter((e) => e.node === "a2"),
+  ).toEqual([]);
 });
 
 test("refresh sees label drift and a vanished Node; a config change beyond labels restarts k3s", async () => {
@@ -362,7 +434,12 @@ test("removing an agent drains, deletes and uninstalls it; the others are untouc
   expect(gone.code).toBe(1);
   expect(gone.stderr).toMatch(/NotFound/);
   expect(firstEvent("a2", "uninstalled")).toBeDefined();
-  const argv = fs.readFileSync(path.join(cluster, "argv.log"), "utf8").split("\n").filter(Boolean).slice(argvBefore).map((l) => JSON.parse(l) as { argv: string[]; prog: string });
+  const argv = fs
+    .readFileSync(path.join(cluster, "argv.log"), "utf8")
+    .split("\n")
+    .filter(Boolean)
+    .slice(argvBefore)
+    .map((l) => JSON.parse(l) as { argv: string[]; prog: string });
   const cmds = argv.map((a) => a.argv.join(" "));
   const iCordon = cmds.findIndex((c) => c === "kubectl cordon a2");
   const iDrain = cmds.findIndex((c) => c.startsWith("kubectl drain a2 "));
@@ -392,7 +469,12 @@ test("a drain that hangs fails within the drain timeout; a node that is gone doe
   // a pod bound to a1 whose termination nothing ever confirms (kwok runs no pods): the drain cannot finish
   const s = await shell("s1");
   try {
-    const pod = JSON.stringify({ apiVersion: "v1", kind: "Pod", metadata: { name: "stuck", namespace: "default" }, spec: { nodeName: "a1", containers: [{ name: "c", image: "none" }] } });
+    const pod = JSON.stringify({
+      apiVersion: "v1",
+      kind: "Pod",
+      metadata: { name: "stuck", namespace: "default" },
+      spec: { nodeName: "a1", containers: [{ name: "c", image: "none" }] },
+    });
     const r = await s.run(["k3s", "kubectl", "create", "-f", "-"], { stdin: pod });
     expect(r.code).toBe(0);
   } finally {
@@ -415,7 +497,9 @@ test("a drain that hangs fails within the drain timeout; a node that is gone doe
 });
 
 test("servers go last-joined first; the first server last", async () => {
-  const order = teardownOrder(plan).filter((n) => n.role === "server").map((n) => n.name);
+  const order = teardownOrder(plan)
+    .filter((n) => n.role === "server")
+    .map((n) => n.name);
   expect(order).toEqual(["s3", "s2", "s1"]);
   const t = Date.now();
   for (const n of order) {
@@ -436,7 +520,9 @@ test("the token never was a process argument, an environment value, a log line o
     expect(r.argv.join(" ")).not.toContain(TOKEN);
     expect(Object.values(r.env).join(" ")).not.toContain(TOKEN);
   }
-  expect(recorded.filter((r) => r.argv[0] === "dd" && r.argv[1] === "of=/etc/rancher/k3s/token" && r.stdinBytes === TOKEN.length + 1).length).toBeGreaterThanOrEqual(5);
+  expect(
+    recorded.filter((r) => r.argv[0] === "dd" && r.argv[1] === "of=/etc/rancher/k3s/token" && r.stdinBytes === TOKEN.length + 1).length,
+  ).toBeGreaterThanOrEqual(5);
   // every stand-in process (k3s, kubectl, install, uninstall) as recorded by the lab
   const argvLog = fs.readFileSync(path.join(cluster, "argv.log"), "utf8");
   expect(argvLog.length).toBeGreaterThan(1000);
