@@ -24,6 +24,7 @@ import { ChildProcess, execFile, spawn } from "child_process";
 import * as fs from "fs";
 import * as http from "http";
 import * as net from "net";
+import * as os from "os";
 import * as path from "path";
 import { promisify } from "util";
 import { Bmcd, BmcFlashFault, ensureCertificate } from "./bmc/bmcd";
@@ -124,8 +125,32 @@ const BOOT_FILES = [
   "/etc/ssh/ssh_host_rsa_key.pub",
   "/root/.ssh/authorized_keys",
 ];
-/** Where each node of a k3s-enabled lab sees the shared cluster datastore. */
+/** Where each node of a k3s-enabled lab sees the shared observation logs (join.log, argv.log). */
 const K3S_CLUSTER_MOUNT = "/srv/k3s-cluster";
+/** Where each node of a k3s-enabled lab sees the Kubernetes components (read-only). */
+const K8S_MOUNT = "/opt/lab-k8s";
+const KUBE_VERSION = "1.34.4";
+
+/**
+ * The Kubernetes components for a k3s lab: spec.k3s.k8sDir, else $ISAR_K3S_K8S_DIR, else what
+ * scripts/k8s-components.sh printed last (.k8s-components-dir), else its cache directory.
+ */
+export function k8sComponentsDir(root: string, given?: string): string {
+  const recorded = path.join(root, ".k8s-components-dir");
+  const dir =
+    given ??
+    process.env.ISAR_K3S_K8S_DIR ??
+    (fs.existsSync(recorded)
+      ? fs.readFileSync(recorded, "utf8").trim()
+      : path.join(process.env.ISAR_K3S_CACHE ?? path.join(os.homedir(), ".cache", "isar-k3s"), "k8s", `v${KUBE_VERSION}`));
+  for (const f of ["bin/kube-apiserver", "bin/kubectl", "bin/kwok", "bin/etcd", "stages/node-heartbeat-with-lease.yaml"]) {
+    if (!fs.existsSync(path.join(dir, f)))
+      throw new Error(
+        `lab: k3s needs the Kubernetes components, but ${path.join(dir, f)} is missing. How to fix: run \`bash scripts/setup.sh\` (or \`bash scripts/k8s-components.sh\`), or set spec.k3s.k8sDir / ISAR_K3S_K8S_DIR to their directory.`,
+      );
+  }
+  return dir;
+}
 const BOOT_DIRS = ["/etc/rancher", "/etc/isar-k3s", "/etc/swupdate"];
 
 function sleep(ms: number): Promise<void> {
@@ -330,7 +355,12 @@ export class Lab {
     await fs.promises.writeFile(path.join(sbin, "shutdown"), shutdownSh, { mode: 0o755 });
     if (r.spec.role !== "bmc" && this.spec.k3s) {
       // k3s stand-in wrappers in the node's /usr/local/bin (kept across a re-flash, like the real k3s binary in the image)
-      const env = [`K3S_SIM_CLUSTER=${K3S_CLUSTER_MOUNT}`, `K3S_SIM_JOIN_SECONDS=${this.spec.k3s.joinSeconds ?? 1}`];
+      const env = [
+        `K3S_SIM_CLUSTER=${K3S_CLUSTER_MOUNT}`,
+        `K3S_SIM_K8S=${K8S_MOUNT}`,
+        `K3S_SIM_JOIN_SECONDS=${this.spec.k3s.joinSeconds ?? 1}`,
+        ...Object.entries(this.spec.k3s.env ?? {}).map(([k, v]) => `${k}=${v}`),
+      ];
       await new Promise<void>((resolve, reject) =>
         execFile(process.execPath, [path.join(this.root, "lab", "k3s", "k3s"), "k3s-sim", "install-into", path.join(r.dir, "bin"), ...env], (e) =>
           e ? reject(e) : resolve(),
@@ -508,7 +538,10 @@ export class Lab {
         r.dir,
         this.root,
       ],
-      { stdio: ["ignore", logFd, logFd] },
+      {
+        stdio: ["ignore", logFd, logFd],
+        env: this.spec.k3s && r.spec.role !== "bmc" ? { ...process.env, LAB_K8S_DIR: this.k8sDir(), LAB_K3S_LOG_DIR: this.k3sLogDir() } : process.env,
+      },
     );
     fs.closeSync(logFd);
     r.proc = child;
@@ -710,23 +743,34 @@ export class Lab {
     await this.powerOnHost(r);
   }
 
+  private k8sDirCache?: string;
+  /** The Kubernetes components' directory on this machine (checked once). */
+  private k8sDir(): string {
+    return (this.k8sDirCache ??= k8sComponentsDir(this.root, this.spec.k3s?.k8sDir));
+  }
+
+  /** The shared k3s log directory, created (0700). */
+  private k3sLogDir(): string {
+    const d = path.join(path.resolve(this.dir), "k3s-cluster");
+    fs.mkdirSync(d, { recursive: true, mode: 0o700 });
+    return d;
+  }
+
+  /** This lab's k3s observation logs on this machine (join.log, argv.log), when the lab runs k3s. */
+  get k3sClusterDir(): string | undefined {
+    return this.spec.k3s ? path.join(path.resolve(this.dir), "k3s-cluster") : undefined;
+  }
+
   /**
-   * The node's boot, k3s part: the lab's shared cluster datastore bind-mounted read-write at
-   * /srv/k3s-cluster in the node's mount namespace, then its enabled k3s units started inside the node's
-   * namespaces (they die with the node on power off).
+   * The node's boot, k3s part (the shared log directory and the components are bound by node-init.sh):
+   * its enabled k3s units started inside the node's namespaces (they die with the node on power off).
    */
   private async bootK3s(r: HostRuntime): Promise<void> {
-    const shared = path.join(path.resolve(this.dir), "k3s-cluster");
-    await fs.promises.mkdir(shared, { recursive: true, mode: 0o700 });
-    const mount = 'mkdir -p "$2" && { mountpoint -q "$2" || { mount --bind "$1" "$2" && mount -o remount,bind,rw "$2"; }; }';
-    const run = (argv: string[]) =>
-      new Promise<void>((resolve, reject) =>
-        execFile("nsenter", ["-t", String(r.initPid), "-m", "-u", "-p", "-r", "-w", "--", ...argv], { timeout: 30_000 }, (e, _o, err) =>
-          e ? reject(new Error(`${argv.join(" ")}: ${err || e.message}`)) : resolve(),
-        ),
-      );
-    await run(["sh", "-c", mount, "sh", shared, K3S_CLUSTER_MOUNT]);
-    await run(["/usr/local/bin/k3s-sim", "boot"]);
+    await new Promise<void>((resolve, reject) =>
+      execFile("nsenter", ["-t", String(r.initPid), "-m", "-u", "-p", "-r", "-w", "--", "/usr/local/bin/k3s-sim", "boot"], { timeout: 30_000 }, (e, _o, err) =>
+        e ? reject(new Error(`k3s-sim boot on ${r.spec.name}: ${err || e.message}`)) : resolve(),
+      ),
+    );
   }
 
   /**

@@ -13,6 +13,8 @@
 #                            partitions written by swupdate are plain files in HOSTDIR/dev)
 #   /usr/local/bin, /usr/local/sbin   HOSTDIR/bin, HOSTDIR/sbin: the per-host tool dir on PATH (tpi,
 #                            reboot/poweroff, and later k3s/kubectl stand-ins)
+#   /opt/lab-k8s             $LAB_K8S_DIR read-only, when set (a k3s lab's Kubernetes components)
+#   /srv/k3s-cluster         $LAB_K3S_LOG_DIR, when set (a k3s lab's shared observation logs)
 #   everything else          this machine's files, READ-ONLY (/usr, /work, /nix, ...)
 # Boot hooks: executables in /etc/lab/boot.d run in the background once sshd is started.
 # Exit codes (read by the harness): 100 reboot requested (SIGHUP to pid 1, what `reboot` sends),
@@ -66,6 +68,18 @@ for d in root home mnt boot tmp run; do
       ;;
   esac
 done
+
+# the Kubernetes components of a k3s lab (scripts/k8s-components.sh's cache, which lives under /root),
+# read-only at /opt/lab-k8s; bound before /root becomes the host's own
+if [ -n "${LAB_K8S_DIR:-}" ]; then
+  mkdir -p /opt/lab-k8s
+  { mount --bind "$LAB_K8S_DIR" /opt/lab-k8s && mount -o remount,bind,ro /opt/lab-k8s; } || fail "cannot bind the Kubernetes components $LAB_K8S_DIR"
+fi
+# a k3s lab's shared observation logs (join.log, argv.log), read-write at /srv/k3s-cluster
+if [ -n "${LAB_K3S_LOG_DIR:-}" ]; then
+  mkdir -p /srv/k3s-cluster
+  mount --bind "$LAB_K3S_LOG_DIR" /srv/k3s-cluster || fail "cannot bind the k3s log directory $LAB_K3S_LOG_DIR"
+fi
 
 # private directories (tmp and run are emptied at each boot by the harness)
 for d in root home mnt boot run; do

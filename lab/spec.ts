@@ -51,11 +51,20 @@ export interface LabSpec {
   /** HTTPS port of the BMC daemon that tpi talks to, on the BMC's address (default 443, as the firmware). */
   bmcdPort?: number;
   /**
-   * Give every node the k3s stand-in (lab/k3s): its commands on the node's PATH, one cluster datastore
-   * shared by all nodes of the lab (<lab dir>/k3s-cluster, seen at /srv/k3s-cluster on each node), and
-   * the node's enabled k3s units started at every boot, as systemd would. Default: off.
+   * Give every node k3s (lab/k3s: k3s's supervisor and CLI over real etcd, kube-apiserver,
+   * controller-manager, scheduler and kwok): its commands on the node's PATH, the Kubernetes components
+   * (scripts/k8s-components.sh's cache) read-only at /opt/lab-k8s, an observation log directory shared by
+   * all nodes (<lab dir>/k3s-cluster at /srv/k3s-cluster: join.log, argv.log; no cluster state), and the
+   * node's enabled k3s units started at every boot, as systemd would. Default: off.
    */
-  k3s?: { joinSeconds?: number };
+  k3s?: {
+    /** Seconds a joining server stays an etcd learner before it asks for promotion (default 1). */
+    joinSeconds?: number;
+    /** Directory with bin/ and stages/ from scripts/k8s-components.sh (default: that script's cache). */
+    k8sDir?: string;
+    /** More K3S_SIM_* settings for the nodes' k3s (lab/k3s/README.md), e.g. K3S_SIM_GRACE_SECONDS. */
+    env?: Record<string, string>;
+  };
 }
 
 export function isLoopbackV4(a: string): boolean {

@@ -44,12 +44,18 @@ ssh_login=$(node -e '
   process.stdout.write(`${s.user || "root"} ${s.port || 22}`);
 ' "$api_host")
 read -r ssh_user ssh_port <<<"$ssh_login"
+kubectl="$(cat .k8s-components-dir)/bin/kubectl"
 cat <<MSG
 
 [dev] done. The cluster's admin kubeconfig (a secret stack output) is in .lab/dev/kubeconfig (mode 0600);
 its API server is $server. The nodes' SSH host keys are in .lab/dev/known_hosts.
   source scripts/pulumi-env.sh
   pulumi stack output kubeconfig --show-secrets --stack dev > .lab/dev/kubeconfig   # refresh it
+The API server is the first server's real kube-apiserver; kubectl comes with the lab's Kubernetes
+components (scripts/k8s-components.sh):
+  $kubectl --kubeconfig .lab/dev/kubeconfig get nodes
+  $kubectl --kubeconfig .lab/dev/kubeconfig get --raw /readyz
+k3s's own CLI on the first server:
   ssh -i dev/keys/deploy_ed25519 -p $ssh_port -o UserKnownHostsFile=.lab/dev/known_hosts -o StrictHostKeyChecking=yes $ssh_user@$api_host k3s kubectl get nodes
 Lab status: node bin/lab/cli.js status --dir .lab/dev
 MSG

@@ -5,7 +5,9 @@
 #   - npm dependencies (npm ci; brings Node 22 as node_modules/.bin/node),
 #   - the real Turing Pi `tpi` CLI for the lab's BMC, from crates.io (scripts/tpi.sh, cached),
 #   - the Pulumi CLI and plugins built from the Go module proxy (scripts/pulumi-toolchain.sh), unless
-#     ISAR_K3S_SKIP_TOOLCHAIN=1 or a `pulumi` is already on PATH and ISAR_K3S_USE_SYSTEM_PULUMI=1.
+#     ISAR_K3S_SKIP_TOOLCHAIN=1 or a `pulumi` is already on PATH and ISAR_K3S_USE_SYSTEM_PULUMI=1,
+#   - the Kubernetes components the lab runs (kube-apiserver, controller-manager, scheduler, kubectl,
+#     kwok, etcd; scripts/k8s-components.sh, cached), unless ISAR_K3S_SKIP_K8S=1.
 # Prints one line per step with its time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -73,4 +75,12 @@ if [ "${ISAR_K3S_SKIP_TOOLCHAIN:-0}" != 1 ]; then
   ensure_go
   bash scripts/pulumi-toolchain.sh --print-bin-dir > .pulumi-bin-dir 2> .pulumi-toolchain.log || { echo; tail -n 40 .pulumi-toolchain.log; exit 1; }
   took "$t"
+fi
+
+if [ "${ISAR_K3S_SKIP_K8S:-0}" != 1 ]; then
+  t=$(date +%s); step "Kubernetes components (Go-built, cached)"
+  ensure_go
+  bash scripts/k8s-components.sh --print-dir > .k8s-components-dir 2> .k8s-components.log || { echo; tail -n 40 .k8s-components.log; exit 1; }
+  took "$t"
+  grep -h 'built in' .k8s-components.log || true
 fi

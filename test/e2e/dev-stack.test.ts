@@ -3,7 +3,9 @@
  * simulated lab of its own (the dev stack's fleet on other loopback addresses):
  *
  *   preview on an empty stack: only creates, nothing touched on the lab
- *   → up → the state and the update's full console output (with --diff) hold no token, private key or
+ *   → up → the kubeconfig output works with the real kubectl from this machine; Nodes (Ready, labels,
+ *     taints), node-password Secrets and the etcd member list are read from the real API and etcd; the
+ *     state and the update's full console output (with --diff) hold no token, private key or
  *     kubeconfig client key
  *   → preview: no changes, and no SSH login, flash or k3s command on any lab host
  *   → change one artifact pin (turing-cm4's rootfs): preview replaces exactly agent1's chain
@@ -20,7 +22,7 @@ import * as os from "os";
 import * as path from "path";
 import { parse, stringify } from "yaml";
 import { parseFleet } from "../../lib/model/parse";
-import type { Lab } from "../../lab/lab";
+import { k8sComponentsDir, type Lab } from "../../lab/lab";
 
 const ROOT = path.resolve(__dirname, "..", "..");
 const STACK = `e2e-${process.pid}-${crypto.randomBytes(2).toString("hex")}`;
@@ -169,6 +171,62 @@ test(
     expect(kubeconfig.clusters[0].cluster.server).toBe(`https://${block}11:6443`);
     expect(kubeconfig["current-context"]).toBe("e2e");
     expect(Object.keys(outputs.delivered as object).sort()).toEqual(["agent1", "jetson1", "srv1"]);
+
+    // 2b. the cluster is real: the kubeconfig output works from this machine with the real kubectl against
+    // srv1's kube-apiserver; Nodes, labels, taints and node-password Secrets come from the real API, the
+    // etcd member list from srv1's etcd
+    const kcFile = path.join(work, "kubeconfig");
+    fs.writeFileSync(kcFile, outputs.kubeconfig as string, { mode: 0o600 });
+    const kubectlBin = path.join(k8sComponentsDir(ROOT), "bin", "kubectl");
+    const kubectl = (...a: string[]) => spawnSync(kubectlBin, ["--kubeconfig", kcFile, ...a], { encoding: "utf8" });
+    expect(kubectl("get", "--raw", "/readyz").stdout).toBe("ok");
+    type ApiNode = {
+      metadata: { name: string; labels: Record<string, string> };
+      spec: { taints?: { key: string; value?: string; effect: string }[] };
+      status: { conditions: { type: string; status: string }[] };
+    };
+    const apiNodes = (JSON.parse(kubectl("get", "nodes", "-o", "json").stdout) as { items: ApiNode[] }).items;
+    expect(apiNodes.map((n) => [n.metadata.name, n.status.conditions.find((c) => c.type === "Ready")?.status]).sort()).toEqual([
+      ["agent1", "True"],
+      ["jetson1", "True"],
+      ["srv1", "True"],
+    ]);
+    for (const n of fleet.nodes) {
+      const o = apiNodes.find((x) => x.metadata.name === n.hostname)!;
+      expect(o.metadata.labels).toMatchObject(n.labels);
+      for (const t of n.taints)
+        expect(o.spec.taints ?? []).toContainEqual(t.value === undefined ? { key: t.key, effect: t.effect } : { key: t.key, value: t.value, effect: t.effect });
+      expect(o.metadata.labels["node-role.kubernetes.io/control-plane"]).toBe(n.role === "server" ? "true" : undefined);
+    }
+    const pwSecrets = JSON.parse(
+      kubectl("get", "secrets", "-n", "kube-system", "--field-selector", "type=k3s.cattle.io/node-password", "-o", "json").stdout,
+    ) as {
+      items: { metadata: { name: string } }[];
+    };
+    expect(pwSecrets.items.map((x) => x.metadata.name).sort()).toEqual(["agent1.node-password.k3s", "jetson1.node-password.k3s", "srv1.node-password.k3s"]);
+    const etcdTls = "/var/lib/rancher/k3s/server/tls/etcd";
+    const members = spawnSync(
+      "ssh",
+      [
+        ...["-i", path.join(keyDir, "deploy_ed25519"), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", `root@${block}11`],
+        ...[
+          "/opt/lab-k8s/bin/etcdctl",
+          `--endpoints=https://${block}11:2379`,
+          `--cacert=${etcdTls}/server-ca.crt`,
+          `--cert=${etcdTls}/client.crt`,
+          `--key=${etcdTls}/client.key`,
+        ],
+        ...["member", "list"],
+      ],
+      { encoding: "utf8" },
+    );
+    expect(
+      members.stdout
+        .trim()
+        .split("\n")
+        .map((l) => l.split(", "))
+        .map((f) => [f[1], f[2].replace(/-[0-9a-f]{8}$/, ""), f[5]]),
+    ).toEqual([["started", "srv1", "false"]]);
 
     // 3. no secret in plaintext in the state or the engine's log
     const token = fs.readFileSync(lab.hostPath("srv1", "/etc/rancher/k3s/token"), "utf8").trim();

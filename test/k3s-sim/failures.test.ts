@@ -1,25 +1,32 @@
 /**
- * The k3s stand-in's failure modes and k3s's rules around them: wrong tokens (bare and K10 forms),
+ * lab/k3s's failure modes over real components (etcd, kube-apiserver, controllers, kwok) and k3s's rules
+ * around them: wrong tokens (bare and K10 forms),
  * a server URL that names no running server, critical flag mismatch, simultaneous server joins ("too many
  * learner members"), a restarted server whose token changed ("bootstrap data already found and encrypted
  * with different token"), etcd quorum loss, config.yaml.d merging, systemctl / boot / install.sh
- * behaviour, and the YAML and JSONPath readers against the `yaml` library.
+ * behaviour, and the YAML reader against the `yaml` library.
  */
 import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import { parse, stringify } from "yaml";
 import { parseNodeJson } from "../../lib/k3s/node";
-import { LAB_K3S, run, serverConfig, SimCluster, tempBase } from "./helpers";
+import { eventually, LAB_K3S, run, serverConfig, SimCluster, tempBase } from "./helpers";
 
-jest.setTimeout(120_000);
+jest.setTimeout(300_000);
 
 const TOKEN = "Fail-" + crypto.randomBytes(10).toString("hex");
 let base: string;
 const clusters: SimCluster[] = [];
 
 function cluster(tag: string, env: Record<string, string> = {}): SimCluster {
-  const c = new SimCluster(path.join(base, tag), { K3S_SIM_JOIN_SECONDS: "2", K3S_SIM_GRACE_SECONDS: "3", K3S_SIM_CONNECT_RETRY_SECONDS: "1", ...env });
+  const c = new SimCluster(path.join(base, tag), {
+    K3S_SIM_JOIN_SECONDS: "2",
+    K3S_SIM_GRACE_SECONDS: "6",
+    K3S_SIM_LEASE_SECONDS: "4",
+    K3S_SIM_CONNECT_RETRY_SECONDS: "1",
+    ...env,
+  });
   clusters.push(c);
   return c;
 }
@@ -40,17 +47,18 @@ describe("joining with the wrong credentials or to the wrong place", () => {
     const s1 = c.node("s1", { config: { "cluster-init": true, ...serverConfig("127.0.30.1") }, token: TOKEN });
     const r = await s1.install("server");
     if (r.code !== 0) throw new Error(r.stderr);
-  });
+  }, 300_000);
 
-  test("server join with a wrong bare token: 401 from server-bootstrap, nothing registered", async () => {
+  test("server join with a wrong bare token: 401 from the server's apiserver, nothing registered", async () => {
     const n = c.node("s2", { config: { server: "https://127.0.30.1:6443", ...serverConfig("127.0.30.2") }, token: "not-the-token" });
     const r = await n.install("server");
     expect(r.code).toBe(1);
     expect(r.stderr).toContain(
-      "starting kubernetes: preparing server: failed to get bootstrap data: https://127.0.30.1:6443/v1-k3s/server-bootstrap: 401 Unauthorized",
+      "starting kubernetes: preparing server: failed to get bootstrap data: https://127.0.30.1:6443/api/v1/namespaces/kube-system/secrets/k3s-bootstrap: 401 Unauthorized",
     );
-    expect(fs.existsSync(c.file("nodes/s2.json"))).toBe(false);
-    expect(JSON.parse(fs.readFileSync(c.file("etcd.json"), "utf8")).members).toHaveLength(1);
+    const s1 = c.nodes[0];
+    expect((await s1.kubectl("get", "node", "s2")).stderr.trim()).toBe('Error from server (NotFound): nodes "s2" not found');
+    expect(await s1.etcdMembers()).toHaveLength(1);
   });
 
   test("K10 token whose CA hash is not the cluster's: the CA hash message, for servers and agents", async () => {
@@ -90,7 +98,7 @@ describe("joining with the wrong credentials or to the wrong place", () => {
     });
     const r = await n.install("agent");
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain("token is not valid: https://127.0.30.1:6443/apis: 401 Unauthorized");
+    expect(r.stderr).toContain("token is not valid: https://127.0.30.1:6443/api/v1/namespaces/kube-system/secrets/k3s-bootstrap: 401 Unauthorized");
   });
 
   test("server URL that names no registered server: connection refused (servers give up, agents keep retrying)", async () => {
@@ -144,7 +152,7 @@ describe("HA joins", () => {
     const s1 = c.node("s1", { config: { "cluster-init": true, ...serverConfig("127.0.31.1") }, token: TOKEN });
     const r = await s1.install("server");
     if (r.code !== 0) throw new Error(r.stderr);
-  });
+  }, 300_000);
 
   test("two servers joining at once: one fails with too many learner members, the retry succeeds", async () => {
     const cfg = (ip: string) => ({ server: "https://127.0.31.1:6443", ...serverConfig(ip) });
@@ -160,9 +168,8 @@ describe("HA joins", () => {
     expect(failed.stderr).toContain("ETCD join failed: etcdserver: too many learner members in cluster");
     const retry = await failedNode.install("server");
     expect(retry.code).toBe(0);
-    const etcd = JSON.parse(fs.readFileSync(c.file("etcd.json"), "utf8"));
-    expect(etcd.members.filter((m: { isLearner: boolean }) => !m.isLearner)).toHaveLength(3);
     const s1 = c.nodes[0];
+    expect((await s1.etcdMembers()).filter((m) => !m.learner)).toHaveLength(3);
     const nodes = JSON.parse((await s1.kubectl("get", "nodes", "-o", "json")).stdout).items;
     expect(nodes.map((n: { metadata: { name: string } }) => n.metadata.name)).toEqual(["s1", "s2", "s3"]);
     expect(nodes.every((n: unknown) => parseNodeJson(JSON.stringify(n)).ready)).toBe(true);
@@ -174,28 +181,26 @@ describe("HA joins", () => {
     expect((await byName.s3.systemctl("stop", "k3s")).code).toBe(0);
     expect((await s1.kubectl("get", "nodes")).code).toBe(0); // 2 of 3 voting members up
     expect((await byName.s2.systemctl("stop", "k3s")).code).toBe(0);
-    const r = await s1.kubectl("get", "nodes");
+    // no etcd quorum: the apiserver cannot answer; kubectl gives up after its request timeout
+    const r = await s1.kubectl("get", "nodes", "--request-timeout=20s");
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain("Error from server: etcdserver: request timed out");
+    expect(r.stderr).toMatch(/etcdserver: request timed out|Timeout|deadline exceeded/i);
     expect((await byName.s2.systemctl("start", "k3s")).code).toBe(0);
-    const ok = await s1.kubectl("get", "nodes");
-    expect(ok.code).toBe(0);
-    expect(ok.stdout).toMatch(/s3\s+NotReady/);
+    expect(await eventually(async () => /s3\s+NotReady/.test((await s1.kubectl("get", "nodes")).stdout), 60_000)).toBe(true);
   });
 
-  test("kubectl on a server whose k3s is stopped: connection refused to 127.0.0.1:6443", async () => {
+  test("kubectl on a server whose k3s is stopped: connection refused (k3s.yaml's 127.0.0.1:6443 is the node's own address in the lab)", async () => {
     const s3 = c.nodes.filter((n) => n.name === "s3").pop()!;
     const r = await s3.kubectl("get", "nodes");
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain("The connection to the server 127.0.0.1:6443 was refused - did you specify the right host or port?");
+    expect(r.stderr).toContain("The connection to the server 127.0.31.3:6443 was refused - did you specify the right host or port?");
   });
 
   test("deleting a server's Node removes its etcd member; its stale k3s then cannot restart", async () => {
     const s1 = c.nodes[0];
     const s3 = c.nodes.filter((n) => n.name === "s3").pop()!;
-    expect((await s1.kubectl("delete", "node", "s3")).code).toBe(0);
-    const etcd = JSON.parse(fs.readFileSync(c.file("etcd.json"), "utf8"));
-    expect(etcd.members.map((m: { node: string }) => m.node).sort()).toEqual(["s1", "s2"]);
+    expect(await s1.kubectl("delete", "node", "s3")).toMatchObject({ code: 0 });
+    expect((await s1.etcdMembers()).map((m) => m.name.replace(/-[0-9a-f]{8}$/, "")).sort()).toEqual(["s1", "s2"]);
     const r = await s3.systemctl("start", "k3s");
     expect(r.code).toBe(1);
     expect(r.stderr).toContain("the member has been permanently removed from the cluster");
@@ -215,7 +220,7 @@ describe("config files, install.sh and systemctl", () => {
     const s1 = c.node("s1", { config: { ...serverConfig("127.0.32.1"), "cluster-init": true }, token: TOKEN });
     const r = await s1.install("server");
     if (r.code !== 0) throw new Error(r.stderr);
-  });
+  }, 300_000);
 
   test("config.yaml.d: lexical order, later files replace, key+ appends; unknown keys are skipped with k3s's warning", async () => {
     const a = c.node("cfg-agent", {
@@ -303,7 +308,7 @@ describe("config files, install.sh and systemctl", () => {
     const boot = await s1.k3s("k3s-sim", "boot");
     expect(boot.code).toBe(0);
     let state = "";
-    while (Date.now() - t0 < 20_000) {
+    while (Date.now() - t0 < 180_000) {
       state = (await s1.systemctl("is-active", "k3s")).stdout.trim();
       if (state === "active") break;
       await new Promise((r) => setTimeout(r, 200));
@@ -322,8 +327,6 @@ describe("config files, install.sh and systemctl", () => {
 describe("readers", () => {
   // plain JS modules of the stand-in
   const Y = require(path.join(LAB_K3S, "lib/yaml.js")) as { parse(t: string, what?: string): unknown; stringify(v: unknown): string };
-  const K = require(path.join(LAB_K3S, "lib/kubectl.js")) as { jsonpath(t: string, d: unknown): string };
-
   test("the stand-in's YAML reader agrees with the yaml library, both ways", () => {
     const docs: unknown[] = [
       {
@@ -366,25 +369,5 @@ describe("readers", () => {
     expect(() => Y.parse("a: b\n  c: d\n", "cfg")).toThrow(/cfg: line 2/);
     expect(() => Y.parse("a: &x 1\n")).toThrow(/anchors/);
     expect(() => Y.parse("a: 1\na: 2\n")).toThrow(/duplicate key a/);
-  });
-
-  test("jsonpath: fields, filters, indexes, wildcards, escaped dots, missing keys", () => {
-    const node = {
-      metadata: { name: "n1", labels: { "kubernetes.io/hostname": "n1" } },
-      status: {
-        conditions: [
-          { type: "MemoryPressure", status: "False" },
-          { type: "Ready", status: "True" },
-        ],
-      },
-    };
-    expect(K.jsonpath('{.status.conditions[?(@.type=="Ready")].status}', node)).toBe("True");
-    expect(K.jsonpath("{.status.conditions[0].type}/{.status.conditions[-1].type}", node)).toBe("MemoryPressure/Ready");
-    expect(K.jsonpath("{.status.conditions[*].status}", node)).toBe("False True");
-    expect(K.jsonpath("{.metadata.labels.kubernetes\\.io/hostname}", node)).toBe("n1");
-    expect(K.jsonpath("{.metadata.labels['kubernetes.io/hostname']}", node)).toBe("n1");
-    expect(K.jsonpath("{.spec.unschedulable}", node)).toBe("");
-    expect(K.jsonpath('{.metadata.name}{"\\n"}{.metadata.name}{"\\t"}', node)).toBe("n1\nn1\t");
-    expect(K.jsonpath("{.items[*].metadata.name}", { items: [node, { metadata: { name: "n2" } }] })).toBe("n1 n2");
   });
 });

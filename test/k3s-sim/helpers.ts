@@ -1,16 +1,20 @@
 /**
- * Test helpers for the k3s stand-in (lab/k3s): simulated nodes as plain directories (K3S_SIM_ROOT)
- * sharing one cluster directory (K3S_SIM_CLUSTER), driven through the same executables the lab installs
- * (wrappers written by `k3s k3s-sim install-into`), with child_process and argv arrays only.
+ * Test helpers for lab/k3s: nodes as plain directories (K3S_SIM_ROOT) on their own loopback addresses,
+ * each running real components (etcd, kube-apiserver, controllers, kwok from scripts/k8s-components.sh),
+ * sharing one observation log directory (K3S_SIM_CLUSTER: argv.log, join.log), driven through the same
+ * executables the lab installs (wrappers written by `k3s k3s-sim install-into`), with argv arrays only.
  */
 import { execFile, execFileSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { stringify } from "yaml";
+import { k8sComponentsDir } from "../../lab/lab";
 
 export const LAB_K3S = path.resolve(__dirname, "../../lab/k3s");
 export const NODE = process.execPath;
+/** The Kubernetes components (fails with how to build them when they are missing). */
+export const K8S_DIR = k8sComponentsDir(path.resolve(__dirname, "../.."));
 const SIM_UTIL = require(path.join(LAB_K3S, "lib/util.js")) as { processAlive(rec: unknown): boolean | undefined };
 
 export interface RunResult {
@@ -53,7 +57,7 @@ export class SimCluster {
       fs.writeFileSync(path.join(root, "etc/rancher/k3s/config.yaml.d", f), text);
     }
     if (opts.token !== undefined) fs.writeFileSync(path.join(root, "etc/rancher/k3s/token"), opts.token + "\n", { mode: 0o600 });
-    const envArgs = Object.entries({ K3S_SIM_ROOT: root, K3S_SIM_CLUSTER: this.dir, ...this.env }).map(([k, v]) => `${k}=${v}`);
+    const envArgs = Object.entries({ K3S_SIM_ROOT: root, K3S_SIM_CLUSTER: this.dir, K3S_SIM_K8S: K8S_DIR, ...this.env }).map(([k, v]) => `${k}=${v}`);
     execFileSync(NODE, [path.join(LAB_K3S, "k3s"), "k3s-sim", "install-into", path.join(root, "usr/local/bin"), ...envArgs], {
       env: { ...process.env, K3S_SIM_CLUSTER: this.dir },
     });
@@ -83,22 +87,27 @@ export class SimCluster {
     return e[e.length - 1].tsMs;
   }
 
-  /** Stop every k3s process this cluster's nodes started (killall on each node, then any pid left in status files). */
+  /** Stop every k3s process this cluster's nodes started (killall on each node, then any k3s or component left). */
   async shutdown(): Promise<void> {
     for (const n of this.nodes) {
       const k = path.join(n.bin, "k3s-killall.sh");
       if (fs.existsSync(k)) await run(["sh", k], {}, 30_000);
     }
-    const st = this.file("status");
-    if (fs.existsSync(st)) {
-      for (const f of fs.readdirSync(st)) {
-        try {
-          const rec = JSON.parse(fs.readFileSync(path.join(st, f), "utf8")) as { pid?: number; pidStart?: string; pidns?: string };
-          // only a process this test started: same PID namespace and the same start time as recorded
-          if (rec.pid && SIM_UTIL.processAlive(rec) === true) process.kill(rec.pid, "SIGKILL");
-        } catch {
-          // already gone
+    for (const n of this.nodes) {
+      try {
+        const rec = JSON.parse(fs.readFileSync(n.path("run/k3s-sim/daemon.json"), "utf8")) as { pid?: number };
+        // only a process this test started: same PID namespace and the same start time as recorded
+        if (rec.pid && SIM_UTIL.processAlive(rec) === true) process.kill(rec.pid, "SIGKILL");
+      } catch {
+        // none
+      }
+      try {
+        for (const line of fs.readFileSync(n.path("run/k3s-sim/children"), "utf8").split("\n")) {
+          const pid = Number(line.split(" ")[0]);
+          if (pid) process.kill(pid, "SIGKILL");
         }
+      } catch {
+        // none, or gone
       }
     }
   }
@@ -130,6 +139,39 @@ export class SimNode {
   }
   script(name: string): Promise<RunResult> {
     return run([path.join(this.bin, name)], {}, 60_000);
+  }
+  /** `etcdctl member list` against this server's etcd (its own client certificate): [{name, learner}]. */
+  async etcdMembers(): Promise<{ name: string; learner: boolean }[]> {
+    const ip = (JSON.parse(fs.readFileSync(this.path("run/k3s-sim/daemon.json"), "utf8")) as { nodeIp: string }).nodeIp;
+    const tls = this.path("var/lib/rancher/k3s/server/tls/etcd");
+    const r = await run(
+      [
+        path.join(K8S_DIR, "bin/etcdctl"),
+        `--endpoints=https://${ip}:2379`,
+        `--cacert=${tls}/server-ca.crt`,
+        `--cert=${tls}/client.crt`,
+        `--key=${tls}/client.key`,
+        "member",
+        "list",
+      ],
+      { ETCDCTL_API: "3" },
+    );
+    if (r.code !== 0) throw new Error(`etcdctl member list on ${this.name}: ${r.stderr}`);
+    return r.stdout
+      .trim()
+      .split("\n")
+      .map((l) => l.split(", "))
+      .map((f) => ({ name: f[2], learner: f[5] === "true" }));
+  }
+}
+
+/** Poll `check` every 500 ms until it is true or `ms` passed; the last answer. */
+export async function eventually(check: () => Promise<boolean>, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    if (await check()) return true;
+    if (Date.now() > deadline) return false;
+    await new Promise((r) => setTimeout(r, 500));
   }
 }
 

@@ -209,6 +209,8 @@ async function stopUnit(unit) {
 function activeState(unit) {
   const rec = unitPid(unit);
   const st = readState(unit);
+  // a k3s that reported a fatal error is failed, also while it is still stopping its components
+  if (st && st.phase === "failed") return "failed";
   if (rec) {
     const u = readUnit(unit);
     if (u && u.type === "notify" && (!st || st.phase !== "ready")) return "activating";
@@ -474,6 +476,7 @@ async function killall(out = (s) => process.stdout.write(s)) {
     }
   }
   fs.rmSync(D.runtimeFile(), { force: true });
+  if (require("./components").killRecorded()) out("+ kill etcd/kube-apiserver/kube-controller-manager/kube-scheduler/kwok\n");
   for (const d of ["/run/k3s", "/run/flannel"]) fs.rmSync(U.nodePath(d), { recursive: true, force: true });
   return 0;
 }

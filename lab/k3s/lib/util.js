@@ -17,7 +17,7 @@ const path = require("path");
 const crypto = require("crypto");
 const os = require("os");
 
-const K3S_VERSION_DEFAULT = "v1.31.4+k3s1";
+const K3S_VERSION_DEFAULT = "v1.34.4+k3s1";
 
 function num(name, dflt) {
   const v = process.env[name];
@@ -35,9 +35,12 @@ function settings() {
     cluster: process.env.K3S_SIM_CLUSTER || "",
     joinSeconds,
     agentSeconds: num("K3S_SIM_AGENT_SECONDS", 0.3),
-    graceSeconds: num("K3S_SIM_GRACE_SECONDS", 4),
+    graceSeconds: num("K3S_SIM_GRACE_SECONDS", 20),
+    leaseSeconds: num("K3S_SIM_LEASE_SECONDS", 8),
+    etcdHeartbeatMs: num("K3S_SIM_ETCD_HEARTBEAT_MS", 300),
+    etcdElectionMs: num("K3S_SIM_ETCD_ELECTION_MS", 3000),
     heartbeatMs: num("K3S_SIM_HEARTBEAT_MS", 500),
-    startTimeoutSeconds: num("K3S_SIM_START_TIMEOUT_SECONDS", Math.max(20, joinSeconds + 15)),
+    startTimeoutSeconds: num("K3S_SIM_START_TIMEOUT_SECONDS", Math.max(180, joinSeconds + 15)),
     connectRetrySeconds: num("K3S_SIM_CONNECT_RETRY_SECONDS", 10),
     version: process.env.K3S_SIM_VERSION || K3S_VERSION_DEFAULT,
     removeBinary: process.env.K3S_SIM_UNINSTALL_REMOVE_BINARY === "1",
