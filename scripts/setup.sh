@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 # nix-setup-systemd: Debian's way to create the nixbld group and build users and /etc/nix/nix.conf
 # (sandbox = false); without it `nix build` fails with "the group 'nixbld' ... does not exist".
 APT_PACKAGES=(
-  ca-certificates curl unzip git openssl python3 time fakeroot
+  ca-certificates curl unzip git openssl python3 time fakeroot binutils
   nix-bin nix-setup-systemd swupdate kas
   openssh-server openssh-client
   cpio busybox-static e2fsprogs fdisk gdisk iproute2 util-linux xz-utils zstd procps psmisc

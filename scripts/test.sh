@@ -17,6 +17,8 @@ set +e
 jest --ci --json --outputFile="$results" "$@"
 rc=$?
 set -e
-node -e 'const r = require(process.argv[1]); console.log(`${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests} skipped`)' "$results" || true
+# The closing line CI reads: "N passed, N failed, N skipped" (the results file has no .json suffix, so
+# it is parsed, not required).
+node -e 'const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")); console.log(`${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests} skipped`)' "$results" || true
 rm -f "$results"
 exit $rc
