@@ -14,6 +14,8 @@ export interface FleetSecrets {
   swupdateSigningKey?: pulumi.Output<string>;
   /** SWUpdate AES key file contents ("<hexkey> <hexiv>") when swupdate.encrypt is on. */
   swupdateAesKey?: pulumi.Output<string>;
+  /** Token of an existing cluster to adopt; absent (default) = a new @pulumi/random RandomPassword. */
+  clusterToken?: pulumi.Output<string>;
 }
 
 const OBJECT_KEYS: (keyof RawFleetConfig)[] = [
@@ -51,6 +53,7 @@ export function readFleetConfig(cfg = new pulumi.Config("isar-k3s")): { fleet: F
       sshPrivateKey: cfg.get("sshPrivateKey") === "ssh-agent" ? undefined : optionalSecret(cfg, "sshPrivateKey"),
       swupdateSigningKey: optionalSecret(cfg, "swupdateSigningKey"),
       swupdateAesKey: optionalSecret(cfg, "swupdateAesKey"),
+      clusterToken: optionalSecret(cfg, "clusterToken"),
     },
   };
 }

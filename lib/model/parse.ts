@@ -599,6 +599,10 @@ function readK3sSettings(r: Reader, raw: RawFleetConfig): Fleet["k3s"] {
     "drainTimeoutSeconds",
     "tokenSource",
   ]);
+  // Removed key: say what replaced it rather than "unknown key".
+  if (k3sCfg && "tokenSource" in k3sCfg) {
+    r.fail("k3s.tokenSource", "was removed: the cluster token is always @pulumi/random's RandomPassword; to keep an existing cluster's token, set it with `pulumi config set --secret isar-k3s:clusterToken <token>` and delete k3s.tokenSource");
+  }
   const cidr = (key: string, dflt: string) => {
     const v = r.str(k3sCfg, key, "k3s", dflt);
     if (!isIPv4Cidr(v)) r.fail(`k3s.${key}`, `${JSON.stringify(v)} is not an IPv4 CIDR such as "10.42.0.0/16"`);
@@ -633,7 +637,6 @@ function readK3sSettings(r: Reader, raw: RawFleetConfig): Fleet["k3s"] {
     protectKernelDefaults: r.bool(k3sCfg, "protectKernelDefaults", "k3s", true),
     joinTimeoutSeconds: r.num(k3sCfg, "joinTimeoutSeconds", "k3s", 600, 10, 86400),
     drainTimeoutSeconds: r.num(k3sCfg, "drainTimeoutSeconds", "k3s", 300, 10, 86400),
-    tokenSource: r.oneOf(k3sCfg, "tokenSource", "k3s", ["random", "builtin"] as const, "random"),
   };
   if (!/^v[0-9]+\.[0-9]+\.[0-9]+\+k3s[0-9]+$/.test(k3s.version))
     r.fail("k3s.version", `${JSON.stringify(k3s.version)} is not a k3s version such as "v1.31.4+k3s1"`);

@@ -155,8 +155,6 @@ export interface K3sSettings {
   joinTimeoutSeconds: number;
   /** Seconds to wait for a drain on removal. */
   drainTimeoutSeconds: number;
-  /** Where the cluster token comes from: @pulumi/random's RandomPassword, or the built-in ClusterToken (engines without the random plugin). */
-  tokenSource: "random" | "builtin";
 }
 
 export interface SwupdateSettings {
