@@ -7,12 +7,15 @@
  * - one K3sServer per server, chained: the first (cluster-init) after its delivery, each further server
  *   after the previous one is Ready; one K3sAgent per agent after the last server (in parallel). Pulumi
  *   destroys dependents first, so removal runs agents, then servers last-joined first;
+ * - per node with `postJoinCommand`: a `@pulumi/command` remote.Command that runs it on the node over
+ *   SSH (pinned host key, the fleet's private key) after the node joined, again when it rejoins;
  * - K3sKubeconfig: the first server's kubeconfig rewritten to its address and the cluster name, after
  *   every node joined (secret output `kubeconfig`);
  * - a `@pulumi/kubernetes` Provider built from it, and the platform workloads of `fleet.workloads`
  *   (namespaces, manifests through k8s.yaml.ConfigFile, Helm charts through k8s.helm.v3.Release).
  * The ordering comes from lib/plan (deploymentPlan); the per-node configs from lib/render/k3s-config.
  */
+import * as command from "@pulumi/command";
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
@@ -78,6 +81,8 @@ export class K3sCluster extends pulumi.ComponentResource {
   public readonly joinOrder: { servers: string[]; agents: string[] };
   /** OpenSSH known_hosts lines of the nodes (pinned or learned host keys), for `ssh -o UserKnownHostsFile=`. */
   public readonly knownHosts: pulumi.Output<string>;
+  /** The post-join command of each node that has one (`postJoinCommand`), by node name. */
+  public readonly postJoin: Record<string, command.remote.Command>;
   /** Workload resources (namespaces, manifests, Helm releases), by kind and name. */
   public readonly workloads: {
     namespaces: Record<string, k8s.core.v1.Namespace>;
@@ -91,6 +96,7 @@ export class K3sCluster extends pulumi.ComponentResource {
     const joined = createJoins(this, name, args, plan);
     this.nodes = joined.nodes;
     this.knownHosts = joined.knownHosts;
+    this.postJoin = createPostJoinCommands(this, name, args.fleet, joined);
     this.joinOrder = { servers: [plan.firstServer, ...plan.joiningServers].map((n) => n.name), agents: plan.agents.map((n) => n.name) };
     const all = Object.values(this.nodes);
     const kc = new K3sKubeconfig(
@@ -167,7 +173,34 @@ function createJoins(parent: pulumi.Resource, name: string, args: K3sClusterArgs
   const knownHosts = pulumi
     .all(fleet.nodes.map((n) => pulumi.output(sshOf(n))))
     .apply((eps) => renderKnownHosts(eps.map((e) => ({ address: e.address, port: e.port, hostKey: e.hostKey }))));
-  return { nodes, apiSsh, privateKey, knownHosts };
+  return { nodes, apiSsh, privateKey, knownHosts, sshOf };
+}
+
+/**
+ * Each node's `postJoinCommand`, run on the node over SSH (its pinned or learned host key, the fleet's
+ * private key) after it joined, and again when it rejoins (a new join id).
+ */
+function createPostJoinCommands(parent: pulumi.Resource, name: string, fleet: Fleet, joined: ReturnType<typeof createJoins>) {
+  const out: Record<string, command.remote.Command> = {};
+  for (const n of fleet.nodes) {
+    if (n.postJoinCommand === undefined) continue;
+    const ep = joined.sshOf(n);
+    const hostKey = pulumi.output(ep.hostKey).apply((k) => {
+      if (!k) throw new Error(`nodes[${n.name}].postJoinCommand: no host key for ${n.name}: set nodes[].ssh.hostKey (or deliver with tpi, which learns it)`);
+      return k;
+    });
+    const node = joined.nodes[n.name];
+    out[n.name] = new command.remote.Command(
+      `${name}-${n.name}-post-join`,
+      {
+        connection: { host: ep.address, port: ep.port ?? 22, user: ep.user ?? "root", hostKey, privateKey: joined.privateKey, dialErrorLimit: 5 },
+        create: n.postJoinCommand,
+        triggers: [node.joinId],
+      },
+      { parent, dependsOn: [node] },
+    );
+  }
+  return out;
 }
 
 /** Namespaces first, then manifests and Helm releases in them, through the cluster's provider. */
@@ -197,7 +230,8 @@ function createWorkloads(
       `${name}-helm-${h.name}`,
       {
         name: h.name,
-        chart: h.chart,
+        // A local chart directory ("./charts/x", "../x" or absolute) is resolved against projectDir.
+        chart: !h.repo && /^(\.{1,2}\/|\/)/.test(h.chart) ? path.resolve(projectDir ?? process.cwd(), h.chart) : h.chart,
         ...(h.version ? { version: h.version } : {}),
         ...(h.repo ? { repositoryOpts: { repo: h.repo } } : {}),
         namespace: h.namespace,

@@ -312,7 +312,7 @@ function readNodeDelivery(r: Reader, v: unknown, path: string, hardware: NodeSpe
   return { method, selection, rootDevice, altRootDevice };
 }
 
-const NODE_KEYS = ["name", "hostname", "role", "arch", "hardware", "address", "storageAddress", "hwRevision", "ssh", "delivery", "labels", "taints"] as const;
+const NODE_KEYS = ["name", "hostname", "role", "arch", "hardware", "address", "storageAddress", "hwRevision", "ssh", "delivery", "labels", "taints", "postJoinCommand"] as const;
 
 function readNode(r: Reader, v: unknown, path: string): NodeSpec | undefined {
   const o = r.obj(v, path, true);
@@ -359,7 +359,11 @@ function readNode(r: Reader, v: unknown, path: string): NodeSpec | undefined {
     const taint = readTaint(r, t, `${path}.taints[${i}]`);
     if (taint) taints.push(taint);
   });
-  return { name, hostname, role, arch, hardware, address, storageAddress, hwRevision, ssh, delivery, labels, taints };
+  const postJoinCommand = r.optStr(o, "postJoinCommand", path);
+  if (postJoinCommand !== undefined && (postJoinCommand.trim() === "" || postJoinCommand.includes("\0"))) {
+    r.fail(`${path}.postJoinCommand`, "must be a non-empty shell command without NUL characters (or leave it out)");
+  }
+  return { name, hostname, role, arch, hardware, address, storageAddress, hwRevision, ssh, delivery, labels, taints, postJoinCommand };
 }
 
 function readBmc(r: Reader, v: unknown, path: string): BmcSpec | undefined {

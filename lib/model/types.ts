@@ -91,6 +91,11 @@ export interface NodeSpec {
   delivery: Delivery;
   labels: Record<string, string>;
   taints: Taint[];
+  /**
+   * Shell command run on the node (over SSH, as ssh.user) once it has joined, again whenever it
+   * rejoins or the command changes; through @pulumi/command's remote.Command. Default: none.
+   */
+  postJoinCommand?: string;
 }
 
 export interface BmcSpec {
