@@ -21,6 +21,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 import * as path from "path";
 import { Fleet, NodeSpec } from "../lib/model/types";
+import { localChartDir, manifestPath } from "../lib/model/workload-files";
 import { deploymentPlan, DeploymentPlan } from "../lib/plan/plan";
 import { nodeLabels, renderK3sConfig } from "../lib/render/k3s-config";
 import { renderKnownHosts } from "../lib/render/known-hosts";
@@ -213,12 +214,13 @@ function createWorkloads(
 ): K3sCluster["workloads"] {
   const out: K3sCluster["workloads"] = { namespaces: {}, manifests: {}, helmReleases: {} };
   const k8sOpts = { parent, provider };
+  const dir = projectDir ?? process.cwd();
   for (const ns of w.namespaces) {
     out.namespaces[ns] = new k8s.core.v1.Namespace(`${name}-ns-${ns}`, { metadata: { name: ns } }, k8sOpts);
   }
   const nsDeps = Object.values(out.namespaces);
   w.manifests.forEach((m, i) => {
-    const file = /^https?:\/\//.test(m) || path.isAbsolute(m) ? m : path.resolve(projectDir ?? process.cwd(), m);
+    const file = manifestPath(m, dir);
     const base = path
       .basename(m)
       .replace(/\.(ya?ml|json)$/, "")
@@ -230,8 +232,8 @@ function createWorkloads(
       `${name}-helm-${h.name}`,
       {
         name: h.name,
-        // A local chart directory ("./charts/x", "../x" or absolute) is resolved against projectDir.
-        chart: !h.repo && /^(\.{1,2}\/|\/)/.test(h.chart) ? path.resolve(projectDir ?? process.cwd(), h.chart) : h.chart,
+        // A local chart directory is resolved against projectDir (readFleetConfig checked it exists).
+        chart: localChartDir(h, dir) ?? h.chart,
         ...(h.version ? { version: h.version } : {}),
         ...(h.repo ? { repositoryOpts: { repo: h.repo } } : {}),
         namespace: h.namespace,

@@ -255,3 +255,29 @@ test("workloads: false registers no Kubernetes workloads; default SSH endpoints 
   expect(srv1.inputs.ssh).toMatchObject({ address: "10.0.0.11", hostKey: "ssh-ed25519 LEARNED" });
   expect(srv3.inputs.apiSsh).toMatchObject({ address: "10.0.0.11", hostKey: "ssh-ed25519 LEARNED" });
 });
+
+test("the dev stack's workloads: namespace, manifest and the local Helm chart of the repository", async () => {
+  registered.length = 0;
+  const ROOT = path.resolve(__dirname, "..", "..");
+  const { K3sCluster } = await import("../../components/cluster");
+  const raw = validRaw();
+  raw.workloads = {
+    namespaces: ["isar-k3s-platform"],
+    manifests: ["dev/workloads/platform.yaml"],
+    helmCharts: [{ name: "isar-k3s-info", chart: "./dev/workloads/charts/isar-k3s-info", namespace: "isar-k3s-platform", values: { site: "dev-lab" } }],
+  };
+  const c = new K3sCluster("dev", { fleet: parseFleet(raw), projectDir: ROOT });
+  await value(pulumi.all(Object.values(c.workloads.manifests).map((m) => m.resources)));
+  await new Promise((r) => setTimeout(r, 200));
+  const k8sRes = registered.filter((r) => r.type.startsWith("kubernetes:") && r.custom);
+  const meta = (r: Reg) => r.inputs.metadata as { name: string; namespace?: string };
+  expect(k8sRes.map((r) => `${r.type} ${meta(r)?.namespace ?? ""}/${meta(r)?.name ?? r.inputs.name}`).sort()).toEqual([
+    "kubernetes:core/v1:ConfigMap isar-k3s-platform/platform-settings",
+    "kubernetes:core/v1:Namespace /isar-k3s-platform",
+    "kubernetes:core/v1:ServiceAccount isar-k3s-platform/platform-agent",
+    "kubernetes:helm.sh/v3:Release /isar-k3s-info",
+  ]);
+  const rel = k8sRes.find((r) => r.type.endsWith(":Release"))!;
+  expect(rel.inputs).toMatchObject({ chart: path.join(ROOT, "dev/workloads/charts/isar-k3s-info"), namespace: "isar-k3s-platform", createNamespace: false, values: { site: "dev-lab" } });
+  expect(fs.existsSync(path.join(rel.inputs.chart as string, "Chart.yaml"))).toBe(true);
+});
