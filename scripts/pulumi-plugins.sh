@@ -9,7 +9,8 @@
 #
 # PULUMI_HOME defaults to the repository's .pulumi-home (scripts/pulumi-env.sh). A plugin that
 # was not built here (its sources are missing) but is already installed, e.g. by an official
-# Pulumi's `pulumi plugin install`, counts as installed.
+# Pulumi's `pulumi plugin install`, counts as installed; with ISAR_K3S_USE_SYSTEM_PULUMI=1 (an official
+# Pulumi on PATH) a missing one is downloaded with `pulumi plugin install resource <name> <version>`.
 set -euo pipefail
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 check=0
@@ -49,11 +50,15 @@ while read -r name ver exe; do
     pulumi plugin install resource "$name" "$ver" -f "$exe" >/dev/null
     printf '%s' "$id" >"$mark"
     echo "pulumi-plugins: installed resource plugin $name $ver into $PULUMI_HOME"
+  elif [[ ! -x $dest && $check == 0 && ${ISAR_K3S_USE_SYSTEM_PULUMI:-0} == 1 ]] && command -v pulumi >/dev/null; then
+    # An official Pulumi: let it download the plugin release.
+    pulumi plugin install resource "$name" "$ver" >/dev/null || missing=1
+    [[ -x $dest ]] && echo "pulumi-plugins: installed resource plugin $name $ver into $PULUMI_HOME (downloaded)"
   elif [[ ! -x $dest ]]; then
     cat >&2 <<MSG
 pulumi-plugins: resource plugin $name $ver (asked for by @pulumi/$name $ver in package.json) is not
-  installed in $PULUMI_HOME and was not built here (scripts/pulumi-toolchain.sh needs its sources in
-  ../shared/upstream). Install it with one of:
+  installed in $PULUMI_HOME and no build of it is in the cache (run bash scripts/pulumi-toolchain.sh; the
+  random and command plugins need their sources in ../shared/upstream). Or install it with one of:
     pulumi plugin install resource $name $ver                         # official Pulumi, downloads it
     pulumi plugin install resource $name $ver -f /path/to/pulumi-resource-$name   # a binary you built
   (with PULUMI_HOME=$PULUMI_HOME)
