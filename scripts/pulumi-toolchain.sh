@@ -305,7 +305,11 @@ done
 # --- 4. the bin directory: CLI, language host, dynamic-provider shim --------------------
 bin="$cache_root/bin/$PULUMI_CLI_VERSION-nodejs$LANGHOST_UPSTREAM_VERSION"
 mkdir -p "$bin"
-ln -sfn "$cli_dir/bin/pulumi" "$bin/pulumi"
+# A hard link (a copy across file systems), not a symlink: the engine looks for the language host
+# next to its own resolved path, and warns when it has to take it from $PATH instead.
+if [[ -x $cli_dir/bin/pulumi ]]; then
+  ln -f "$cli_dir/bin/pulumi" "$bin/pulumi" 2>/dev/null || cp -f "$cli_dir/bin/pulumi" "$bin/pulumi"
+fi
 ln -sfn "$lang_dir/bin/pulumi-language-nodejs" "$bin/pulumi-language-nodejs"
 cp -f "$recipes/pulumi-resource-pulumi-nodejs" "$bin/pulumi-resource-pulumi-nodejs.new"
 mv -f "$bin/pulumi-resource-pulumi-nodejs.new" "$bin/pulumi-resource-pulumi-nodejs"
