@@ -312,7 +312,21 @@ function readNodeDelivery(r: Reader, v: unknown, path: string, hardware: NodeSpe
   return { method, selection, rootDevice, altRootDevice };
 }
 
-const NODE_KEYS = ["name", "hostname", "role", "arch", "hardware", "address", "storageAddress", "hwRevision", "ssh", "delivery", "labels", "taints", "postJoinCommand"] as const;
+const NODE_KEYS = [
+  "name",
+  "hostname",
+  "role",
+  "arch",
+  "hardware",
+  "address",
+  "storageAddress",
+  "hwRevision",
+  "ssh",
+  "delivery",
+  "labels",
+  "taints",
+  "postJoinCommand",
+] as const;
 
 function readNode(r: Reader, v: unknown, path: string): NodeSpec | undefined {
   const o = r.obj(v, path, true);
@@ -605,7 +619,10 @@ function readK3sSettings(r: Reader, raw: RawFleetConfig): Fleet["k3s"] {
   ]);
   // Removed key: say what replaced it rather than "unknown key".
   if (k3sCfg && "tokenSource" in k3sCfg) {
-    r.fail("k3s.tokenSource", "was removed: the cluster token is always @pulumi/random's RandomPassword; to keep an existing cluster's token, set it with `pulumi config set --secret isar-k3s:clusterToken <token>` and delete k3s.tokenSource");
+    r.fail(
+      "k3s.tokenSource",
+      "was removed: the cluster token is always @pulumi/random's RandomPassword; to keep an existing cluster's token, set it with `pulumi config set --secret isar-k3s:clusterToken <token>` and delete k3s.tokenSource",
+    );
   }
   const cidr = (key: string, dflt: string) => {
     const v = r.str(k3sCfg, key, "k3s", dflt);

@@ -146,7 +146,10 @@ test("a bad config fails before any resource is registered", async () => {
 });
 
 test("a workloads path that does not exist fails before any resource is registered", async () => {
-  setConfig({ ...validRaw(), workloads: { manifests: ["dev/workloads/platform.yaml"], helmCharts: [{ name: "info", chart: "./dev/workloads/no-such-chart", namespace: "default" }] } });
+  setConfig({
+    ...validRaw(),
+    workloads: { manifests: ["dev/workloads/platform.yaml"], helmCharts: [{ name: "info", chart: "./dev/workloads/no-such-chart", namespace: "default" }] },
+  });
   await expect(import("../../index")).rejects.toThrow(/workloads\.helmCharts\[0\]\.chart: .*no-such-chart is not a Helm chart directory/);
   expect(registered).toEqual([]);
 });

@@ -230,7 +230,13 @@ test("token, join chain, kubeconfig secret, Kubernetes provider and workloads", 
   // the whole connection goes to the engine as one secret (it holds the private key)
   expect(post[0].inputs.connection).toMatchObject({
     [SIG]: SECRET_SIG,
-    value: { host: "10.0.0.30", port: 22, user: "root", hostKey: f.nodes.find((n) => n.name === "agent2")!.ssh.hostKey, privateKey: expect.stringContaining("MOCK") },
+    value: {
+      host: "10.0.0.30",
+      port: 22,
+      user: "root",
+      hostKey: f.nodes.find((n) => n.name === "agent2")!.ssh.hostKey,
+      privateKey: expect.stringContaining("MOCK"),
+    },
   });
   expect(deps.get("lab-agent2-post-join")).toEqual(["lab-agent2"]);
 });
@@ -278,6 +284,11 @@ test("the dev stack's workloads: namespace, manifest and the local Helm chart of
     "kubernetes:helm.sh/v3:Release /isar-k3s-info",
   ]);
   const rel = k8sRes.find((r) => r.type.endsWith(":Release"))!;
-  expect(rel.inputs).toMatchObject({ chart: path.join(ROOT, "dev/workloads/charts/isar-k3s-info"), namespace: "isar-k3s-platform", createNamespace: false, values: { site: "dev-lab" } });
+  expect(rel.inputs).toMatchObject({
+    chart: path.join(ROOT, "dev/workloads/charts/isar-k3s-info"),
+    namespace: "isar-k3s-platform",
+    createNamespace: false,
+    values: { site: "dev-lab" },
+  });
   expect(fs.existsSync(path.join(rel.inputs.chart as string, "Chart.yaml"))).toBe(true);
 });

@@ -64,27 +64,33 @@ afterAll(() => {
   if (dir) fs.rmSync(dir, { recursive: true, force: true });
 });
 
-(ready ? test : test.skip)("RandomPassword → command.local.Command under pulumi up with the installed plugins", () => {
-  const inst = spawnSync("bash", [path.join(ROOT, "scripts", "pulumi-plugins.sh")], { cwd: ROOT, env, encoding: "utf8" });
-  expect(inst.status).toBe(0);
-  pulumi(["stack", "init", "t"]);
-  const up = pulumi(["up", "--yes", "--diff"]);
-  expect(up).not.toMatch(/using pulumi-language-nodejs from \$PATH/); // the host next to the CLI is used
-  const outputs = JSON.parse(pulumi(["stack", "output", "--json", "--show-secrets"])) as { length: string; pw: string };
-  expect(outputs.pw).toMatch(/^[A-Za-z0-9]{40}$/);
-  expect(outputs.length.trim()).toBe("40"); // the command got the password through its environment
-  expect(up).not.toContain(outputs.pw);
-  const state = pulumi(["stack", "export"]);
-  expect(state).not.toContain(outputs.pw);
-  const resources = (JSON.parse(state) as { deployment: { resources: { type: string; outputs?: Record<string, unknown>; inputs?: Record<string, unknown> }[] } }).deployment.resources;
-  const pw = resources.find((r) => r.type === "random:index/randomPassword:RandomPassword")!;
-  expect(pw.outputs!.result).toEqual({ ...SECRET_SIG, ciphertext: expect.stringMatching(/^v1:/) });
-  // the provider resources run the plugin versions package.json pins
-  const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, "package.json"), "utf8")) as { dependencies: Record<string, string> };
-  for (const name of ["random", "command"]) {
-    const prov = resources.find((r) => r.type === `pulumi:providers:${name}`)!;
-    expect(prov.inputs!.version).toBe(pkg.dependencies[`@pulumi/${name}`]);
-  }
-  const preview = pulumi(["preview", "--expect-no-changes"]);
-  expect(preview).toMatch(/3 unchanged/);
-}, 15 * 60_000);
+(ready ? test : test.skip)(
+  "RandomPassword → command.local.Command under pulumi up with the installed plugins",
+  () => {
+    const inst = spawnSync("bash", [path.join(ROOT, "scripts", "pulumi-plugins.sh")], { cwd: ROOT, env, encoding: "utf8" });
+    expect(inst.status).toBe(0);
+    pulumi(["stack", "init", "t"]);
+    const up = pulumi(["up", "--yes", "--diff"]);
+    expect(up).not.toMatch(/using pulumi-language-nodejs from \$PATH/); // the host next to the CLI is used
+    const outputs = JSON.parse(pulumi(["stack", "output", "--json", "--show-secrets"])) as { length: string; pw: string };
+    expect(outputs.pw).toMatch(/^[A-Za-z0-9]{40}$/);
+    expect(outputs.length.trim()).toBe("40"); // the command got the password through its environment
+    expect(up).not.toContain(outputs.pw);
+    const state = pulumi(["stack", "export"]);
+    expect(state).not.toContain(outputs.pw);
+    const resources = (
+      JSON.parse(state) as { deployment: { resources: { type: string; outputs?: Record<string, unknown>; inputs?: Record<string, unknown> }[] } }
+    ).deployment.resources;
+    const pw = resources.find((r) => r.type === "random:index/randomPassword:RandomPassword")!;
+    expect(pw.outputs!.result).toEqual({ ...SECRET_SIG, ciphertext: expect.stringMatching(/^v1:/) });
+    // the provider resources run the plugin versions package.json pins
+    const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, "package.json"), "utf8")) as { dependencies: Record<string, string> };
+    for (const name of ["random", "command"]) {
+      const prov = resources.find((r) => r.type === `pulumi:providers:${name}`)!;
+      expect(prov.inputs!.version).toBe(pkg.dependencies[`@pulumi/${name}`]);
+    }
+    const preview = pulumi(["preview", "--expect-no-changes"]);
+    expect(preview).toMatch(/3 unchanged/);
+  },
+  15 * 60_000,
+);
