@@ -172,9 +172,9 @@ test(
     expect(activity(lab, clusterDir)).toEqual(before);
 
     // 2. up, recording its whole console output (every step, our providers' progress lines, outputs).
-    // Not checked: debug-severity diagnostics (`--debug`, `--json`, `-v=N` logs), where the Pulumi Node
-    // SDK itself dumps RPC responses ("RegisterResource RPC finished … resp: …") with secret values in
-    // plaintext — see the issue note; such logs must never be shared.
+    // Not checked: `--debug` (the Node SDK's "RegisterResource RPC finished … resp: …" lines carry secret
+    // values) and `--logflow` (the plugins' rpc.go property logs): measured with the upstream language
+    // host, see the README; such logs must never be shared.
     const engineLog = path.join(work, "up.log");
     await pulumi(["up", "--yes", "--diff"], { log: engineLog });
     const outputs = JSON.parse((await pulumi(["stack", "output", "--json", "--show-secrets"])).out) as Record<string, unknown>;
