@@ -221,12 +221,6 @@ test(
       items: { metadata: { name: string } }[];
     };
     expect(pwSecrets.items.map((x) => x.metadata.name).sort()).toEqual(["agent1.node-password.k3s", "jetson1.node-password.k3s", "srv1.node-password.k3s"]);
-    // the dev stack's workloads, through the kubernetes plugin: namespace, manifest, local Helm chart
-    const get = (...a: string[]) => JSON.parse(kubectl("get", ...a, "-o", "json").stdout) as { metadata: { name: string }; data?: Record<string, string> };
-    expect(get("namespace", "isar-k3s-platform").metadata.name).toBe("isar-k3s-platform");
-    expect(get("configmap", "platform-settings", "-n", "isar-k3s-platform").data).toEqual({ fleet: "dev", updates: "swupdate" });
-    expect(get("serviceaccount", "platform-agent", "-n", "isar-k3s-platform").metadata.name).toBe("platform-agent");
-    expect(get("configmap", "isar-k3s-info", "-n", "isar-k3s-platform").data).toEqual({ site: "dev-lab", owner: "isar-k3s", chartVersion: "0.1.0" });
     const etcdTls = "/var/lib/rancher/k3s/server/tls/etcd";
     const members = spawnSync(
       "ssh",
