@@ -7,17 +7,21 @@
  * - one K3sServer per server, chained: the first (cluster-init) after its delivery, each further server
  *   after the previous one is Ready; one K3sAgent per agent after the last server (in parallel). Pulumi
  *   destroys dependents first, so removal runs agents, then servers last-joined first;
+ * - per node with `postJoinCommand`: a `@pulumi/command` remote.Command that runs it on the node over
+ *   SSH (pinned host key, the fleet's private key) after the node joined, again when it rejoins;
  * - K3sKubeconfig: the first server's kubeconfig rewritten to its address and the cluster name, after
  *   every node joined (secret output `kubeconfig`);
  * - a `@pulumi/kubernetes` Provider built from it, and the platform workloads of `fleet.workloads`
  *   (namespaces, manifests through k8s.yaml.ConfigFile, Helm charts through k8s.helm.v3.Release).
  * The ordering comes from lib/plan (deploymentPlan); the per-node configs from lib/render/k3s-config.
  */
+import * as command from "@pulumi/command";
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 import * as path from "path";
 import { Fleet, NodeSpec } from "../lib/model/types";
+import { localChartDir, manifestPath } from "../lib/model/workload-files";
 import { deploymentPlan, DeploymentPlan } from "../lib/plan/plan";
 import { nodeLabels, renderK3sConfig } from "../lib/render/k3s-config";
 import { renderKnownHosts } from "../lib/render/known-hosts";
@@ -78,6 +82,8 @@ export class K3sCluster extends pulumi.ComponentResource {
   public readonly joinOrder: { servers: string[]; agents: string[] };
   /** OpenSSH known_hosts lines of the nodes (pinned or learned host keys), for `ssh -o UserKnownHostsFile=`. */
   public readonly knownHosts: pulumi.Output<string>;
+  /** The post-join command of each node that has one (`postJoinCommand`), by node name. */
+  public readonly postJoin: Record<string, command.remote.Command>;
   /** Workload resources (namespaces, manifests, Helm releases), by kind and name. */
   public readonly workloads: {
     namespaces: Record<string, k8s.core.v1.Namespace>;
@@ -91,6 +97,7 @@ export class K3sCluster extends pulumi.ComponentResource {
     const joined = createJoins(this, name, args, plan);
     this.nodes = joined.nodes;
     this.knownHosts = joined.knownHosts;
+    this.postJoin = createPostJoinCommands(this, name, args.fleet, joined);
     this.joinOrder = { servers: [plan.firstServer, ...plan.joiningServers].map((n) => n.name), agents: plan.agents.map((n) => n.name) };
     const all = Object.values(this.nodes);
     const kc = new K3sKubeconfig(
@@ -167,7 +174,34 @@ function createJoins(parent: pulumi.Resource, name: string, args: K3sClusterArgs
   const knownHosts = pulumi
     .all(fleet.nodes.map((n) => pulumi.output(sshOf(n))))
     .apply((eps) => renderKnownHosts(eps.map((e) => ({ address: e.address, port: e.port, hostKey: e.hostKey }))));
-  return { nodes, apiSsh, privateKey, knownHosts };
+  return { nodes, apiSsh, privateKey, knownHosts, sshOf };
+}
+
+/**
+ * Each node's `postJoinCommand`, run on the node over SSH (its pinned or learned host key, the fleet's
+ * private key) after it joined, and again when it rejoins (a new join id).
+ */
+function createPostJoinCommands(parent: pulumi.Resource, name: string, fleet: Fleet, joined: ReturnType<typeof createJoins>) {
+  const out: Record<string, command.remote.Command> = {};
+  for (const n of fleet.nodes) {
+    if (n.postJoinCommand === undefined) continue;
+    const ep = joined.sshOf(n);
+    const hostKey = pulumi.output(ep.hostKey).apply((k) => {
+      if (!k) throw new Error(`nodes[${n.name}].postJoinCommand: no host key for ${n.name}: set nodes[].ssh.hostKey (or deliver with tpi, which learns it)`);
+      return k;
+    });
+    const node = joined.nodes[n.name];
+    out[n.name] = new command.remote.Command(
+      `${name}-${n.name}-post-join`,
+      {
+        connection: { host: ep.address, port: ep.port ?? 22, user: ep.user ?? "root", hostKey, privateKey: joined.privateKey, dialErrorLimit: 5 },
+        create: n.postJoinCommand,
+        triggers: [node.joinId],
+      },
+      { parent, dependsOn: [node] },
+    );
+  }
+  return out;
 }
 
 /** Namespaces first, then manifests and Helm releases in them, through the cluster's provider. */
@@ -180,12 +214,13 @@ function createWorkloads(
 ): K3sCluster["workloads"] {
   const out: K3sCluster["workloads"] = { namespaces: {}, manifests: {}, helmReleases: {} };
   const k8sOpts = { parent, provider };
+  const dir = projectDir ?? process.cwd();
   for (const ns of w.namespaces) {
     out.namespaces[ns] = new k8s.core.v1.Namespace(`${name}-ns-${ns}`, { metadata: { name: ns } }, k8sOpts);
   }
   const nsDeps = Object.values(out.namespaces);
   w.manifests.forEach((m, i) => {
-    const file = /^https?:\/\//.test(m) || path.isAbsolute(m) ? m : path.resolve(projectDir ?? process.cwd(), m);
+    const file = manifestPath(m, dir);
     const base = path
       .basename(m)
       .replace(/\.(ya?ml|json)$/, "")
@@ -197,7 +232,8 @@ function createWorkloads(
       `${name}-helm-${h.name}`,
       {
         name: h.name,
-        chart: h.chart,
+        // A local chart directory is resolved against projectDir (readFleetConfig checked it exists).
+        chart: localChartDir(h, dir) ?? h.chart,
         ...(h.version ? { version: h.version } : {}),
         ...(h.repo ? { repositoryOpts: { repo: h.repo } } : {}),
         namespace: h.namespace,

@@ -5,7 +5,9 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { Fleet } from "../lib/model/types";
-import { parseFleet, RawFleetConfig } from "../lib/model/parse";
+import { FleetConfigError, parseFleet, RawFleetConfig } from "../lib/model/parse";
+import { checkWorkloadFiles } from "../lib/model/workload-files";
+import { projectRoot } from "../lib/project";
 
 export interface FleetSecrets {
   /** Private key the program logs in to nodes and BMCs with (OpenSSH or PEM); absent (config value "ssh-agent") = SSH agent. */
@@ -14,6 +16,8 @@ export interface FleetSecrets {
   swupdateSigningKey?: pulumi.Output<string>;
   /** SWUpdate AES key file contents ("<hexkey> <hexiv>") when swupdate.encrypt is on. */
   swupdateAesKey?: pulumi.Output<string>;
+  /** Token of an existing cluster to adopt; absent (default) = a new @pulumi/random RandomPassword. */
+  clusterToken?: pulumi.Output<string>;
 }
 
 const OBJECT_KEYS: (keyof RawFleetConfig)[] = [
@@ -45,12 +49,15 @@ export function readFleetConfig(cfg = new pulumi.Config("isar-k3s")): { fleet: F
       .replace(/[^a-z0-9-]/g, "-")
       .slice(0, 63);
   const fleet = parseFleet(raw);
+  const fileProblems = checkWorkloadFiles(fleet.workloads, projectRoot());
+  if (fileProblems.length > 0) throw new FleetConfigError(fileProblems);
   return {
     fleet,
     secrets: {
       sshPrivateKey: cfg.get("sshPrivateKey") === "ssh-agent" ? undefined : optionalSecret(cfg, "sshPrivateKey"),
       swupdateSigningKey: optionalSecret(cfg, "swupdateSigningKey"),
       swupdateAesKey: optionalSecret(cfg, "swupdateAesKey"),
+      clusterToken: optionalSecret(cfg, "clusterToken"),
     },
   };
 }

@@ -11,7 +11,6 @@ import { nodeFilesDigest, renderNodeFiles } from "../lib/render/node-files";
 import { deliveryDependencies } from "../lib/delivery/rollout";
 import { projectRoot } from "../lib/project";
 import { FleetUpdate } from "../providers/swupdate";
-import { ClusterToken } from "../providers/token";
 import { MachineArtifacts } from "./artifacts";
 import { K3sCluster } from "./cluster";
 import { FleetSecrets } from "./config";
@@ -224,7 +223,7 @@ function createCluster(
       fleet,
       plan,
       sshPrivateKey: secrets.sshPrivateKey,
-      token: fleet.k3s.tokenSource === "builtin" ? new ClusterToken(`${name}-k3s-token`, { length: 48 }, { parent }).result : undefined,
+      token: secrets.clusterToken,
       projectDir,
       nodes: Object.fromEntries(
         fleet.nodes.map((n) => {

@@ -10,8 +10,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 source scripts/pulumi-env.sh
-# No provider plugin beyond our dynamic ones is installed by the offline toolchain: never try to download one.
+# The resource plugins (kubernetes, random, command) are installed from the toolchain's builds
+# (scripts/pulumi-plugins.sh): never let the engine try to download one.
 export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
+bash scripts/pulumi-plugins.sh --check
 
 echo "[dev] compiling (tsc -> bin/)"
 tsc -p tsconfig.json

@@ -4,8 +4,10 @@
 #     OpenSSH, cpio, e2fsprogs, ...),
 #   - npm dependencies (npm ci; brings Node 22 as node_modules/.bin/node),
 #   - the real Turing Pi `tpi` CLI for the lab's BMC, from crates.io (scripts/tpi.sh, cached),
-#   - the Pulumi CLI and plugins built from the Go module proxy (scripts/pulumi-toolchain.sh), unless
-#     ISAR_K3S_SKIP_TOOLCHAIN=1 or a `pulumi` is already on PATH and ISAR_K3S_USE_SYSTEM_PULUMI=1,
+#   - the Pulumi CLI, Node.js language host and resource plugins, built from the Go module proxy and
+#     ../shared/upstream (scripts/pulumi-toolchain.sh) and installed into .pulumi-home
+#     (scripts/pulumi-plugins.sh), unless ISAR_K3S_SKIP_TOOLCHAIN=1; with ISAR_K3S_USE_SYSTEM_PULUMI=1
+#     an official Pulumi on PATH is used and only missing plugins are installed.
 #   - the Kubernetes components the lab runs (kube-apiserver, controller-manager, scheduler, kubectl,
 #     kwok, etcd; scripts/k8s-components.sh, cached), unless ISAR_K3S_SKIP_K8S=1.
 # Prints one line per step with its time.
@@ -70,10 +72,23 @@ t=$(date +%s); step "tpi CLI (crates.io, cached)"
 bash scripts/tpi.sh > .tpi-bin 2> .tpi-build.log || { echo; tail -n 40 .tpi-build.log; exit 1; }
 took "$t"
 
-if [ "${ISAR_K3S_SKIP_TOOLCHAIN:-0}" != 1 ]; then
+if [ "${ISAR_K3S_SKIP_TOOLCHAIN:-0}" != 1 ] && [ "${ISAR_K3S_USE_SYSTEM_PULUMI:-0}" != 1 ]; then
   t=$(date +%s); step "Pulumi toolchain (Go-built, cached)"
   ensure_go
-  bash scripts/pulumi-toolchain.sh --print-bin-dir > .pulumi-bin-dir 2> .pulumi-toolchain.log || { echo; tail -n 40 .pulumi-toolchain.log; exit 1; }
+  rc=0
+  bash scripts/pulumi-toolchain.sh --print-bin-dir > .pulumi-bin-dir 2> .pulumi-toolchain.log || rc=$?
+  if [ "$rc" = 3 ]; then
+    # Built what it could; a part's sources (../shared/upstream) are missing: say what to do.
+    echo; sed -n '/NOT BUILT/,$p' .pulumi-toolchain.log
+  elif [ "$rc" != 0 ]; then
+    echo; tail -n 40 .pulumi-toolchain.log; exit 1
+  fi
+  took "$t"
+fi
+if [ "${ISAR_K3S_SKIP_TOOLCHAIN:-0}" != 1 ]; then
+  # The resource plugins package.json pins, into this clone's PULUMI_HOME (.pulumi-home).
+  t=$(date +%s); step "Pulumi resource plugins (PULUMI_HOME)"
+  out=$(bash scripts/pulumi-plugins.sh 2>&1) || { echo; echo "$out"; }
   took "$t"
 fi
 

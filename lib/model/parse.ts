@@ -312,7 +312,21 @@ function readNodeDelivery(r: Reader, v: unknown, path: string, hardware: NodeSpe
   return { method, selection, rootDevice, altRootDevice };
 }
 
-const NODE_KEYS = ["name", "hostname", "role", "arch", "hardware", "address", "storageAddress", "hwRevision", "ssh", "delivery", "labels", "taints"] as const;
+const NODE_KEYS = [
+  "name",
+  "hostname",
+  "role",
+  "arch",
+  "hardware",
+  "address",
+  "storageAddress",
+  "hwRevision",
+  "ssh",
+  "delivery",
+  "labels",
+  "taints",
+  "postJoinCommand",
+] as const;
 
 function readNode(r: Reader, v: unknown, path: string): NodeSpec | undefined {
   const o = r.obj(v, path, true);
@@ -359,7 +373,11 @@ function readNode(r: Reader, v: unknown, path: string): NodeSpec | undefined {
     const taint = readTaint(r, t, `${path}.taints[${i}]`);
     if (taint) taints.push(taint);
   });
-  return { name, hostname, role, arch, hardware, address, storageAddress, hwRevision, ssh, delivery, labels, taints };
+  const postJoinCommand = r.optStr(o, "postJoinCommand", path);
+  if (postJoinCommand !== undefined && (postJoinCommand.trim() === "" || postJoinCommand.includes("\0"))) {
+    r.fail(`${path}.postJoinCommand`, "must be a non-empty shell command without NUL characters (or leave it out)");
+  }
+  return { name, hostname, role, arch, hardware, address, storageAddress, hwRevision, ssh, delivery, labels, taints, postJoinCommand };
 }
 
 function readBmc(r: Reader, v: unknown, path: string): BmcSpec | undefined {
@@ -599,6 +617,13 @@ function readK3sSettings(r: Reader, raw: RawFleetConfig): Fleet["k3s"] {
     "drainTimeoutSeconds",
     "tokenSource",
   ]);
+  // Removed key: say what replaced it rather than "unknown key".
+  if (k3sCfg && "tokenSource" in k3sCfg) {
+    r.fail(
+      "k3s.tokenSource",
+      "was removed: the cluster token is always @pulumi/random's RandomPassword; to keep an existing cluster's token, set it with `pulumi config set --secret isar-k3s:clusterToken <token>` and delete k3s.tokenSource",
+    );
+  }
   const cidr = (key: string, dflt: string) => {
     const v = r.str(k3sCfg, key, "k3s", dflt);
     if (!isIPv4Cidr(v)) r.fail(`k3s.${key}`, `${JSON.stringify(v)} is not an IPv4 CIDR such as "10.42.0.0/16"`);
@@ -633,7 +658,6 @@ function readK3sSettings(r: Reader, raw: RawFleetConfig): Fleet["k3s"] {
     protectKernelDefaults: r.bool(k3sCfg, "protectKernelDefaults", "k3s", true),
     joinTimeoutSeconds: r.num(k3sCfg, "joinTimeoutSeconds", "k3s", 600, 10, 86400),
     drainTimeoutSeconds: r.num(k3sCfg, "drainTimeoutSeconds", "k3s", 300, 10, 86400),
-    tokenSource: r.oneOf(k3sCfg, "tokenSource", "k3s", ["random", "builtin"] as const, "random"),
   };
   if (!/^v[0-9]+\.[0-9]+\.[0-9]+\+k3s[0-9]+$/.test(k3s.version))
     r.fail("k3s.version", `${JSON.stringify(k3s.version)} is not a k3s version such as "v1.31.4+k3s1"`);

@@ -91,6 +91,11 @@ export interface NodeSpec {
   delivery: Delivery;
   labels: Record<string, string>;
   taints: Taint[];
+  /**
+   * Shell command run on the node (over SSH, as ssh.user) once it has joined, again whenever it
+   * rejoins or the command changes; through @pulumi/command's remote.Command. Default: none.
+   */
+  postJoinCommand?: string;
 }
 
 export interface BmcSpec {
@@ -155,8 +160,6 @@ export interface K3sSettings {
   joinTimeoutSeconds: number;
   /** Seconds to wait for a drain on removal. */
   drainTimeoutSeconds: number;
-  /** Where the cluster token comes from: @pulumi/random's RandomPassword, or the built-in ClusterToken (engines without the random plugin). */
-  tokenSource: "random" | "builtin";
 }
 
 export interface SwupdateSettings {

@@ -5,7 +5,10 @@
 import * as pulumi from "@pulumi/pulumi";
 import { validRaw } from "../model/fixtures";
 
-const registered: { type: string; name: string; parent?: string }[] = [];
+const registered: { type: string; name: string; parent?: string; inputs: Record<string, unknown> }[] = [];
+/** How a secret value looks on the wire (pulumi/sdk/nodejs runtime/rpc.ts specialSigKey / specialSecretSig). */
+const SIG = "4dabf18193072939515e22adb298388d";
+const SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270";
 
 function setConfig(raw: Record<string, unknown>) {
   const all: Record<string, string> = { "isar-k3s:swupdateSigningKey": "-----BEGIN PRIVATE KEY-----\nMOCK\n-----END PRIVATE KEY-----\n" };
@@ -21,7 +24,7 @@ beforeAll(async () => {
   await pulumi.runtime.setMocks(
     {
       newResource: (args) => {
-        registered.push({ type: args.type, name: args.name, parent: args.inputs?.__parent });
+        registered.push({ type: args.type, name: args.name, parent: args.inputs?.__parent, inputs: args.inputs });
         const state: Record<string, unknown> = { ...args.inputs };
         if (args.type.endsWith(":NodeImage")) {
           state.storePath = `/nix/store/${"0".repeat(32)}-${args.inputs.nodeName}`;
@@ -123,10 +126,30 @@ test("a valid config builds the Fleet and exports phases and per-node summaries"
   ).toEqual(["test-jetson1-swupdate", "test-srv1-flash", "test-srv2-flash", "test-srv3-swupdate"]);
 });
 
+test("a clusterToken secret adopts an existing cluster's token: no RandomPassword, the token stays a secret", async () => {
+  setConfig({ ...validRaw(), clusterToken: "K10existing-cluster-token" });
+  const program = await import("../../index");
+  await value(program.kubeconfig as pulumi.Output<string>);
+  expect(registered.filter((r) => r.type === "random:index/randomPassword:RandomPassword")).toHaveLength(0);
+  await new Promise((r) => setTimeout(r, 200));
+  const joins = registered.filter((r) => /K3s(Server|Agent)$/.test(r.type));
+  expect(joins.map((r) => r.name).sort()).toEqual(["test-k3s-jetson1", "test-k3s-srv1", "test-k3s-srv2", "test-k3s-srv3"]);
+  for (const j of joins) expect(j.inputs.token).toEqual({ [SIG]: SECRET_SIG, value: "K10existing-cluster-token" });
+});
+
 test("a bad config fails before any resource is registered", async () => {
   const raw = validRaw();
   raw.nodes[0].address = "300.1.1.1";
   setConfig(raw);
   await expect(import("../../index")).rejects.toThrow(/nodes\[0\]\.address: "300\.1\.1\.1" is not an IPv4 address/);
+  expect(registered).toEqual([]);
+});
+
+test("a workloads path that does not exist fails before any resource is registered", async () => {
+  setConfig({
+    ...validRaw(),
+    workloads: { manifests: ["dev/workloads/platform.yaml"], helmCharts: [{ name: "info", chart: "./dev/workloads/no-such-chart", namespace: "default" }] },
+  });
+  await expect(import("../../index")).rejects.toThrow(/workloads\.helmCharts\[0\]\.chart: .*no-such-chart is not a Helm chart directory/);
   expect(registered).toEqual([]);
 });

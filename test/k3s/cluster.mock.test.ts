@@ -70,6 +70,7 @@ function fleet() {
     address: "10.0.0.30",
     delivery: { method: "swupdate" },
     ssh: { hostKey: raw.authorizedKeys[0] },
+    postJoinCommand: "hostname > /var/lib/post-join",
   });
   raw.workloads = {
     namespaces: ["vendor-apps", "longhorn-system"],
@@ -83,6 +84,7 @@ function fleet() {
         namespace: "longhorn-system",
         values: { defaultSettings: { defaultReplicaCount: 2 } },
       },
+      { name: "local", chart: "./charts/local", namespace: "vendor-apps", values: {} },
     ],
   };
   return parseFleet(raw);
@@ -194,6 +196,7 @@ test("token, join chain, kubeconfig secret, Kubernetes provider and workloads", 
     "kubernetes:core/v1:Namespace",
     "kubernetes:core/v1:Namespace",
     "kubernetes:helm.sh/v3:Release",
+    "kubernetes:helm.sh/v3:Release",
   ]);
   for (const r of k8sRes) expect(r.provider).toMatch(/::lab-k8s::lab-k8s-id$/);
   expect(
@@ -202,7 +205,7 @@ test("token, join chain, kubeconfig secret, Kubernetes provider and workloads", 
       .map((r) => (r.inputs.metadata as { name: string }).name)
       .sort(),
   ).toEqual(["longhorn-system", "vendor-apps"]);
-  const helm = k8sRes.find((r) => r.type.endsWith(":Release"))!;
+  const helm = k8sRes.find((r) => r.type.endsWith(":Release") && r.inputs.name === "longhorn")!;
   expect(helm.inputs).toMatchObject({
     name: "longhorn",
     chart: "longhorn",
@@ -213,6 +216,29 @@ test("token, join chain, kubeconfig secret, Kubernetes provider and workloads", 
   });
   expect(helm.inputs.values).toEqual({ defaultSettings: { defaultReplicaCount: 2 } });
   expect(deps.get("lab-helm-longhorn")!.sort()).toEqual(["lab-ns-longhorn-system", "lab-ns-vendor-apps"]);
+  // a local chart directory is resolved against the project directory, no repository
+  const local = k8sRes.find((r) => r.type.endsWith(":Release") && r.inputs.name === "local")!;
+  expect(local.inputs).toMatchObject({ chart: path.join(tmp, "charts/local"), namespace: "vendor-apps", createNamespace: false });
+  expect(local.inputs.repositoryOpts).toBeUndefined();
+
+  // post-join command: @pulumi/command remote.Command on the node after its join, pinned host key,
+  // the private key a secret, rerun when the node rejoins
+  const post = registered.filter((r) => r.type === "command:remote:Command");
+  expect(post.map((r) => r.name)).toEqual(["lab-agent2-post-join"]);
+  expect(post[0].inputs.create).toBe("hostname > /var/lib/post-join");
+  expect(post[0].inputs.triggers).toEqual(["join-lab-agent2"]);
+  // the whole connection goes to the engine as one secret (it holds the private key)
+  expect(post[0].inputs.connection).toMatchObject({
+    [SIG]: SECRET_SIG,
+    value: {
+      host: "10.0.0.30",
+      port: 22,
+      user: "root",
+      hostKey: f.nodes.find((n) => n.name === "agent2")!.ssh.hostKey,
+      privateKey: expect.stringContaining("MOCK"),
+    },
+  });
+  expect(deps.get("lab-agent2-post-join")).toEqual(["lab-agent2"]);
 });
 
 test("workloads: false registers no Kubernetes workloads; default SSH endpoints come from the fleet", async () => {
@@ -234,4 +260,35 @@ test("workloads: false registers no Kubernetes workloads; default SSH endpoints 
   const srv1 = registered.find((r) => r.name === "bare-srv1")!;
   expect(srv1.inputs.ssh).toMatchObject({ address: "10.0.0.11", hostKey: "ssh-ed25519 LEARNED" });
   expect(srv3.inputs.apiSsh).toMatchObject({ address: "10.0.0.11", hostKey: "ssh-ed25519 LEARNED" });
+});
+
+test("the dev stack's workloads: namespace, manifest and the local Helm chart of the repository", async () => {
+  registered.length = 0;
+  const ROOT = path.resolve(__dirname, "..", "..");
+  const { K3sCluster } = await import("../../components/cluster");
+  const raw = validRaw();
+  raw.workloads = {
+    namespaces: ["isar-k3s-platform"],
+    manifests: ["dev/workloads/platform.yaml"],
+    helmCharts: [{ name: "isar-k3s-info", chart: "./dev/workloads/charts/isar-k3s-info", namespace: "isar-k3s-platform", values: { site: "dev-lab" } }],
+  };
+  const c = new K3sCluster("dev", { fleet: parseFleet(raw), projectDir: ROOT });
+  await value(pulumi.all(Object.values(c.workloads.manifests).map((m) => m.resources)));
+  await new Promise((r) => setTimeout(r, 200));
+  const k8sRes = registered.filter((r) => r.type.startsWith("kubernetes:") && r.custom);
+  const meta = (r: Reg) => r.inputs.metadata as { name: string; namespace?: string };
+  expect(k8sRes.map((r) => `${r.type} ${meta(r)?.namespace ?? ""}/${meta(r)?.name ?? r.inputs.name}`).sort()).toEqual([
+    "kubernetes:core/v1:ConfigMap isar-k3s-platform/platform-settings",
+    "kubernetes:core/v1:Namespace /isar-k3s-platform",
+    "kubernetes:core/v1:ServiceAccount isar-k3s-platform/platform-agent",
+    "kubernetes:helm.sh/v3:Release /isar-k3s-info",
+  ]);
+  const rel = k8sRes.find((r) => r.type.endsWith(":Release"))!;
+  expect(rel.inputs).toMatchObject({
+    chart: path.join(ROOT, "dev/workloads/charts/isar-k3s-info"),
+    namespace: "isar-k3s-platform",
+    createNamespace: false,
+    values: { site: "dev-lab" },
+  });
+  expect(fs.existsSync(path.join(rel.inputs.chart as string, "Chart.yaml"))).toBe(true);
 });

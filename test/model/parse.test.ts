@@ -124,6 +124,8 @@ const BAD: [string, (r: Raw) => void, string, RegExp][] = [
   ["pin with non-http url", (r) => (r.artifacts["jetson-orin-nano"].rootfs.url = "ftp://x/y"), "artifacts.jetson-orin-nano.rootfs.url", /http\(s\)/],
   ["bad CIDR", (r) => (r.k3s = { clusterCidr: "10.42.0.0/33" }), "k3s.clusterCidr", /CIDR/],
   ["kubelet arg with shell", (r) => (r.k3s = { kubeletArgs: ["--max-pods 5; reboot"] }), "k3s.kubeletArgs[0]", /name=value/],
+  ["blank postJoinCommand", (r) => (r.nodes[1].postJoinCommand = "  "), "nodes[1].postJoinCommand", /non-empty shell command/],
+  ["removed k3s.tokenSource", (r) => (r.k3s = { tokenSource: "builtin" }), "k3s.tokenSource", /pulumi config set --secret isar-k3s:clusterToken/],
   ["missing certificate for swupdate nodes", (r) => delete r.swupdate.certificate, "swupdate.certificate", /srv3, jetson1/],
   ["unknown key (typo)", (r) => (r.nodes[0].adress = "1.2.3.4"), "nodes[0].adress", /unknown key/],
   ["bad selection", (r) => (r.nodes[3].delivery.selection = "stable main"), "nodes[3].delivery.selection", /"stable,main"/],
