@@ -42,7 +42,8 @@ export class TpiLab {
 
   async stop(): Promise<void> {
     await this.lab?.stop();
-    if (this.dir) await fs.promises.rm(this.dir, { recursive: true, force: true });
+    // maxRetries: the lab's last log lines may still land while the tree is removed (ENOTEMPTY).
+    if (this.dir) await fs.promises.rm(this.dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 200 });
   }
 
   get creds(): { privateKey: string } {
