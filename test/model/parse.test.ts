@@ -22,7 +22,7 @@ describe("parseFleet accepts a valid fleet", () => {
     expect(f.nodes).toHaveLength(4);
     expect(f.nodes[0].hostname).toBe("srv1");
     expect(f.nodes[0].arch).toBe("arm64");
-    expect(f.nodes[0].ssh).toEqual({ user: "root", port: 22, hostKey: undefined });
+    expect(f.nodes[0].ssh).toEqual({ user: "deploy", port: 22, hostKey: undefined });
     expect(f.nodes[2].arch).toBe("x86_64");
     expect(f.k3s.disable).toEqual(["traefik", "servicelb", "local-storage"]);
     expect(f.k3s.clusterCidr).toBe("10.42.0.0/16");
