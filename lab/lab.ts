@@ -151,7 +151,9 @@ export function k8sComponentsDir(root: string, given?: string): string {
   }
   return dir;
 }
-const BOOT_DIRS = ["/etc/rancher", "/etc/isar-k3s", "/etc/swupdate"];
+// The image's seed-003 baseline as the host's boot applies it: sshd drop-ins (root logins refused, the
+// deploy user's keys under /etc/ssh/isar-k3s), and sudoers for the deploy user.
+const BOOT_DIRS = ["/etc/rancher", "/etc/isar-k3s", "/etc/swupdate", "/etc/ssh/sshd_config.d", "/etc/ssh/isar-k3s", "/etc/sudoers.d"];
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
@@ -424,6 +426,11 @@ export class Lab {
       await this.writeFileIn(r, "/etc/hwrevision", r.spec.hwRevision + "\n");
     const keys = [this.deployKey.publicKey, ...(this.spec.authorizedKeys ?? [])].join("\n") + "\n";
     await this.authorize(r, keys);
+    if (r.spec.role === "node" && r.info.user !== "root") {
+      // A node installed before us: its deploy user has sudo (without a password unless the spec says otherwise).
+      const u = r.info.user;
+      await this.writeFileIn(r, `/etc/sudoers.d/lab-${u}`, r.spec.sudoPassword ? `${u} ALL=(root) ALL\n` : `${u} ALL=(root) NOPASSWD: ALL\n`, 0o440);
+    }
     if (r.spec.role === "bmc") await fs.promises.mkdir(this.backingPath(r.spec.name, "/mnt/sdcard"), { recursive: true });
     for (const [dev, size] of Object.entries(r.spec.swupdate?.devices ?? {})) {
       const f = path.join(r.dir, "dev", dev);
@@ -478,14 +485,19 @@ export class Lab {
   }
 
   private sshdConfig(r: HostRuntime): string {
+    const node = r.spec.role === "node";
     return [
       "# isar-k3s lab sshd config (generated)",
+      // Nodes read the image's drop-ins first (as Debian's sshd_config does), so the image's
+      // PermitRootLogin no / AuthorizedKeysFile win over the lab defaults below.
+      ...(node ? ["Include /etc/ssh/sshd_config.d/*.conf"] : []),
       `ListenAddress ${r.info.address}:${r.info.port}`,
       "HostKey /etc/ssh/ssh_host_ed25519_key",
       "PidFile none",
       "PasswordAuthentication no",
       "KbdInteractiveAuthentication no",
-      "PermitRootLogin prohibit-password",
+      // Nodes with a deploy user refuse root like the images do; the BMC's firmware has only root.
+      node && r.info.user !== "root" ? "PermitRootLogin no" : "PermitRootLogin prohibit-password",
       "PubkeyAuthentication yes",
       "UsePAM no",
       "StrictModes no",

@@ -36,6 +36,8 @@ export interface LabHostSpec {
   swupdate?: LabSwupdateSpec;
   /** Written to /etc/hwrevision of always-on nodes ("<board> <revision>"). */
   hwRevision?: string;
+  /** Always-on node with a non-root user: its sudo asks for a password (default: passwordless sudo). */
+  sudoPassword?: boolean;
 }
 
 export interface LabSpec {
