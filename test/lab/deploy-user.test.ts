@@ -9,12 +9,15 @@ import * as os from "os";
 import * as path from "path";
 import { Lab, startLab } from "../../lab/lab";
 import { makeDiskImage } from "../../lab/image";
-import { DEPLOY_KEYS_DIR, renderSshdDropIn, renderSudoers, SSHD_DROPIN_PATH, sudoersPath } from "../../lib/render/baseline";
+import { DEPLOY_KEYS_DIR, FINDMNT_ARGV, dataDiskStatus, renderDataDiskFiles, renderSshdDropIn, renderSudoers, SSHD_DROPIN_PATH, sudoersPath } from "../../lib/render/baseline";
+import { NodeSpec } from "../../lib/model/types";
 import { connectSsh, SshHost } from "../../lib/transport/ssh";
 
 jest.setTimeout(120_000);
 
 let tmp: string;
+// The parts of the fleet's node the renderers read for data disks.
+const rk1Node = { name: "rk1", dataDisks: [{ device: "/dev/sda1", filesystem: "ext4", mountPoint: "/var/lib/longhorn" }] } as unknown as NodeSpec;
 let lab: Lab;
 let bmc: SshHost;
 const opened: SshHost[] = [];
@@ -32,7 +35,7 @@ beforeAll(async () => {
     {
       hosts: [
         { name: "bmc", role: "bmc" },
-        { name: "rk1", role: "node", user: "deploy", tpi: { bmc: "bmc", slot: 1 } },
+        { name: "rk1", role: "node", user: "deploy", tpi: { bmc: "bmc", slot: 1 }, disks: { sda1: { sizeBytes: 64 << 20, filesystem: "ext4" } } },
         { name: "jet", role: "node", user: "deploy", swupdate: { devices: {} } },
         { name: "jetpw", role: "node", user: "deploy", swupdate: { devices: {} }, sudoPassword: true },
       ],
@@ -47,7 +50,7 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const h of opened) await h.close().catch(() => undefined);
   await lab?.stop();
-  fs.rmSync(tmp, { recursive: true, force: true });
+  if (!process.env.KEEP_LAB) fs.rmSync(tmp, { recursive: true, force: true });
 });
 
 test("an always-on node: the deploy user logs in and gets root with sudo -n; root itself is refused", async () => {
@@ -78,6 +81,7 @@ test("a flashed node takes sshd's drop-in, the deploy user's keys and sudoers fr
   put(SSHD_DROPIN_PATH, renderSshdDropIn());
   put(`${DEPLOY_KEYS_DIR}/deploy`, lab.deployKey.publicKey + "\n");
   put(sudoersPath("deploy"), renderSudoers("deploy"), 0o440);
+  for (const [p, content] of Object.entries(renderDataDiskFiles(rk1Node))) put(p, content);
   // a root key in the image must not open a root login: the drop-in says PermitRootLogin no
   put("/root/.ssh/authorized_keys", lab.deployKey.publicKey + "\n", 0o600);
   const img = path.join(tmp, "rk1.img");
@@ -91,4 +95,21 @@ test("a flashed node takes sshd's drop-in, the deploy user's keys and sudoers fr
   const r = await n.run(["sudo", "-n", "sh", "-c", "id -u; cat /etc/isar-k3s/image-id"]);
   expect({ code: r.code, out: r.stdout.toString() }).toEqual({ code: 0, out: "0\nimg-deploy-1\n" });
   await expect(login("rk1", "root", { hostKey: lab.hosts.rk1.hostKey })).rejects.toThrow(/^authentication to [0-9.]+:22 failed/);
+});
+
+test("the data disk is mounted where the image's unit says; without it the node still boots and its status says MISSING", async () => {
+  let n = await login("rk1", "deploy", { retryForMs: 15_000 });
+  let st = dataDiskStatus(rk1Node, (await n.run(FINDMNT_ARGV)).stdout.toString());
+  expect(st.map((x) => x.ok)).toEqual([true]);
+  expect(st[0].line).toMatch(/^data disk \/dev\/sda1 on \/var\/lib\/longhorn: mounted \(\/dev\/loop\d+, ext4\)$/);
+  // it is a file system of its own: what is written there lands on the disk, not on the root
+  expect((await n.run(["sudo", "-n", "sh", "-c", "echo replica > /var/lib/longhorn/r && stat -f -c %T /var/lib/longhorn"])).stdout.toString()).toBe("ext2/ext3\n");
+  await n.close();
+  await lab.setDiskAttached("rk1", "sda1", false);
+  await lab.reboot("rk1");
+  n = await login("rk1", "deploy", { retryForMs: 15_000 });
+  st = dataDiskStatus(rk1Node, (await n.run(FINDMNT_ARGV)).stdout.toString());
+  expect(st.map((x) => x.ok)).toEqual([false]);
+  expect(st[0].line).toMatch(/^data disk \/dev\/sda1 on \/var\/lib\/longhorn: MISSING, nothing is mounted there \(the node booted without it: nofail\)/);
+  expect(fs.readFileSync(path.join(lab.dir, "hosts", "rk1", "log"), "utf8")).toMatch(/data disk \/dev\/sda1 for \/var\/lib\/longhorn is missing \(nofail: booting without it\)/);
 });
