@@ -36,7 +36,7 @@ export const DEFAULT_INSTALL_SCRIPT = "/usr/local/bin/k3s-install.sh";
 
 export type K3sRole = "server" | "agent";
 
-/** A command runner on one machine, as root (sudo -n prefix for non-root logins). */
+/** A command runner on one machine, as root (a non-root login's transport runs commands through `sudo -n`: lib/transport/sudo.ts). */
 export class RootShell {
   constructor(
     readonly host: Host,
@@ -51,11 +51,6 @@ export class RootShell {
   async check(argv: string[], opts?: RunOptions): Promise<RunResult> {
     return checkResult(this.host, [...this.asRoot, ...argv], await this.run(argv, opts));
   }
-}
-
-/** `sudo -n` for a non-root login (the deploy user needs passwordless sudo then), nothing for root. */
-export function rootPrefix(user: string): string[] {
-  return user === "root" ? [] : ["sudo", "-n"];
 }
 
 export interface NodeJoinSpec {

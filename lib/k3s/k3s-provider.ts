@@ -32,7 +32,6 @@ import {
   removeNode,
   RemoveResult,
   RootShell,
-  rootPrefix,
   updateNode,
   checkJoinSpec,
 } from "./join";
@@ -238,12 +237,12 @@ async function withShells<T>(i: K3sNodeInputs, deps: Deps, retryForMs: number, f
   try {
     const nodeHost = await connect(i.ssh, i.privateKey, { retryForMs, what: `k3s ${i.role} ${i.node}` });
     hosts.push(nodeHost);
-    const node = new RootShell(nodeHost, rootPrefix(i.ssh.user));
+    const node = new RootShell(nodeHost);
     let api = node;
     if (!sameTarget(i.ssh, i.apiSsh)) {
       const apiHost = await connect(i.apiSsh, i.privateKey, { retryForMs, what: `first server (for ${i.node})` });
       hosts.push(apiHost);
-      api = new RootShell(apiHost, rootPrefix(i.apiSsh.user));
+      api = new RootShell(apiHost);
     }
     return await fn(node, api);
   } finally {
@@ -329,7 +328,7 @@ async function tryConnect(
   retryForMs: number,
 ): Promise<RootShell | { unreachable: string }> {
   try {
-    return new RootShell(await connect(t, key, { retryForMs, what }), rootPrefix(t.user));
+    return new RootShell(await connect(t, key, { retryForMs, what }));
   } catch (e) {
     return { unreachable: (e as Error).message.split("\n")[0] };
   }
@@ -360,7 +359,7 @@ export async function createKubeconfig(i: K3sKubeconfigInputs, deps: Deps = {}):
   let host: Host | undefined;
   try {
     host = await connect(i.apiSsh, i.privateKey, { retryForMs: 120_000, what: "first server (kubeconfig)" });
-    const kubeconfig = await fetchKubeconfig(new RootShell(host, rootPrefix(i.apiSsh.user)), i.server, i.clusterName);
+    const kubeconfig = await fetchKubeconfig(new RootShell(host), i.server, i.clusterName);
     return { ...i, kubeconfig };
   } catch (e) {
     throw scrub(e, [i.privateKey]);
