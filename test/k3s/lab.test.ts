@@ -194,18 +194,19 @@ beforeAll(async () => {
   k3sLab = await startK3sLab(
     [
       { name: "bmc", role: "bmc" },
-      { name: "s1", role: "node" },
-      { name: "s2", role: "node" },
-      { name: "s3", role: "node" },
-      { name: "a1", role: "node", tpi: { bmc: "bmc", slot: 1 } },
-      { name: "a2", role: "node" },
+      // seed 003: every node is reached as the deploy user, every k3s step runs through sudo -n
+      { name: "s1", role: "node", user: "deploy" },
+      { name: "s2", role: "node", user: "deploy" },
+      { name: "s3", role: "node", user: "deploy" },
+      { name: "a1", role: "node", user: "deploy", tpi: { bmc: "bmc", slot: 1 } },
+      { name: "a2", role: "node", user: "deploy" },
     ],
     path.join(dir, "lab"),
     { K3S_SIM_START_TIMEOUT_SECONDS: "150", K3S_SIM_JOIN_SECONDS: "0.5", K3S_SIM_GRACE_SECONDS: "10", K3S_SIM_LEASE_SECONDS: "4" },
   );
   lab = k3sLab.lab;
   cluster = k3sLab.clusterDir;
-  image = await makeNodeImage(dir, { name: "a1img", hostname: "a1", authorizedKey: lab.deployKey.publicKey });
+  image = await makeNodeImage(dir, { name: "a1img", hostname: "a1", authorizedKey: lab.deployKey.publicKey, deployUser: "deploy" });
   await flashA1();
   const raw = validRaw();
   const ep = (n: string, hostKey = true) => ({ user: lab.hosts[n].user, port: lab.hosts[n].port, ...(hostKey ? { hostKey: lab.hosts[n].hostKey } : {}) });
