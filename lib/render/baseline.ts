@@ -49,7 +49,11 @@ export function renderSudoers(user: string): string {
 }
 
 export function renderSysusers(user: string): string {
-  return [`# isar-k3s deploy user (created at boot by systemd-sysusers; locked password, key-only SSH).`, `u ${user} - "isar-k3s deploy user" /home/${user} /bin/sh`, ""].join("\n");
+  return [
+    `# isar-k3s deploy user (created at boot by systemd-sysusers; locked password, key-only SSH).`,
+    `u ${user} - "isar-k3s deploy user" /home/${user} /bin/sh`,
+    "",
+  ].join("\n");
 }
 
 export function renderTmpfiles(user: string): string {
@@ -149,8 +153,8 @@ export interface DataDiskState {
   line: string;
 }
 
-/** One status line per data disk from FINDMNT_ARGV's output. */
-export function dataDiskStatus(node: NodeSpec, findmntOutput: string): DataDiskState[] {
+/** One status line per data disk of `node` ({name, dataDisks}) from FINDMNT_ARGV's output. */
+export function dataDiskStatus(node: Pick<NodeSpec, "name" | "dataDisks">, findmntOutput: string): DataDiskState[] {
   const mounts = new Map<string, { source: string; fstype: string }>();
   for (const l of findmntOutput.split("\n")) {
     const [target, source, fstype] = l.trim().split(" ");

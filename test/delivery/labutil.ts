@@ -39,6 +39,7 @@ export async function makeNodeImage(
     sizeMiB?: number;
     extra?: string;
     deployUser?: string;
+    extraFiles?: Record<string, string>;
   },
 ): Promise<TestImage> {
   const imageId = crypto.createHash("sha256").update(JSON.stringify(o)).digest("hex").slice(0, 32);
@@ -59,6 +60,7 @@ export async function makeNodeImage(
           [sudoersPath(o.deployUser).slice(1)]: [renderSudoers(o.deployUser), 0o440] as [string, number],
         }
       : {}),
+    ...Object.fromEntries(Object.entries(o.extraFiles ?? {}).map(([p, c]) => [p.replace(/^\//, ""), [c, 0o644] as [string, number]])),
   };
   for (const [p, [content, mode]] of Object.entries(files)) {
     const f = path.join(root, p);
