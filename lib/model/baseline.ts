@@ -33,13 +33,27 @@ function show(v: unknown): string {
 
 /** A /dev/ path of safe characters without "." or ".." components. */
 export function isDevicePath(s: string): boolean {
-  return /^\/dev\/[A-Za-z0-9._:+@/-]+$/.test(s) && !s.endsWith("/") && s.split("/").slice(2).every((c) => c !== "" && c !== "." && c !== "..");
+  return (
+    /^\/dev\/[A-Za-z0-9._:+@/-]+$/.test(s) &&
+    !s.endsWith("/") &&
+    s
+      .split("/")
+      .slice(2)
+      .every((c) => c !== "" && c !== "." && c !== "..")
+  );
 }
 
 /** An absolute directory path of safe characters, no empty, "." or ".." components, no trailing slash. */
 export function isMountPointPath(s: string): boolean {
   if (s === "/") return true;
-  return /^\/[A-Za-z0-9._/-]+$/.test(s) && s.length <= 255 && s.split("/").slice(1).every((c) => c !== "" && c !== "." && c !== "..");
+  return (
+    /^\/[A-Za-z0-9._/-]+$/.test(s) &&
+    s.length <= 255 &&
+    s
+      .split("/")
+      .slice(1)
+      .every((c) => c !== "" && c !== "." && c !== "..")
+  );
 }
 
 /** The block devices that hold the node's own root file system (never usable as a data disk). */
@@ -67,7 +81,8 @@ export function readDataDisks(r: ProblemSink, v: unknown, path: string, rootDevs
     }
     const o = item as Record<string, unknown>;
     for (const k of Object.keys(o)) {
-      if (!["device", "filesystem", "mountPoint"].includes(k)) r.fail(`${p}.${k}`, "unknown key; expected one of device, filesystem, mountPoint (check the spelling)");
+      if (!["device", "filesystem", "mountPoint"].includes(k))
+        r.fail(`${p}.${k}`, "unknown key; expected one of device, filesystem, mountPoint (check the spelling)");
     }
     let ok = true;
     const str = (key: string, dflt?: string): string => {
@@ -100,13 +115,19 @@ export function readDataDisks(r: ProblemSink, v: unknown, path: string, rootDevs
     }
     const mountPoint = str("mountPoint");
     if (mountPoint && !isMountPointPath(mountPoint)) {
-      r.fail(`${p}.mountPoint`, `${JSON.stringify(mountPoint)} is not an absolute directory path: use [A-Za-z0-9._/-] without "..", "." or a trailing slash, e.g. "/var/lib/longhorn"`);
+      r.fail(
+        `${p}.mountPoint`,
+        `${JSON.stringify(mountPoint)} is not an absolute directory path: use [A-Za-z0-9._/-] without "..", "." or a trailing slash, e.g. "/var/lib/longhorn"`,
+      );
       ok = false;
     } else if (mountPoint && (RESERVED_MOUNTS.includes(mountPoint) || RESERVED_TREES.some((t) => mountPoint.startsWith(`${t}/`)))) {
       r.fail(`${p}.mountPoint`, `${JSON.stringify(mountPoint)} is a system directory: mount the data disk on a directory of its own, e.g. "/var/lib/longhorn"`);
       ok = false;
     }
-    for (const [map, key, what] of [[devices, device, "device"], [mounts, mountPoint, "mountPoint"]] as const) {
+    for (const [map, key, what] of [
+      [devices, device, "device"],
+      [mounts, mountPoint, "mountPoint"],
+    ] as const) {
       if (!key) continue;
       const first = map.get(key);
       if (first !== undefined) {

@@ -48,19 +48,27 @@ test("every baseline file lands in rootfs.ext4 with its mode and owner; the fire
   for (const f of files) {
     expect([f.path, debugfs(img, `cat ${f.path}`)]).toEqual([f.path, f.content]);
     const st = debugfs(img, `stat ${f.path}`);
-    expect([f.path, /Mode: +(0[0-7]{3}) /.exec(st)?.[1], /User: +(\d+) +Group: +(\d+) /.exec(st)?.slice(1)]).toEqual([f.path, `0${f.mode.toString(8)}`, ["0", "0"]]);
+    expect([f.path, /Mode: +(0[0-7]{3}) /.exec(st)?.[1], /User: +(\d+) +Group: +(\d+) /.exec(st)?.slice(1)]).toEqual([
+      f.path,
+      `0${f.mode.toString(8)}`,
+      ["0", "0"],
+    ]);
   }
   const names = files.map((f) => f.path);
-  expect(names).toEqual(expect.arrayContaining([
-    "/etc/ssh/isar-k3s/authorized_keys/deploy",
-    "/etc/ssh/sshd_config.d/00-isar-k3s.conf",
-    "/etc/sudoers.d/isar-k3s-deploy",
-    "/etc/nftables.conf",
-    "/etc/systemd/system/var-lib-longhorn.mount",
-    "/etc/systemd/system/srv-data\\x2d1.mount",
-    "/etc/systemd/system/dev-disk-by\\x2did-ata\\x2dSSD_870\\x2dpart1.device.d/isar-k3s-timeout.conf",
-  ]));
-  expect(debugfs(img, "cat /etc/sudoers.d/isar-k3s-deploy")).toBe("# isar-k3s: the deploy user runs every remote step as root with `sudo -n` (never a password prompt).\ndeploy ALL=(root) NOPASSWD: ALL\n");
+  expect(names).toEqual(
+    expect.arrayContaining([
+      "/etc/ssh/isar-k3s/authorized_keys/deploy",
+      "/etc/ssh/sshd_config.d/00-isar-k3s.conf",
+      "/etc/sudoers.d/isar-k3s-deploy",
+      "/etc/nftables.conf",
+      "/etc/systemd/system/var-lib-longhorn.mount",
+      "/etc/systemd/system/srv-data\\x2d1.mount",
+      "/etc/systemd/system/dev-disk-by\\x2did-ata\\x2dSSD_870\\x2dpart1.device.d/isar-k3s-timeout.conf",
+    ]),
+  );
+  expect(debugfs(img, "cat /etc/sudoers.d/isar-k3s-deploy")).toBe(
+    "# isar-k3s: the deploy user runs every remote step as root with `sudo -n` (never a password prompt).\ndeploy ALL=(root) NOPASSWD: ALL\n",
+  );
   const nft = path.join(tmp, "from-image.nft");
   fs.writeFileSync(nft, debugfs(img, "cat /etc/nftables.conf"));
   const argv = process.getuid?.() === 0 ? ["nft", "-c", "-f", nft] : ["unshare", "-rn", "nft", "-c", "-f", nft];

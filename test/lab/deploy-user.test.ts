@@ -9,7 +9,16 @@ import * as os from "os";
 import * as path from "path";
 import { Lab, startLab } from "../../lab/lab";
 import { makeDiskImage } from "../../lab/image";
-import { DEPLOY_KEYS_DIR, FINDMNT_ARGV, dataDiskStatus, renderDataDiskFiles, renderSshdDropIn, renderSudoers, SSHD_DROPIN_PATH, sudoersPath } from "../../lib/render/baseline";
+import {
+  DEPLOY_KEYS_DIR,
+  FINDMNT_ARGV,
+  dataDiskStatus,
+  renderDataDiskFiles,
+  renderSshdDropIn,
+  renderSudoers,
+  SSHD_DROPIN_PATH,
+  sudoersPath,
+} from "../../lib/render/baseline";
 import { NodeSpec } from "../../lib/model/types";
 import { connectSsh, SshHost } from "../../lib/transport/ssh";
 
@@ -24,7 +33,16 @@ const opened: SshHost[] = [];
 
 async function login(name: string, user: string, extra: Partial<Parameters<typeof connectSsh>[0]> = {}): Promise<SshHost> {
   const h = lab.hosts[name];
-  const s = await connectSsh({ host: h.address, port: h.port, user, hostKey: h.hostKey, privateKey: lab.deployKey.privateKey, retryForMs: 3000, retryInitialDelayMs: 100, ...extra });
+  const s = await connectSsh({
+    host: h.address,
+    port: h.port,
+    user,
+    hostKey: h.hostKey,
+    privateKey: lab.deployKey.privateKey,
+    retryForMs: 3000,
+    retryInitialDelayMs: 100,
+    ...extra,
+  });
   opened.push(s);
   return s;
 }
@@ -103,7 +121,9 @@ test("the data disk is mounted where the image's unit says; without it the node 
   expect(st.map((x) => x.ok)).toEqual([true]);
   expect(st[0].line).toMatch(/^data disk \/dev\/sda1 on \/var\/lib\/longhorn: mounted \(\/dev\/loop\d+, ext4\)$/);
   // it is a file system of its own: what is written there lands on the disk, not on the root
-  expect((await n.run(["sudo", "-n", "sh", "-c", "echo replica > /var/lib/longhorn/r && stat -f -c %T /var/lib/longhorn"])).stdout.toString()).toBe("ext2/ext3\n");
+  expect((await n.run(["sudo", "-n", "sh", "-c", "echo replica > /var/lib/longhorn/r && stat -f -c %T /var/lib/longhorn"])).stdout.toString()).toBe(
+    "ext2/ext3\n",
+  );
   await n.close();
   await lab.setDiskAttached("rk1", "sda1", false);
   await lab.reboot("rk1");
@@ -111,5 +131,7 @@ test("the data disk is mounted where the image's unit says; without it the node 
   st = dataDiskStatus(rk1Node, (await n.run(FINDMNT_ARGV)).stdout.toString());
   expect(st.map((x) => x.ok)).toEqual([false]);
   expect(st[0].line).toMatch(/^data disk \/dev\/sda1 on \/var\/lib\/longhorn: MISSING, nothing is mounted there \(the node booted without it: nofail\)/);
-  expect(fs.readFileSync(path.join(lab.dir, "hosts", "rk1", "log"), "utf8")).toMatch(/data disk \/dev\/sda1 for \/var\/lib\/longhorn is missing \(nofail: booting without it\)/);
+  expect(fs.readFileSync(path.join(lab.dir, "hosts", "rk1", "log"), "utf8")).toMatch(
+    /data disk \/dev\/sda1 for \/var\/lib\/longhorn is missing \(nofail: booting without it\)/,
+  );
 });

@@ -40,7 +40,10 @@ describe("defaults", () => {
 
   test("data disks are read with filesystem ext4 by default", () => {
     const raw = validRaw();
-    raw.nodes[0].dataDisks = [{ device: "/dev/nvme0n1p1", mountPoint: "/var/lib/longhorn" }, { device: "/dev/disk/by-id/ata-X_SSD_123-part1", filesystem: "xfs", mountPoint: "/srv/data" }];
+    raw.nodes[0].dataDisks = [
+      { device: "/dev/nvme0n1p1", mountPoint: "/var/lib/longhorn" },
+      { device: "/dev/disk/by-id/ata-X_SSD_123-part1", filesystem: "xfs", mountPoint: "/srv/data" },
+    ];
     expect(parseFleet(raw).nodes[0].dataDisks).toEqual([
       { device: "/dev/nvme0n1p1", filesystem: "ext4", mountPoint: "/var/lib/longhorn" },
       { device: "/dev/disk/by-id/ata-X_SSD_123-part1", filesystem: "xfs", mountPoint: "/srv/data" },
@@ -62,19 +65,39 @@ const BAD: Case[] = [
   ["device with ..", (r) => (r.nodes[0].dataDisks = [{ ...SSD, device: "/dev/../etc/passwd" }]), "nodes[0].dataDisks[0].device", /not a block device path/],
   ["device with a space", (r) => (r.nodes[0].dataDisks = [{ ...SSD, device: "/dev/sda1 /" }]), "nodes[0].dataDisks[0].device", /not a block device path/],
   ["device is the tpi node's root", (r) => (r.nodes[0].dataDisks = [{ ...SSD, device: "/dev/mmcblk0p2" }]), "nodes[0].dataDisks[0].device", /root file system/],
-  ["device is the swupdate alt root", (r) => {
-    r.nodes[3].delivery.altRootDevice = "/dev/mmcblk0p3";
-    r.nodes[3].dataDisks = [{ ...SSD, device: "/dev/mmcblk0p3" }];
-  }, "nodes[3].dataDisks[0].device", /root file system/],
+  [
+    "device is the swupdate alt root",
+    (r) => {
+      r.nodes[3].delivery.altRootDevice = "/dev/mmcblk0p3";
+      r.nodes[3].dataDisks = [{ ...SSD, device: "/dev/mmcblk0p3" }];
+    },
+    "nodes[3].dataDisks[0].device",
+    /root file system/,
+  ],
   ["unknown filesystem", (r) => (r.nodes[0].dataDisks = [{ ...SSD, filesystem: "ntfs" }]), "nodes[0].dataDisks[0].filesystem", /ext4 \| xfs \| btrfs/],
-  ["relative mount point", (r) => (r.nodes[0].dataDisks = [{ ...SSD, mountPoint: "var/lib/longhorn" }]), "nodes[0].dataDisks[0].mountPoint", /absolute directory path/],
+  [
+    "relative mount point",
+    (r) => (r.nodes[0].dataDisks = [{ ...SSD, mountPoint: "var/lib/longhorn" }]),
+    "nodes[0].dataDisks[0].mountPoint",
+    /absolute directory path/,
+  ],
   ["mount point with ..", (r) => (r.nodes[0].dataDisks = [{ ...SSD, mountPoint: "/srv/../etc" }]), "nodes[0].dataDisks[0].mountPoint", /without "\.\."/],
-  ["mount point with trailing slash", (r) => (r.nodes[0].dataDisks = [{ ...SSD, mountPoint: "/srv/data/" }]), "nodes[0].dataDisks[0].mountPoint", /trailing slash/],
+  [
+    "mount point with trailing slash",
+    (r) => (r.nodes[0].dataDisks = [{ ...SSD, mountPoint: "/srv/data/" }]),
+    "nodes[0].dataDisks[0].mountPoint",
+    /trailing slash/,
+  ],
   ["mount point /", (r) => (r.nodes[0].dataDisks = [{ ...SSD, mountPoint: "/" }]), "nodes[0].dataDisks[0].mountPoint", /system directory/],
   ["mount point /var", (r) => (r.nodes[0].dataDisks = [{ ...SSD, mountPoint: "/var" }]), "nodes[0].dataDisks[0].mountPoint", /system directory/],
   ["mount point under /etc", (r) => (r.nodes[0].dataDisks = [{ ...SSD, mountPoint: "/etc/rancher" }]), "nodes[0].dataDisks[0].mountPoint", /system directory/],
   ["unknown data disk key", (r) => (r.nodes[0].dataDisks = [{ ...SSD, mountpoint: "/x" }]), "nodes[0].dataDisks[0].mountpoint", /unknown key/],
-  ["duplicate device", (r) => (r.nodes[0].dataDisks = [SSD, { ...SSD, mountPoint: "/srv/b" }]), "nodes[0].dataDisks[1].device", /duplicate device "\/dev\/sda1" \(also used by nodes\[0\]\.dataDisks\[0\]\)/],
+  [
+    "duplicate device",
+    (r) => (r.nodes[0].dataDisks = [SSD, { ...SSD, mountPoint: "/srv/b" }]),
+    "nodes[0].dataDisks[1].device",
+    /duplicate device "\/dev\/sda1" \(also used by nodes\[0\]\.dataDisks\[0\]\)/,
+  ],
   ["duplicate mount point", (r) => (r.nodes[0].dataDisks = [SSD, { ...SSD, device: "/dev/sdb1" }]), "nodes[0].dataDisks[1].mountPoint", /duplicate mountPoint/],
   ["unknown flannel backend", (r) => (r.k3s = { flannelBackend: "ipsec" }), "k3s.flannelBackend", /vxlan \| wireguard-native/],
 ];
@@ -93,15 +116,24 @@ describe("bad baseline configs name their path and the fix", () => {
   });
 
   test("the same device on two different nodes is fine (each node has its own disks)", () => {
-    expect(problems((r) => {
-      r.nodes[0].dataDisks = [SSD];
-      r.nodes[1].dataDisks = [SSD];
-    })).toEqual([]);
+    expect(
+      problems((r) => {
+        r.nodes[0].dataDisks = [SSD];
+        r.nodes[1].dataDisks = [SSD];
+      }),
+    ).toEqual([]);
   });
 });
 
 test("path predicates", () => {
-  for (const ok of ["/dev/sda1", "/dev/nvme0n1p1", "/dev/disk/by-id/wwn-0x5002538e40a1b2c3-part1", "/dev/disk/by-path/platform-fe340000.mmc-part1", "/dev/mapper/vg-data"]) expect(isDevicePath(ok)).toBe(true);
+  for (const ok of [
+    "/dev/sda1",
+    "/dev/nvme0n1p1",
+    "/dev/disk/by-id/wwn-0x5002538e40a1b2c3-part1",
+    "/dev/disk/by-path/platform-fe340000.mmc-part1",
+    "/dev/mapper/vg-data",
+  ])
+    expect(isDevicePath(ok)).toBe(true);
   for (const bad of ["/dev/", "/dev//sda", "/dev/sda/", "/dev/./sda", "/devices/sda", "/dev/sd a", "/dev/sda\n"]) expect(isDevicePath(bad)).toBe(false);
   for (const ok of ["/", "/var/lib/longhorn", "/srv/data-1"]) expect(isMountPointPath(ok)).toBe(true);
   for (const bad of ["", "data", "//srv", "/srv//x", "/srv/", "/srv/.", "/a b", "/x\ty"]) expect(isMountPointPath(bad)).toBe(false);

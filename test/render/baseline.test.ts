@@ -95,16 +95,34 @@ describe("nftables ruleset per role", () => {
 
   test("goldens: a server and an agent of the dev stack, a server with WireGuard", () => {
     const dev = stack("dev");
-    golden("dev-srv1.nft", renderFirewall(dev, dev.nodes.find((n) => n.name === "srv1")!));
-    golden("dev-agent1.nft", renderFirewall(dev, dev.nodes.find((n) => n.name === "agent1")!));
+    golden(
+      "dev-srv1.nft",
+      renderFirewall(
+        dev,
+        dev.nodes.find((n) => n.name === "srv1")!,
+      ),
+    );
+    golden(
+      "dev-agent1.nft",
+      renderFirewall(
+        dev,
+        dev.nodes.find((n) => n.name === "agent1")!,
+      ),
+    );
     const wg = withBackend("wireguard-native");
     golden("wireguard-srv1.nft", renderFirewall(wg, wg.nodes[0]));
   });
 
   test("ports follow role and backend: API and etcd on servers only, etcd from servers only, overlay port per backend", () => {
     const lab = stack("lab");
-    const server = renderFirewall(lab, lab.nodes.find((n) => n.name === "tp-node1")!);
-    const agent = renderFirewall(lab, lab.nodes.find((n) => n.name === "tp-node3")!);
+    const server = renderFirewall(
+      lab,
+      lab.nodes.find((n) => n.name === "tp-node1")!,
+    );
+    const agent = renderFirewall(
+      lab,
+      lab.nodes.find((n) => n.name === "tp-node3")!,
+    );
     expect(server).toMatch(/tcp dport 6443 accept/);
     expect(server).toMatch(/ip saddr @servers tcp dport 2379-2380 accept/);
     expect(server).toMatch(/set servers \{\n\t\ttype ipv4_addr\n\t\telements = \{ 192\.168\.1\.10, 192\.168\.1\.11, 192\.168\.1\.12 \}/);
@@ -149,7 +167,11 @@ describe("sshd, sudo and the deploy user", () => {
     execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", path.join(dir, "hk")]);
     // Debian's layout: the Include comes first, then the main file's own (here: loose) settings.
     fs.writeFileSync(path.join(dir, "sshd_config"), `Include ${dir}/*.conf\nPermitRootLogin yes\nPasswordAuthentication yes\nHostKey ${dir}/hk\n`);
-    const out = execFileSync("unshare", ["-rm", "sh", "-c", 'mount -t tmpfs none /run && mkdir /run/sshd && exec /usr/sbin/sshd -T -f "$1"', "sh", path.join(dir, "sshd_config")], { encoding: "utf8" });
+    const out = execFileSync(
+      "unshare",
+      ["-rm", "sh", "-c", 'mount -t tmpfs none /run && mkdir /run/sshd && exec /usr/sbin/sshd -T -f "$1"', "sh", path.join(dir, "sshd_config")],
+      { encoding: "utf8" },
+    );
     expect(out).toMatch(/^permitrootlogin no$/m);
     expect(out).toMatch(/^passwordauthentication no$/m);
     expect(out).toMatch(/^kbdinteractiveauthentication no$/m);
@@ -173,7 +195,10 @@ describe("sshd, sudo and the deploy user", () => {
     const su = path.join(tmp, "isar-k3s-ops.conf");
     fs.writeFileSync(su, renderSysusers("ops"));
     execFileSync("systemd-sysusers", [`--root=${root}`, su], { stdio: "pipe" });
-    const line = fs.readFileSync(path.join(root, "etc/passwd"), "utf8").split("\n").find((l) => l.startsWith("ops:"));
+    const line = fs
+      .readFileSync(path.join(root, "etc/passwd"), "utf8")
+      .split("\n")
+      .find((l) => l.startsWith("ops:"));
     expect(line).toMatch(/^ops:x:(\d+):(\d+):isar-k3s deploy user:\/home\/ops:\/bin\/sh$/);
     const uid = Number(line!.split(":")[2]);
     const tf = path.join(tmp, "tmpfiles-ops.conf");
@@ -189,14 +214,24 @@ describe("sshd, sudo and the deploy user", () => {
     const f = path.join(dir, "isar-k3s-deploy-user.service");
     fs.writeFileSync(f, renderDeployUserUnit("deploy"));
     const r = spawnSync("systemd-analyze", ["verify", "--man=no", f], { encoding: "utf8" });
-    expect({ status: r.status, stderr: r.stderr.split("\n").filter((l) => l.includes(f)).join("\n") }).toEqual({ status: 0, stderr: "" });
+    expect({
+      status: r.status,
+      stderr: r.stderr
+        .split("\n")
+        .filter((l) => l.includes(f))
+        .join("\n"),
+    }).toEqual({ status: 0, stderr: "" });
   });
 
   test("every node image gets the baseline files, keys root-owned under /etc/ssh", () => {
     const dev = stack("dev");
     const files = renderNodeFiles(dev, deploymentPlan(dev), dev.nodes[0]);
     const get = (p: string) => files.find((f) => f.path === p);
-    expect(get("/etc/ssh/isar-k3s/authorized_keys/deploy")).toMatchObject({ mode: 0o644, uid: 0, content: expect.stringMatching(/^ssh-ed25519 \S+ deploy@dev-lab/) });
+    expect(get("/etc/ssh/isar-k3s/authorized_keys/deploy")).toMatchObject({
+      mode: 0o644,
+      uid: 0,
+      content: expect.stringMatching(/^ssh-ed25519 \S+ deploy@dev-lab/),
+    });
     expect(get(SSHD_DROPIN_PATH)?.content).toBe(renderSshdDropIn());
     expect(get("/etc/sudoers.d/isar-k3s-deploy")).toMatchObject({ mode: 0o440, content: renderSudoers("deploy") });
     expect(get("/etc/sysusers.d/isar-k3s-deploy.conf")).toBeDefined();
@@ -240,7 +275,14 @@ describe("data disks", () => {
       const f = path.join(dir, mountUnitName(d));
       fs.writeFileSync(f, renderDataDiskFiles(node)[`/etc/systemd/system/${mountUnitName(d)}`]);
       const r = spawnSync("systemd-analyze", ["verify", "--man=no", f], { encoding: "utf8" });
-      expect({ unit: mountUnitName(d), status: r.status, stderr: r.stderr.split("\n").filter((l) => l.includes(mountUnitName(d))).join("\n") }).toEqual({ unit: mountUnitName(d), status: 0, stderr: "" });
+      expect({
+        unit: mountUnitName(d),
+        status: r.status,
+        stderr: r.stderr
+          .split("\n")
+          .filter((l) => l.includes(mountUnitName(d)))
+          .join("\n"),
+      }).toEqual({ unit: mountUnitName(d), status: 0, stderr: "" });
     }
     const wrong = path.join(dir, "srv-other.mount");
     fs.writeFileSync(wrong, renderDataDiskFiles(node)["/etc/systemd/system/var-lib-longhorn.mount"]);
@@ -248,8 +290,17 @@ describe("data disks", () => {
   });
 
   test("systemdEscapePath matches the real systemd-escape --path", () => {
-    const paths = ["/var/lib/longhorn", "/dev/sda1", "/dev/disk/by-id/ata-X_SSD_870+EVO-part1", "/srv/data-1.x/.hidden", "/dev/disk/by-path/pci-0000:01:00.0-nvme-1", "/mnt/a@b"];
-    const real = execFileSync("systemd-escape", ["--path", ...paths], { encoding: "utf8" }).trim().split(" ");
+    const paths = [
+      "/var/lib/longhorn",
+      "/dev/sda1",
+      "/dev/disk/by-id/ata-X_SSD_870+EVO-part1",
+      "/srv/data-1.x/.hidden",
+      "/dev/disk/by-path/pci-0000:01:00.0-nvme-1",
+      "/mnt/a@b",
+    ];
+    const real = execFileSync("systemd-escape", ["--path", ...paths], { encoding: "utf8" })
+      .trim()
+      .split(" ");
     expect(paths.map(systemdEscapePath)).toEqual(real);
   });
 
@@ -268,7 +319,9 @@ describe("data disks", () => {
     };
     const st = dataDiskStatus(node, out);
     expect(st.map((s) => s.ok)).toEqual([false, true, false]);
-    expect(st[0].line).toMatch(/^data disk \/dev\/sda1 on \/var\/lib\/longhorn-h18-absent: MISSING.*nofail.*systemctl start var-lib-longhorn\\x2dh18\\x2dabsent\.mount` on tp-node3/);
+    expect(st[0].line).toMatch(
+      /^data disk \/dev\/sda1 on \/var\/lib\/longhorn-h18-absent: MISSING.*nofail.*systemctl start var-lib-longhorn\\x2dh18\\x2dabsent\.mount` on tp-node3/,
+    );
     expect(st[1].line).toBe(`data disk /dev/root on /: mounted (${rootLine.split(" ")[1]}, ${rootFs})`);
     expect(st[2].line).toMatch(/WRONG/);
   });
