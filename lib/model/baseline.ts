@@ -11,7 +11,7 @@
  *   `ssh.user` defaults to it and may not name anybody else.
  */
 import { DATA_DISK_FILESYSTEMS, DataDisk, DataDiskFilesystem, DEFAULT_ROOT_DEVICE, Delivery, Hardware, NodeSpec } from "./types";
-import { isUserName } from "./checks";
+import { describeValue as show, isUserName } from "./checks";
 
 export interface ProblemSink {
   fail(path: string, message: string): void;
@@ -22,14 +22,6 @@ export const DEFAULT_DEPLOY_USER = "deploy";
 /** Directories a data disk must not be mounted on (or under, for the virtual and boot-critical ones). */
 const RESERVED_MOUNTS = ["/", "/bin", "/boot", "/etc", "/home", "/lib", "/lib64", "/root", "/sbin", "/usr", "/var", "/var/lib", "/nix"];
 const RESERVED_TREES = ["/dev", "/proc", "/sys", "/run", "/tmp", "/etc", "/usr", "/boot"];
-
-function show(v: unknown): string {
-  if (typeof v === "string") return JSON.stringify(v);
-  if (Array.isArray(v)) return "a list";
-  if (v === null) return "null";
-  if (typeof v === "object") return "an object";
-  return `${typeof v} ${JSON.stringify(v)}`;
-}
 
 /** A /dev/ path of safe characters without "." or ".." components. */
 export function isDevicePath(s: string): boolean {

@@ -42,6 +42,7 @@ import {
   isUserName,
   isVersionString,
   normalizeSha256,
+  describeValue as describe,
 } from "./checks";
 import { DELIVERY_DEFAULTS } from "./defaults";
 import { SSH_ENDPOINT_DEFAULTS } from "../transport/endpoint";
@@ -199,13 +200,6 @@ class Reader {
   }
 }
 
-function describe(v: unknown): string {
-  if (typeof v === "string") return JSON.stringify(v);
-  if (Array.isArray(v)) return "a list";
-  if (v === null) return "null";
-  if (typeof v === "object") return "an object";
-  return `${typeof v} ${JSON.stringify(v)}`;
-}
 
 /** Name-like values that also end up in file names, kubectl arguments and hostnames. */
 function checkLabelName(r: Reader, v: string, path: string, what: string): void {

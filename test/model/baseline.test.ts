@@ -1,21 +1,11 @@
 /** The seed-003 baseline in the fleet model: deploy user, node logins, data disks, flannel backend. */
-import { FleetConfigError, parseFleet } from "../../lib/model/parse";
+import { parseFleet } from "../../lib/model/parse";
 import { isDevicePath, isMountPointPath } from "../../lib/model/baseline";
-import { validRaw } from "./fixtures";
+import { problemsOf, validRaw } from "./fixtures";
 
 type Raw = ReturnType<typeof validRaw>;
 
-function problems(mutate: (r: Raw) => void): { path: string; message: string }[] {
-  const raw = validRaw();
-  mutate(raw);
-  try {
-    parseFleet(raw);
-  } catch (e) {
-    if (e instanceof FleetConfigError) return e.problems;
-    throw e;
-  }
-  return [];
-}
+const problems = problemsOf;
 
 const SSD = { device: "/dev/sda1", filesystem: "ext4", mountPoint: "/var/lib/longhorn" };
 

@@ -1,20 +1,10 @@
 import { FleetConfigError, parseFleet } from "../../lib/model/parse";
 import { hexToSri, isOpenSshPublicKey, normalizeSha256 } from "../../lib/model/checks";
-import { HEX, validRaw } from "./fixtures";
+import { HEX, problemsOf, validRaw } from "./fixtures";
 
 type Raw = ReturnType<typeof validRaw>;
 
-function problems(mutate: (r: Raw) => void): { path: string; message: string }[] {
-  const raw = validRaw();
-  mutate(raw);
-  try {
-    parseFleet(raw);
-  } catch (e) {
-    if (e instanceof FleetConfigError) return e.problems;
-    throw e;
-  }
-  return [];
-}
+const problems = problemsOf;
 
 describe("parseFleet accepts a valid fleet", () => {
   test("defaults are filled", () => {
