@@ -31,6 +31,7 @@ let lab: Lab;
 let bmc: SshHost;
 const opened: SshHost[] = [];
 
+/** A login that runs commands as the user itself: these tests call sudo explicitly, to check the lab's own. */
 async function login(name: string, user: string, extra: Partial<Parameters<typeof connectSsh>[0]> = {}): Promise<SshHost> {
   const h = lab.hosts[name];
   const s = await connectSsh({
@@ -41,6 +42,7 @@ async function login(name: string, user: string, extra: Partial<Parameters<typeo
     privateKey: lab.deployKey.privateKey,
     retryForMs: 3000,
     retryInitialDelayMs: 100,
+    sudo: false,
     ...extra,
   });
   opened.push(s);
