@@ -249,7 +249,9 @@ export function validateRequest(req: NodeImageRequest, forbiddenValues: string[]
   const seen = new Set<string>();
   for (const f of req.files) {
     if (!FILE_PATH_RE.test(f.path) || /(^|\/)\.\.?(\/|$)/.test(f.path)) {
-      problems.push(`${where}: file path ${JSON.stringify(f.path)} must be absolute, use only A-Z a-z 0-9 . _ @ + , = : - / and systemd's \\xNN escapes, no . or .. components`);
+      problems.push(
+        `${where}: file path ${JSON.stringify(f.path)} must be absolute, use only A-Z a-z 0-9 . _ @ + , = : - / and systemd's \\xNN escapes, no . or .. components`,
+      );
       continue;
     }
     if (seen.has(f.path)) problems.push(`${where}: file ${f.path} is given twice`);

@@ -200,7 +200,6 @@ class Reader {
   }
 }
 
-
 /** Name-like values that also end up in file names, kubectl arguments and hostnames. */
 function checkLabelName(r: Reader, v: string, path: string, what: string): void {
   if (!isRfc1123Label(v)) {

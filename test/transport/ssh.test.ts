@@ -167,7 +167,9 @@ describe("auth and connection", () => {
     const h = await connect("c");
     const err = await h.run(["touch", "/etc/never"]).catch((e) => e);
     expect(err.name).toBe("SudoError");
-    expect(err.message).toMatch(/^deploy@127\.[0-9.]+:22: sudo asks deploy for a password.*`sudo -n`, which never prompts \(`touch \/etc\/never` was not run\).*NOPASSWD: ALL.*visudo -f \/etc\/sudoers.d\/isar-k3s-deploy/);
+    expect(err.message).toMatch(
+      /^deploy@127\.[0-9.]+:22: sudo asks deploy for a password.*`sudo -n`, which never prompts \(`touch \/etc\/never` was not run\).*NOPASSWD: ALL.*visudo -f \/etc\/sudoers.d\/isar-k3s-deploy/,
+    );
     expect(fs.existsSync(lab.hostPath("c", "/etc/never"))).toBe(false);
   });
 
