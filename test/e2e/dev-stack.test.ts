@@ -225,8 +225,11 @@ test(
     const members = spawnSync(
       "ssh",
       [
-        ...["-i", path.join(keyDir, "deploy_ed25519"), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", `root@${block}11`],
+        // seed 003: root logins are refused; the deploy user reads etcd's client key through sudo -n
+        ...["-i", path.join(keyDir, "deploy_ed25519"), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", `deploy@${block}11`],
         ...[
+          "sudo",
+          "-n",
           "/opt/lab-k8s/bin/etcdctl",
           `--endpoints=https://${block}11:2379`,
           `--cacert=${etcdTls}/server-ca.crt`,
