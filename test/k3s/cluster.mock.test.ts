@@ -233,7 +233,7 @@ test("token, join chain, kubeconfig secret, Kubernetes provider and workloads", 
     value: {
       host: "10.0.0.30",
       port: 22,
-      user: "root",
+      user: "deploy",
       hostKey: f.nodes.find((n) => n.name === "agent2")!.ssh.hostKey,
       privateKey: expect.stringContaining("MOCK"),
     },
