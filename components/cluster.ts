@@ -152,6 +152,7 @@ function createJoins(parent: pulumi.Resource, name: string, args: K3sClusterArgs
     drainTimeoutSeconds: fleet.k3s.drainTimeoutSeconds,
     installScript: args.installScript,
     generation: per[n.name]?.generation ?? "",
+    dataDisks: n.dataDisks,
   });
   const deliveredOf = (n: NodeSpec): pulumi.Resource[] => (per[n.name]?.delivered ? [per[n.name]!.delivered!] : []);
 

@@ -42,6 +42,8 @@ export function readFleetConfig(cfg = new pulumi.Config("isar-k3s")): { fleet: F
     const empty = key === "isar" && typeof v === "object" && v !== null && Object.keys(v).length === 0;
     if (v !== undefined && !empty) raw[key] = v;
   }
+  // A plain string (getObject would try to parse it as JSON).
+  raw.deployUser = cfg.get("deployUser") || undefined;
   raw.clusterName =
     cfg.get("clusterName") ||
     `isar-k3s-${pulumi.getStack()}`

@@ -151,7 +151,10 @@ export function k8sComponentsDir(root: string, given?: string): string {
   }
   return dir;
 }
-const BOOT_DIRS = ["/etc/rancher", "/etc/isar-k3s", "/etc/swupdate"];
+// The image's seed-003 baseline as the host's boot applies it: sshd drop-ins (root logins refused, the
+// deploy user's keys under /etc/ssh/isar-k3s), sudoers for the deploy user, and the systemd units
+// (node-init.sh mounts the data disks of the image's mount units).
+const BOOT_DIRS = ["/etc/rancher", "/etc/isar-k3s", "/etc/swupdate", "/etc/ssh/sshd_config.d", "/etc/ssh/isar-k3s", "/etc/sudoers.d", "/etc/systemd/system"];
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
@@ -424,6 +427,11 @@ export class Lab {
       await this.writeFileIn(r, "/etc/hwrevision", r.spec.hwRevision + "\n");
     const keys = [this.deployKey.publicKey, ...(this.spec.authorizedKeys ?? [])].join("\n") + "\n";
     await this.authorize(r, keys);
+    if (r.spec.role === "node" && r.info.user !== "root") {
+      // A node installed before us: its deploy user has sudo (without a password unless the spec says otherwise).
+      const u = r.info.user;
+      await this.writeFileIn(r, `/etc/sudoers.d/lab-${u}`, r.spec.sudoPassword ? `${u} ALL=(root) ALL\n` : `${u} ALL=(root) NOPASSWD: ALL\n`, 0o440);
+    }
     if (r.spec.role === "bmc") await fs.promises.mkdir(this.backingPath(r.spec.name, "/mnt/sdcard"), { recursive: true });
     for (const [dev, size] of Object.entries(r.spec.swupdate?.devices ?? {})) {
       const f = path.join(r.dir, "dev", dev);
@@ -477,15 +485,46 @@ export class Lab {
     }
   }
 
+  /** The node's data disks: sparse files in HOSTDIR/disks, made (and formatted) once, kept across flashes. */
+  private async attachDisks(r: HostRuntime): Promise<void> {
+    for (const [name, d] of Object.entries(r.spec.disks ?? {})) {
+      const f = path.join(r.dir, "disks", name);
+      if (fs.existsSync(f) || fs.existsSync(f + ".detached")) continue;
+      await fs.promises.mkdir(path.dirname(f), { recursive: true });
+      await fs.promises.writeFile(f + ".new", Buffer.alloc(0));
+      await fs.promises.truncate(f + ".new", d.sizeBytes);
+      if (d.filesystem === "ext4") await execP("mkfs.ext4", ["-q", "-F", "-L", name, f + ".new"]);
+      await fs.promises.rename(f + ".new", f);
+    }
+  }
+
+  /** Attach or detach a data disk of a node (takes effect at its next boot), as plugging in or pulling the SSD would. */
+  async setDiskAttached(name: string, disk: string, attached: boolean): Promise<void> {
+    const r = this.host(name);
+    const f = path.join(r.dir, "disks", disk);
+    if (attached) {
+      await fs.promises.rm(f + ".detached", { force: true });
+      await this.attachDisks(r);
+    } else {
+      await fs.promises.rm(f, { force: true });
+      await fs.promises.writeFile(f + ".detached", "");
+    }
+  }
+
   private sshdConfig(r: HostRuntime): string {
+    const node = r.spec.role === "node";
     return [
       "# isar-k3s lab sshd config (generated)",
+      // Nodes read the image's drop-ins first (as Debian's sshd_config does), so the image's
+      // PermitRootLogin no / AuthorizedKeysFile win over the lab defaults below.
+      ...(node ? ["Include /etc/ssh/sshd_config.d/*.conf"] : []),
       `ListenAddress ${r.info.address}:${r.info.port}`,
       "HostKey /etc/ssh/ssh_host_ed25519_key",
       "PidFile none",
       "PasswordAuthentication no",
       "KbdInteractiveAuthentication no",
-      "PermitRootLogin prohibit-password",
+      // Nodes with a deploy user refuse root like the images do; the BMC's firmware has only root.
+      node && r.info.user !== "root" ? "PermitRootLogin no" : "PermitRootLogin prohibit-password",
       "PubkeyAuthentication yes",
       "UsePAM no",
       "StrictModes no",
@@ -510,6 +549,7 @@ export class Lab {
     if (this.stopped) return;
     if (r.proc) return;
     await this.writeFileIn(r, "/etc/ssh/sshd_config.lab", this.sshdConfig(r));
+    await this.attachDisks(r);
     for (const d of ["tmp", "run"]) {
       await fs.promises.rm(path.join(r.dir, "fs", d), { recursive: true, force: true });
       await fs.promises.mkdir(path.join(r.dir, "fs", d), { recursive: true });

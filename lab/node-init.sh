@@ -91,6 +91,29 @@ mnt --bind /usr /usr && mnt -o remount,bind,ro /usr || fail "cannot make /usr re
 mkdir -p "$H/bin" "$H/sbin"
 mnt --bind "$H/bin" /usr/local/bin || fail "bind /usr/local/bin failed"
 mnt --bind "$H/sbin" /usr/local/sbin || fail "bind /usr/local/sbin failed"
+# Data disks (seed 003): the image's own systemd mount units (those in the host's upper /etc, never
+# this machine's), run as systemd would at boot. A disk is the file HOSTDIR/disks/<name> standing for
+# What=/dev/<name>, loop-mounted (while this machine's /dev still has loop-control). A unit whose device
+# is absent or does not mount is skipped: nofail, the node boots without it.
+# The disk files are opened through a bind mount of their own: an open-for-write file counts against
+# its mount, and / is made read-only below.
+[ -d "$H/disks" ] && mnt --bind "$H/disks" "$H/disks"
+for u in "$H"/upper/etc/systemd/system/*.mount; do
+  [ -f "$u" ] || continue
+  what=$(sed -n 's/^What=//p' "$u" | tail -n 1)
+  where=$(sed -n 's/^Where=//p' "$u" | tail -n 1)
+  type=$(sed -n 's/^Type=//p' "$u" | tail -n 1)
+  disk="$H/disks/${what#/dev/}"
+  if [ -n "$where" ] && [ "${what#/dev/}" != "$what" ] && [ -f "$disk" ]; then
+    if mkdir -p "$where" && mnt -t "${type:-auto}" -o loop "$disk" "$where"; then
+      echo "node-init: data disk $what mounted on $where" >&2
+    else
+      echo "node-init: data disk $what did not mount on $where (nofail: booting without it)" >&2
+    fi
+  else
+    echo "node-init: data disk $what for $where is missing (nofail: booting without it)" >&2
+  fi
+done
 mnt --rbind "$H/dev" /dev || fail "bind /dev failed"
 mkdir -p "$H/fs/tmp"; chmod 1777 "$H/fs/tmp"
 mnt --rbind "$H/fs/tmp" /tmp || fail "bind /tmp failed"

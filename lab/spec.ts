@@ -36,6 +36,13 @@ export interface LabHostSpec {
   swupdate?: LabSwupdateSpec;
   /** Written to /etc/hwrevision of always-on nodes ("<board> <revision>"). */
   hwRevision?: string;
+  /** Always-on node with a non-root user: its sudo asks for a password (default: passwordless sudo). */
+  sudoPassword?: boolean;
+  /**
+   * Disks attached to the node besides its root device (e.g. the CM4's SATA SSD): /dev name → size in
+   * bytes and file system ("none": blank). Kept across flashes; mounted at boot by the image's mount units.
+   */
+  disks?: Record<string, { sizeBytes: number; filesystem: "ext4" | "none" }>;
 }
 
 export interface LabSpec {
@@ -100,6 +107,11 @@ export function labSpecFromFleet(fleet: Fleet, extra: Partial<LabSpec> & { hostK
       }
       h.swupdate = { devices };
       h.hwRevision = `${n.hardware} ${n.hwRevision}`;
+    }
+    // data disks under a plain /dev/<name> become attached ext4 disks (others stay absent: "missing")
+    for (const d of n.dataDisks ?? []) {
+      if (!/^\/dev\/[A-Za-z0-9._-]+$/.test(d.device)) continue;
+      h.disks = { ...h.disks, [d.device.slice("/dev/".length)]: { sizeBytes: 256 << 20, filesystem: d.filesystem === "ext4" ? "ext4" : "none" } };
     }
     hosts.push(h);
   }

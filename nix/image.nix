@@ -51,7 +51,8 @@ let
     let s = baseNameOf (toString p);
     in if match "[0-9a-df-np-sv-z]{32}-.+" s != null then substring 33 (stringLength s) s else s;
 
-  safePathRe = "(/[A-Za-z0-9._@+,=:-]+)+";
+  # \xNN is how systemd spells other characters in unit names (var-lib-data\x2d1.mount).
+  safePathRe = "(/([A-Za-z0-9._@+,=:-]|\\\\x[0-9a-f][0-9a-f])+)+";
   pathOk = p:
     match safePathRe p != null
     && match "(.*/)?\\.\\.?(/.*)?" p == null;
@@ -69,7 +70,7 @@ let
       uid = e.uid or 0;
       gid = e.gid or 0;
     in
-    assert check (pathOk path) "file path '${path}' must be absolute and use only A-Z a-z 0-9 . _ @ + , = : - / (no '.' or '..' components)";
+    assert check (pathOk path) "file path '${path}' must be absolute and use only A-Z a-z 0-9 . _ @ + , = : - / and systemd's \\xNN escapes (no '.' or '..' components)";
     assert check (path != "/etc/isar-k3s/image-id") "/etc/isar-k3s/image-id is written by the builder; remove it from files";
     assert check (builtins.isString mode && modeOk mode) "mode of '${path}' must be an octal string like \"0600\"";
     assert check (idOk uid && idOk gid) "uid/gid of '${path}' must be integers 0..65535 or user/group names";

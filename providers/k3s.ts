@@ -16,7 +16,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import * as path from "path";
-import type { Taint } from "../lib/model/types";
+import type { DataDisk, Taint } from "../lib/model/types";
 import { endpointOutput, SshEndpointArgs } from "./endpoint";
 
 /** Project root under jest, bin/ when compiled; captured by value when the provider is serialized. */
@@ -93,6 +93,8 @@ export interface K3sNodeArgs {
   generation?: pulumi.Input<string>;
   /** The first server's join id (its `joinId` output), for every node but the first server: when the first server is rebuilt, the node rejoins. Default "". */
   cluster?: pulumi.Input<string>;
+  /** The node's data disks (fleet `nodes[].dataDisks`); their state is the `dataDiskStatus` output. Default []. */
+  dataDisks?: pulumi.Input<DataDisk[]>;
 }
 
 function nodeProps(args: K3sNodeArgs, resourceType: string, role: string, firstServer: boolean): Record<string, unknown> {
@@ -114,8 +116,10 @@ function nodeProps(args: K3sNodeArgs, resourceType: string, role: string, firstS
     installScript: args.installScript,
     generation: args.generation ?? "",
     cluster: args.cluster ?? "",
+    dataDisks: args.dataDisks ?? [],
     joinId: undefined,
     joinedAt: undefined,
+    dataDiskStatus: undefined,
   };
 }
 
@@ -126,6 +130,8 @@ export class K3sServer extends pulumi.dynamic.Resource {
   /** When the node was Ready (ISO time). */
   declare readonly joinedAt: pulumi.Output<string>;
   declare readonly hostname: pulumi.Output<string>;
+  /** One line per data disk (join, update, refresh): "data disk /dev/sda1 on /var/lib/longhorn: mounted (...)" or MISSING with the fix. */
+  declare readonly dataDiskStatus: pulumi.Output<string[]>;
 
   constructor(
     name: string,
@@ -148,6 +154,7 @@ export class K3sAgent extends pulumi.dynamic.Resource {
   declare readonly joinId: pulumi.Output<string>;
   declare readonly joinedAt: pulumi.Output<string>;
   declare readonly hostname: pulumi.Output<string>;
+  declare readonly dataDiskStatus: pulumi.Output<string[]>;
 
   constructor(name: string, args: K3sNodeArgs, opts?: pulumi.CustomResourceOptions) {
     super(

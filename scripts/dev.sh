@@ -43,7 +43,8 @@ ssh_login=$(node -e '
   const y = require("yaml").parse(require("fs").readFileSync("Pulumi.dev.yaml", "utf8"));
   const n = (y.config["isar-k3s:nodes"] || []).find((x) => x.address === process.argv[1]) || {};
   const s = n.ssh || {};
-  process.stdout.write(`${s.user || "root"} ${s.port || 22}`);
+  // nodes log in as the deploy user (deployUser, default "deploy"): root logins are refused
+  process.stdout.write(`${s.user || y.config["isar-k3s:deployUser"] || "deploy"} ${s.port || 22}`);
 ' "$api_host")
 read -r ssh_user ssh_port <<<"$ssh_login"
 kubectl="$(cat .k8s-components-dir)/bin/kubectl"
@@ -58,6 +59,6 @@ components (scripts/k8s-components.sh):
   $kubectl --kubeconfig .lab/dev/kubeconfig get nodes
   $kubectl --kubeconfig .lab/dev/kubeconfig get --raw /readyz
 k3s's own CLI on the first server:
-  ssh -i dev/keys/deploy_ed25519 -p $ssh_port -o UserKnownHostsFile=.lab/dev/known_hosts -o StrictHostKeyChecking=yes $ssh_user@$api_host k3s kubectl get nodes
+  ssh -i dev/keys/deploy_ed25519 -p $ssh_port -o UserKnownHostsFile=.lab/dev/known_hosts -o StrictHostKeyChecking=yes $ssh_user@$api_host sudo -n k3s kubectl get nodes
 Lab status: node bin/lab/cli.js status --dir .lab/dev
 MSG

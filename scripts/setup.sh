@@ -17,11 +17,14 @@ cd "$(dirname "$0")/.."
 # Every tool the program, the lab and the tests run (checked in a clean Debian root by .ci/run).
 # nix-setup-systemd: Debian's way to create the nixbld group and build users and /etc/nix/nix.conf
 # (sandbox = false); without it `nix build` fails with "the group 'nixbld' ... does not exist".
+# nftables, sudo, systemd: the seed-003 baseline's files are checked with the real nft -c, visudo -c,
+# sshd -T, systemd-sysusers/-tmpfiles/-analyze/-escape, and lab hosts run sudo for the deploy user.
 APT_PACKAGES=(
   ca-certificates curl unzip git openssl python3 time fakeroot binutils
   nix-bin nix-setup-systemd swupdate kas
   openssh-server openssh-client
   cpio busybox-static e2fsprogs fdisk gdisk iproute2 util-linux xz-utils zstd procps psmisc
+  nftables sudo systemd
 )
 
 step() { printf '[setup] %-40s' "$1"; }

@@ -146,7 +146,8 @@ export class ImageBuildError extends Error {
 }
 
 const STORE_PATH_RE = /^\/nix\/store\/[0-9a-df-np-sv-z]{32}-([A-Za-z0-9+\-_?=][A-Za-z0-9+\-._?=]*)$/;
-const FILE_PATH_RE = /^(\/[A-Za-z0-9._@+,=:-]+)+$/;
+/** Safe path characters, plus systemd's \xNN escapes in unit names ("var-lib-data\x2d1.mount"). */
+const FILE_PATH_RE = /^(\/([A-Za-z0-9._@+,=:-]|\\x[0-9a-f]{2})+)+$/;
 const OWNER_RE = /^[a-z_][a-z0-9_-]{0,31}$/;
 const SMALL_FILE = 1 << 20;
 
@@ -248,7 +249,9 @@ export function validateRequest(req: NodeImageRequest, forbiddenValues: string[]
   const seen = new Set<string>();
   for (const f of req.files) {
     if (!FILE_PATH_RE.test(f.path) || /(^|\/)\.\.?(\/|$)/.test(f.path)) {
-      problems.push(`${where}: file path ${JSON.stringify(f.path)} must be absolute, use only A-Z a-z 0-9 . _ @ + , = : - /, no . or .. components`);
+      problems.push(
+        `${where}: file path ${JSON.stringify(f.path)} must be absolute, use only A-Z a-z 0-9 . _ @ + , = : - / and systemd's \\xNN escapes, no . or .. components`,
+      );
       continue;
     }
     if (seen.has(f.path)) problems.push(`${where}: file ${f.path} is given twice`);

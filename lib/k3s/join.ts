@@ -21,8 +21,9 @@
  */
 import { setTimeout as sleep } from "timers/promises";
 import { parse as parseYaml } from "yaml";
-import type { Taint } from "../model/types";
+import type { DataDisk, Taint } from "../model/types";
 import { isRfc1123Label } from "../model/checks";
+import { dataDiskStatus, FINDMNT_ARGV } from "../render/baseline";
 import { Host, HostError, RunOptions, RunResult, checkResult, tailLines } from "../transport/host";
 import { rewriteKubeconfig } from "../render/kubeconfig";
 import { checkLabelsAndTaints, isEmptyChange, isNotFound, labelArgv, labelChange, NodeView, parseNodeJson, taintArgv, taintChange } from "./node";
@@ -36,7 +37,7 @@ export const DEFAULT_INSTALL_SCRIPT = "/usr/local/bin/k3s-install.sh";
 
 export type K3sRole = "server" | "agent";
 
-/** A command runner on one machine, as root (sudo -n prefix for non-root logins). */
+/** A command runner on one machine, as root (a non-root login's transport runs commands through `sudo -n`: lib/transport/sudo.ts). */
 export class RootShell {
   constructor(
     readonly host: Host,
@@ -51,11 +52,6 @@ export class RootShell {
   async check(argv: string[], opts?: RunOptions): Promise<RunResult> {
     return checkResult(this.host, [...this.asRoot, ...argv], await this.run(argv, opts));
   }
-}
-
-/** `sudo -n` for a non-root login (the deploy user needs passwordless sudo then), nothing for root. */
-export function rootPrefix(user: string): string[] {
-  return user === "root" ? [] : ["sudo", "-n"];
 }
 
 export interface NodeJoinSpec {
@@ -75,6 +71,25 @@ export interface NodeJoinSpec {
   drainTimeoutSeconds: number;
   /** The airgap install script on the node. Default /usr/local/bin/k3s-install.sh. */
   installScript?: string;
+  /** The node's data disks (mounted by its image before k3s starts); their state is reported. Default none. */
+  dataDisks?: DataDisk[];
+}
+
+/**
+ * The node's status line for each data disk (seed 003): what `findmnt` on the node shows at the disk's
+ * mount point. A missing disk is a warning (the node runs without it: nofail), never an error.
+ */
+export async function dataDiskReport(
+  ctx: Pick<K3sContext, "node" | "log">,
+  spec: Pick<NodeJoinSpec, "node" | "dataDisks">,
+  timeoutMs = 30_000,
+): Promise<string[]> {
+  const disks = spec.dataDisks ?? [];
+  if (disks.length === 0) return [];
+  const r = await ctx.node.check(FINDMNT_ARGV, { timeoutMs });
+  const states = dataDiskStatus({ name: spec.node, dataDisks: disks }, r.stdout.toString("utf8"));
+  for (const s of states) ctx.log?.(`${s.ok ? "" : "warning: "}${spec.node}: ${s.line}`);
+  return states.map((s) => s.line);
 }
 
 export interface K3sContext {
@@ -277,6 +292,8 @@ export async function readMarker(node: RootShell, timeoutMs = 30_000): Promise<s
 
 export interface JoinResult {
   joinedAt: string;
+  /** One line per data disk: mounted, or MISSING with the fix (dataDiskReport). */
+  dataDiskStatus: string[];
   /** A stale Node of that name was deleted first (re-flashed or re-created node). */
   staleNodeDeleted: boolean;
 }
@@ -323,7 +340,7 @@ export async function joinNode(ctx: K3sContext, spec: NodeJoinSpec, token: strin
     await waitReady(c, spec.hostname, deadline, what, () => nodeDiagnostics(c.node, spec.role));
     await reconcileLabelsAndTaints(c, spec.hostname, spec, { labels: {}, taints: [] }, Math.min(60_000, left()));
     c.log?.(`${spec.hostname}: Ready`);
-    return { joinedAt: new Date().toISOString(), staleNodeDeleted };
+    return { joinedAt: new Date().toISOString(), staleNodeDeleted, dataDiskStatus: await dataDiskReport(c, spec) };
   } catch (e) {
     if (e instanceof K3sError) throw e;
     throw new K3sError(`${what}: ${(e as Error).message}`, secrets);

@@ -22,6 +22,7 @@ import { endpointLabel, readEndpoint, SshEndpoint, sshConnectOptions } from "../
 import { isRfc1123Label } from "../model/checks";
 import type { CheckFailure } from "../provider-types";
 import {
+  dataDiskReport,
   fetchKubeconfig,
   getNode,
   K3sError,
@@ -32,7 +33,6 @@ import {
   removeNode,
   RemoveResult,
   RootShell,
-  rootPrefix,
   updateNode,
   checkJoinSpec,
 } from "./join";
@@ -63,6 +63,8 @@ export interface K3sNodeInputs extends NodeJoinSpec {
 export interface K3sNodeOutputs extends K3sNodeInputs {
   joinId: string;
   joinedAt: string;
+  /** One line per data disk, as of the last join, update or refresh: mounted, or MISSING with the fix. */
+  dataDiskStatus?: string[];
 }
 
 export interface K3sKubeconfigInputs {
@@ -186,6 +188,7 @@ const NODE_UPDATE_KEYS = [
   "joinTimeoutSeconds",
   "drainTimeoutSeconds",
   "installScript",
+  "dataDisks",
 ] as const;
 
 function same(a: unknown, b: unknown): boolean {
@@ -224,6 +227,7 @@ function specOf(i: K3sNodeInputs): NodeJoinSpec {
     joinTimeoutSeconds: i.joinTimeoutSeconds,
     drainTimeoutSeconds: i.drainTimeoutSeconds,
     installScript: i.installScript,
+    dataDisks: i.dataDisks ?? [],
   };
 }
 
@@ -238,12 +242,12 @@ async function withShells<T>(i: K3sNodeInputs, deps: Deps, retryForMs: number, f
   try {
     const nodeHost = await connect(i.ssh, i.privateKey, { retryForMs, what: `k3s ${i.role} ${i.node}` });
     hosts.push(nodeHost);
-    const node = new RootShell(nodeHost, rootPrefix(i.ssh.user));
+    const node = new RootShell(nodeHost);
     let api = node;
     if (!sameTarget(i.ssh, i.apiSsh)) {
       const apiHost = await connect(i.apiSsh, i.privateKey, { retryForMs, what: `first server (for ${i.node})` });
       hosts.push(apiHost);
-      api = new RootShell(apiHost, rootPrefix(i.apiSsh.user));
+      api = new RootShell(apiHost);
     }
     return await fn(node, api);
   } finally {
@@ -263,7 +267,7 @@ export async function createNode(i: K3sNodeInputs, deps: Deps = {}): Promise<K3s
     const r = await withShells(i, deps, 120_000, (node, api) =>
       joinNode({ node, api, log: deps.log, pollMs: deps.pollMs, secrets: i.privateKey ? [i.privateKey] : [] }, specOf(i), i.token, joinId),
     );
-    return { ...i, joinId, joinedAt: r.joinedAt };
+    return { ...i, joinId, joinedAt: r.joinedAt, dataDiskStatus: r.dataDiskStatus };
   } catch (e) {
     throw scrub(e, secrets);
   }
@@ -272,16 +276,17 @@ export async function createNode(i: K3sNodeInputs, deps: Deps = {}): Promise<K3s
 export async function updateNodeResource(olds: K3sNodeOutputs, news: K3sNodeInputs, deps: Deps = {}): Promise<K3sNodeOutputs> {
   const secrets = [news.token, news.privateKey, olds.token];
   try {
-    await withShells(news, deps, 120_000, (node, api) =>
-      updateNode(
+    const dataDiskStatus = await withShells(news, deps, 120_000, async (node, api) => {
+      await updateNode(
         { node, api, log: deps.log, pollMs: deps.pollMs, secrets: news.privateKey ? [news.privateKey] : [] },
         specOf(olds),
         specOf(news),
         news.token,
         olds.joinId,
-      ),
-    );
-    return { ...news, joinId: olds.joinId, joinedAt: olds.joinedAt };
+      );
+      return dataDiskReport({ node, log: deps.log }, specOf(news));
+    });
+    return { ...news, joinId: olds.joinId, joinedAt: olds.joinedAt, dataDiskStatus };
   } catch (e) {
     throw scrub(e, secrets);
   }
@@ -311,7 +316,7 @@ export async function readNode(props: K3sNodeOutputs, deps: Deps = {}): Promise<
       for (const k of Object.keys(props.labels ?? {})) if (k in n.labels) labels[k] = n.labels[k];
       const managed = new Set((props.taints ?? []).map((t) => `${t.key}:${t.effect}`));
       const taints = n.taints.filter((t) => managed.has(`${t.key}:${t.effect}`));
-      return { ...props, labels, taints };
+      return { ...props, labels, taints, dataDiskStatus: await dataDiskReport({ node, log }, specOf(props)) };
     });
   } catch (e) {
     log(
@@ -329,7 +334,7 @@ async function tryConnect(
   retryForMs: number,
 ): Promise<RootShell | { unreachable: string }> {
   try {
-    return new RootShell(await connect(t, key, { retryForMs, what }), rootPrefix(t.user));
+    return new RootShell(await connect(t, key, { retryForMs, what }));
   } catch (e) {
     return { unreachable: (e as Error).message.split("\n")[0] };
   }
@@ -360,7 +365,7 @@ export async function createKubeconfig(i: K3sKubeconfigInputs, deps: Deps = {}):
   let host: Host | undefined;
   try {
     host = await connect(i.apiSsh, i.privateKey, { retryForMs: 120_000, what: "first server (kubeconfig)" });
-    const kubeconfig = await fetchKubeconfig(new RootShell(host, rootPrefix(i.apiSsh.user)), i.server, i.clusterName);
+    const kubeconfig = await fetchKubeconfig(new RootShell(host), i.server, i.clusterName);
     return { ...i, kubeconfig };
   } catch (e) {
     throw scrub(e, [i.privateKey]);

@@ -71,3 +71,12 @@ export function isInterfaceName(s: string): boolean {
 export function isUserName(s: string): boolean {
   return /^[a-z_][a-z0-9_-]{0,31}$/.test(s);
 }
+
+/** A config value as error messages show it: a string quoted, else its kind ("a list", "number 7"). */
+export function describeValue(v: unknown): string {
+  if (typeof v === "string") return JSON.stringify(v);
+  if (Array.isArray(v)) return "a list";
+  if (v === null) return "null";
+  if (typeof v === "object") return "an object";
+  return `${typeof v} ${JSON.stringify(v)}`;
+}

@@ -17,6 +17,7 @@ import {
   Fleet,
   HARDWARE,
   DEFAULT_ROOT_DEVICE,
+  FLANNEL_BACKENDS,
   HARDWARE_ARCH,
   Hardware,
   HelmChart,
@@ -41,9 +42,11 @@ import {
   isUserName,
   isVersionString,
   normalizeSha256,
+  describeValue as describe,
 } from "./checks";
 import { DELIVERY_DEFAULTS } from "./defaults";
 import { SSH_ENDPOINT_DEFAULTS } from "../transport/endpoint";
+import { applyDeployUser, readDataDisks, rootDevices } from "./baseline";
 
 export interface ConfigProblem {
   path: string;
@@ -75,6 +78,7 @@ export interface RawFleetConfig {
   delivery?: unknown;
   images?: unknown;
   authorizedKeys?: unknown;
+  deployUser?: unknown;
   workloads?: unknown;
 }
 
@@ -194,14 +198,6 @@ class Reader {
       }
     }
   }
-}
-
-function describe(v: unknown): string {
-  if (typeof v === "string") return JSON.stringify(v);
-  if (Array.isArray(v)) return "a list";
-  if (v === null) return "null";
-  if (typeof v === "object") return "an object";
-  return `${typeof v} ${JSON.stringify(v)}`;
 }
 
 /** Name-like values that also end up in file names, kubectl arguments and hostnames. */
@@ -326,6 +322,7 @@ const NODE_KEYS = [
   "labels",
   "taints",
   "postJoinCommand",
+  "dataDisks",
 ] as const;
 
 function readNode(r: Reader, v: unknown, path: string): NodeSpec | undefined {
@@ -377,7 +374,8 @@ function readNode(r: Reader, v: unknown, path: string): NodeSpec | undefined {
   if (postJoinCommand !== undefined && (postJoinCommand.trim() === "" || postJoinCommand.includes("\0"))) {
     r.fail(`${path}.postJoinCommand`, "must be a non-empty shell command without NUL characters (or leave it out)");
   }
-  return { name, hostname, role, arch, hardware, address, storageAddress, hwRevision, ssh, delivery, labels, taints, postJoinCommand };
+  const dataDisks = readDataDisks(r, o.dataDisks, `${path}.dataDisks`, rootDevices(hardware, delivery));
+  return { name, hostname, role, arch, hardware, address, storageAddress, hwRevision, ssh, delivery, labels, taints, postJoinCommand, dataDisks };
 }
 
 function readBmc(r: Reader, v: unknown, path: string): BmcSpec | undefined {
@@ -616,6 +614,7 @@ function readK3sSettings(r: Reader, raw: RawFleetConfig): Fleet["k3s"] {
     "joinTimeoutSeconds",
     "drainTimeoutSeconds",
     "tokenSource",
+    "flannelBackend",
   ]);
   // Removed key: say what replaced it rather than "unknown key".
   if (k3sCfg && "tokenSource" in k3sCfg) {
@@ -658,6 +657,7 @@ function readK3sSettings(r: Reader, raw: RawFleetConfig): Fleet["k3s"] {
     protectKernelDefaults: r.bool(k3sCfg, "protectKernelDefaults", "k3s", true),
     joinTimeoutSeconds: r.num(k3sCfg, "joinTimeoutSeconds", "k3s", 600, 10, 86400),
     drainTimeoutSeconds: r.num(k3sCfg, "drainTimeoutSeconds", "k3s", 300, 10, 86400),
+    flannelBackend: r.oneOf(k3sCfg, "flannelBackend", "k3s", FLANNEL_BACKENDS, "vxlan"),
   };
   if (!/^v[0-9]+\.[0-9]+\.[0-9]+\+k3s[0-9]+$/.test(k3s.version))
     r.fail("k3s.version", `${JSON.stringify(k3s.version)} is not a k3s version such as "v1.31.4+k3s1"`);
@@ -811,7 +811,8 @@ export function parseFleet(raw: RawFleetConfig): Fleet {
   const delivery = readDeliverySettings(r, raw);
   const images = readImageSettings(r, raw);
   const authorizedKeys = readAuthorizedKeys(r, raw, nodes);
+  const deployUser = applyDeployUser(r, raw.deployUser, rawNodes, nodeSlots);
   const workloads = readWorkloads(r, raw);
   if (r.problems.length > 0) throw new FleetConfigError(r.problems);
-  return { clusterName, nodes, bmcs, artifacts, isar, k3s, swupdate, network, delivery, images, authorizedKeys, workloads };
+  return { clusterName, nodes, bmcs, artifacts, isar, k3s, swupdate, network, delivery, images, authorizedKeys, deployUser, workloads };
 }

@@ -96,6 +96,20 @@ export interface NodeSpec {
    * rejoins or the command changes; through @pulumi/command's remote.Command. Default: none.
    */
   postJoinCommand?: string;
+  /** Data disks mounted at boot (e.g. the CM4's SATA SSD for Longhorn). Default none. */
+  dataDisks: DataDisk[];
+}
+
+export const DATA_DISK_FILESYSTEMS = ["ext4", "xfs", "btrfs"] as const;
+export type DataDiskFilesystem = (typeof DATA_DISK_FILESYSTEMS)[number];
+
+/** A disk the node mounts at boot, before k3s starts; `nofail`, so a missing disk does not stop the boot. */
+export interface DataDisk {
+  /** Block device, e.g. "/dev/sda1" or "/dev/disk/by-id/ata-...-part1". */
+  device: string;
+  filesystem: DataDiskFilesystem;
+  /** Absolute directory it is mounted on, e.g. "/var/lib/longhorn". */
+  mountPoint: string;
 }
 
 export interface BmcSpec {
@@ -160,7 +174,12 @@ export interface K3sSettings {
   joinTimeoutSeconds: number;
   /** Seconds to wait for a drain on removal. */
   drainTimeoutSeconds: number;
+  /** Flannel backend (k3s `flannel-backend`): decides which overlay ports the firewall opens. */
+  flannelBackend: FlannelBackend;
 }
+
+export const FLANNEL_BACKENDS = ["vxlan", "wireguard-native", "host-gw", "none"] as const;
+export type FlannelBackend = (typeof FLANNEL_BACKENDS)[number];
 
 export interface SwupdateSettings {
   /** Bundle version (sw-description `version`). */
@@ -237,5 +256,10 @@ export interface Fleet {
   images: ImageSettings;
   /** Public keys written to the deploy user's authorized_keys in every image. */
   authorizedKeys: string[];
+  /**
+   * The non-root user every image creates (passwordless sudo) and every node is logged in to; root
+   * logins are refused by the images. Default "deploy". BMCs keep their own `ssh.user` (root).
+   */
+  deployUser: string;
   workloads: WorkloadSettings;
 }

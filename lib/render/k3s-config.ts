@@ -66,6 +66,8 @@ export function k3sConfigObject(fleet: Fleet, plan: DeploymentPlan, node: NodeSp
     "cluster-dns": k.clusterDns,
     disable: [...k.disable],
     "secrets-encryption": k.secretsEncryption,
+    // vxlan is k3s's default; another backend is a critical flag (same on every server).
+    ...(k.flannelBackend !== "vxlan" ? { "flannel-backend": k.flannelBackend } : {}),
     "tls-san": unique([node.address, plan.firstServer.address, ...k.tlsSan]),
     "write-kubeconfig-mode": "0600",
   };

@@ -13,6 +13,20 @@ import { Fleet, NodeSpec } from "../model/types";
 import { DeploymentPlan } from "../plan/plan";
 import { K3S_CONFIG_PATH, renderK3sConfig } from "./k3s-config";
 import { renderNetworkd } from "./networkd";
+import { FIREWALL_ENABLE_PATH, FIREWALL_PATH, renderFirewall, renderFirewallEnable } from "./firewall";
+import {
+  DEPLOY_KEYS_DIR,
+  DEPLOY_USER_UNIT,
+  SSHD_DROPIN_PATH,
+  renderDataDiskFiles,
+  renderDeployUserUnit,
+  renderSshWants,
+  renderSshdDropIn,
+  renderSudoers,
+  renderSysusers,
+  renderTmpfiles,
+  sudoersPath,
+} from "./baseline";
 
 export interface NodeFile {
   /** Absolute path inside the node's root filesystem. */
@@ -39,7 +53,19 @@ export function renderNodeFiles(fleet: Fleet, plan: DeploymentPlan, node: NodeSp
   // SWUpdate's hardware compatibility file: "<board> <revision>".
   add("/etc/hwrevision", `${node.hardware} ${node.hwRevision}\n`);
   for (const [path, content] of Object.entries(renderNetworkd(fleet.network, node))) add(path, content);
-  add(`${homeOf(node.ssh.user)}/.ssh/authorized_keys`, fleet.authorizedKeys.map((k) => `${k}\n`).join(""), 0o600);
+  // Seed 003 baseline: the deploy user (created at boot, keys root-owned), sshd without root or
+  // passwords, the role's firewall, the data disks.
+  const user = fleet.deployUser;
+  add(`${DEPLOY_KEYS_DIR}/${user}`, fleet.authorizedKeys.map((k) => `${k}\n`).join(""), 0o644);
+  add(SSHD_DROPIN_PATH, renderSshdDropIn());
+  add(sudoersPath(user), renderSudoers(user), 0o440);
+  add(`/etc/sysusers.d/isar-k3s-${user}.conf`, renderSysusers(user));
+  add(`/etc/tmpfiles.d/isar-k3s-${user}.conf`, renderTmpfiles(user));
+  add(`/etc/systemd/system/${DEPLOY_USER_UNIT}`, renderDeployUserUnit(user));
+  add("/etc/systemd/system/ssh.service.d/isar-k3s.conf", renderSshWants());
+  add(FIREWALL_PATH, renderFirewall(fleet, node), 0o755);
+  add(FIREWALL_ENABLE_PATH, renderFirewallEnable());
+  for (const [path, content] of Object.entries(renderDataDiskFiles(node))) add(path, content);
   add(
     "/etc/isar-k3s/node.json",
     JSON.stringify(

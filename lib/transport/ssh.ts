@@ -16,6 +16,9 @@
  * - Uploads (`cat` over an exec channel by default, or pipelined SFTP) skip unchanged files, resume
  *   `<path>.partial`, verify sha256 and rename atomically (./upload.ts). A connection lost during an
  *   upload is re-established and the upload resumed, up to `uploadAttempts` times.
+ * - A non-root login (a node's deploy user) runs every command, upload, read and hash as root through
+ *   `sudo -n` (./sudo.ts); sudo refusing (password required, no rights, not installed) throws SudoError
+ *   with the fix. Root logins (BMCs) run commands directly.
  */
 import { setTimeout as sleep } from "timers/promises";
 import * as crypto from "crypto";
@@ -27,6 +30,7 @@ import { isOpenSshPublicKey } from "./syntax";
 import { shellQuoteArgv } from "./argv";
 import { Host, HostError, RunOptions, RunResult, TailBuffer, UploadOptions, UploadResult, checkResult, tailLines } from "./host";
 import { uploadFile, UploadTarget } from "./upload";
+import { SUDO_PREFIX, sudoFailure } from "./sudo";
 
 export interface SshConnectOptions {
   host: string;
@@ -57,6 +61,11 @@ export interface SshConnectOptions {
   uploadAttempts?: number;
   /** Transfer method for uploads: "exec" (default: `cat` over an exec channel, fastest) or "sftp" (pipelined SFTP writes; falls back to exec without an SFTP subsystem). */
   uploadMethod?: "sftp" | "exec";
+  /**
+   * Run every command (so every upload, readFile and sha256 too) as root through `sudo -n` (./sudo.ts).
+   * Default: true for a non-root `user` (the deploy user of a node), false for root (a BMC).
+   */
+  sudo?: boolean;
 }
 
 /** "SHA256:<base64 without padding>" of a key blob, as `ssh-keygen -lf` prints it. */
@@ -295,13 +304,27 @@ export class SshHost implements Host {
     (c as unknown as { _sock?: { destroy(): void } })._sock?.destroy();
   }
 
+  /** Commands run as root through `sudo -n` (see SshConnectOptions.sudo). */
+  get sudo(): boolean {
+    return this.opts.sudo ?? (this.opts.user ?? "root") !== "root";
+  }
+
   async run(argv: string[], opts: RunOptions = {}): Promise<RunResult> {
+    const res = await this.exec(argv, opts);
+    const refused = this.sudo ? sudoFailure(this.label, this.opts.user ?? "root", argv, res) : undefined;
+    if (refused) throw refused;
+    return res;
+  }
+
+  private async exec(argv: string[], opts: RunOptions): Promise<RunResult> {
     let full = argv;
     if (opts.env && Object.keys(opts.env).length) {
       for (const k of Object.keys(opts.env))
         if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k)) throw new Error(`environment variable name ${JSON.stringify(k)} is not valid`);
       full = ["env", ...Object.entries(opts.env).map(([k, v]) => `${k}=${v}`), ...argv];
     }
+    // after env: sudo resets the environment, `env` then sets the caller's variables for the command
+    if (this.sudo) full = [...SUDO_PREFIX, ...full];
     // The wrapper reports the remote pid first on stderr (stripped again below), so that a timeout can
     // kill the remote process group: sshd refuses "signal" requests on root logins (no post-auth
     // privilege separation for root), and root is the usual login on BMCs and fresh nodes.
@@ -327,7 +350,8 @@ export class SshHost implements Host {
         try {
           const proto = (c as unknown as { _protocol?: { signal(id: number, sig: string): void } })._protocol;
           const out = (ch as unknown as { outgoing?: { id: number; state: string } } | undefined)?.outgoing;
-          if (proto && out && (out.state === "open" || out.state === "eof")) proto.signal(out.id, "KILL");
+          // not under sudo: the signal would end sudo alone and orphan the command (killRemoteGroup gets both)
+          if (!this.sudo && proto && out && (out.state === "open" || out.state === "eof")) proto.signal(out.id, "KILL");
         } catch {
           /* channel already gone */
         }
@@ -397,13 +421,16 @@ export class SshHost implements Host {
 
   /** SIGKILL the process group of a remote process (best effort, bounded). */
   private async killRemoteGroup(pid: number): Promise<void> {
-    // the whole group only when the command leads it (sshd gives each session its own); else the command alone
-    const script = 'g=$(sed "s/.*) //" "/proc/$1/stat" 2>/dev/null | cut -d" " -f3); if [ "$g" = "$1" ]; then kill -KILL "-$g"; else kill -KILL "$1"; fi';
+    // the whole group only when the command leads it (sshd gives each session its own); else the command
+    // alone; and every descendant (sudo runs the command in a process group of its own), as root with sudo
+    const script =
+      'tree=$(cat /proc/[0-9]*/stat 2>/dev/null | awk -v t="$1" \'{ p = $1; sub(/.*\\) /, ""); pp[p] = $2 } END { want[t] = 1; do { c = 0; for (k in pp) if (!(k in want) && (pp[k] in want)) { want[k] = 1; c++ } } while (c); for (k in want) print k }\'); ' +
+      'g=$(sed "s/.*) //" "/proc/$1/stat" 2>/dev/null | cut -d" " -f3); kill -KILL $tree 2>/dev/null; if [ "$g" = "$1" ]; then kill -KILL "-$g"; fi';
     try {
       const c = await this.getClient();
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, 5000);
-        c.exec(shellQuoteArgv(["sh", "-c", script, "sh", String(pid)]), (e, ch) => {
+        c.exec(shellQuoteArgv([...(this.sudo ? SUDO_PREFIX : []), "sh", "-c", script, "sh", String(pid)]), (e, ch) => {
           if (e) return resolve();
           ch.on("close", () => {
             clearTimeout(t);
@@ -593,7 +620,8 @@ export class SshHost implements Host {
         await this.runChecked(["mkdir", "-p", "--", dir]);
       },
       writeFrom: async (local, p, offset, total, progress, stallMs) => {
-        if (this.opts.uploadMethod === "sftp") {
+        // SFTP writes as the login user: with sudo, files are written by root over exec instead
+        if (this.opts.uploadMethod === "sftp" && !this.sudo) {
           const c = await this.getClient();
           let sftpOk = true;
           try {

@@ -7,6 +7,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { makeDiskImage } from "../../lab/image";
+import { DEPLOY_KEYS_DIR, renderSshdDropIn, renderSudoers, SSHD_DROPIN_PATH, sudoersPath } from "../../lib/render/baseline";
 
 export async function tempDir(prefix: string): Promise<string> {
   return fs.promises.mkdtemp(path.join(os.tmpdir(), prefix));
@@ -29,7 +30,17 @@ export interface TestImage {
 /** A node image: /etc/hostname, /etc/isar-k3s/image-id, /etc/rancher/k3s/config.yaml, /etc/hwrevision, root's authorized_keys. */
 export async function makeNodeImage(
   dir: string,
-  o: { name: string; hostname: string; authorizedKey: string; hwRevision?: string; layout?: "mbr" | "bare"; sizeMiB?: number; extra?: string },
+  o: {
+    name: string;
+    hostname: string;
+    authorizedKey: string;
+    hwRevision?: string;
+    layout?: "mbr" | "bare";
+    sizeMiB?: number;
+    extra?: string;
+    deployUser?: string;
+    extraFiles?: Record<string, string>;
+  },
 ): Promise<TestImage> {
   const imageId = crypto.createHash("sha256").update(JSON.stringify(o)).digest("hex").slice(0, 32);
   const root = path.join(dir, `${o.name}-root`);
@@ -41,6 +52,15 @@ export async function makeNodeImage(
     "etc/rancher/k3s/config.yaml": [k3sConfig, 0o600],
     "etc/hwrevision": [(o.hwRevision ?? "turing-rk1 1.0") + "\n", 0o644],
     "root/.ssh/authorized_keys": [o.authorizedKey.trim() + "\n", 0o600],
+    // seed 003: with a deploy user, the image's sshd refuses root, and the user has keys and sudo
+    ...(o.deployUser
+      ? {
+          [SSHD_DROPIN_PATH.slice(1)]: [renderSshdDropIn(), 0o644] as [string, number],
+          [`${DEPLOY_KEYS_DIR.slice(1)}/${o.deployUser}`]: [o.authorizedKey.trim() + "\n", 0o644] as [string, number],
+          [sudoersPath(o.deployUser).slice(1)]: [renderSudoers(o.deployUser), 0o440] as [string, number],
+        }
+      : {}),
+    ...Object.fromEntries(Object.entries(o.extraFiles ?? {}).map(([p, c]) => [p.replace(/^\//, ""), [c, 0o644] as [string, number]])),
   };
   for (const [p, [content, mode]] of Object.entries(files)) {
     const f = path.join(root, p);

@@ -65,7 +65,15 @@ beforeAll(async () => {
   dir = await tempDir("delivery-swu-");
   lab = await startLabRetry(
     {
-      hosts: NODES.map((name) => ({ name, role: "node" as const, swupdate: { devices: { mmcblk0p1: PART, mmcblk0p2: PART } }, hwRevision: `${HW} 1.0` })),
+      // seed 003: the nodes are reached as the deploy user; every step runs through sudo -n ("pw": its sudo asks for a password)
+      hosts: [...NODES, "pw"].map((name) => ({
+        name,
+        role: "node" as const,
+        user: "deploy",
+        sudoPassword: name === "pw",
+        swupdate: { devices: { mmcblk0p1: PART, mmcblk0p2: PART } },
+        hwRevision: `${HW} 1.0`,
+      })),
       bootDelayMs: 100,
     },
     path.join(dir, "lab"),
@@ -135,6 +143,20 @@ async function failure(p: Promise<unknown>): Promise<Error> {
 }
 
 describe("one node", () => {
+  test("a node whose sudo asks for a password: refused before anything is changed, naming the node and the fix", async () => {
+    const err = await failure(installBundle(spec("pw", bundles.v1), creds()));
+    expect(err.message).toMatch(
+      /^pw: connect failed on deploy@[0-9.]+:22: .*sudo asks deploy for a password, and every remote step runs as root through `sudo -n`, which never prompts/,
+    );
+    expect(err.message).toMatch(/NOPASSWD: ALL.*visudo -f \/etc\/sudoers.d\/isar-k3s-deploy/);
+    expect(await devicePrefix("pw", "mmcblk0p1", 1 << 20)).toBe(
+      crypto
+        .createHash("sha256")
+        .update(Buffer.alloc(1 << 20))
+        .digest("hex"),
+    );
+  });
+
   test("a signed bundle installs with the real swupdate: the target device holds the new root fs; after the reboot the node reports the new image id", async () => {
     expect(await withNode("j1", (h) => readImageId(h))).toBeUndefined();
     const events: ProgressEvent[] = [];
@@ -155,7 +177,7 @@ describe("one node", () => {
     const p2 = await devicePrefix("j1", "mmcblk0p2", 1 << 20);
     const err = await failure(installBundle(spec("j1", bundles.evil, { selection: "stable,alt" }), creds()));
     expect(err.message).toMatch(
-      /^j1: install failed on root@[0-9.]+:22: swupdate refused the bundle: Authentication of all signatures failed; .*; the node keeps its current image /,
+      /^j1: install failed on deploy@[0-9.]+:22: swupdate refused the bundle: Authentication of all signatures failed; .*; the node keeps its current image /,
     );
     expect(err.message).toMatch(/How to fix: check that the bundle is signed with the key matching swupdate.certificate/);
     expect(err.message).toMatch(/--- last output \(install\) ---\n[\s\S]*\[ERROR\]/);
@@ -169,7 +191,7 @@ describe("one node", () => {
     const marker = await withNode("j1", (h) => bootMarker(h));
     const err = await failure(installBundle(spec("j1", big, { remoteDir: "/dev/shm/isar-k3s" }), creds()));
     expect(err.message).toMatch(
-      /^j1: upload failed on root@[0-9.]+:22: \/dev\/shm\/isar-k3s on the node has [0-9.]+ MiB free, the bundle needs [0-9.]+ MiB more; nothing was changed on the node/,
+      /^j1: upload failed on deploy@[0-9.]+:22: \/dev\/shm\/isar-k3s on the node has [0-9.]+ MiB free, the bundle needs [0-9.]+ MiB more; nothing was changed on the node/,
     );
     expect(await withNode("j1", async (h) => (await h.run(["ls", "-A", "/dev/shm/isar-k3s"])).stdout.toString())).toBe("");
     expect(await withNode("j1", (h) => readImageId(h))).toBe(bundles.v1.image.imageId);
@@ -227,7 +249,7 @@ describe("one node", () => {
   test("an install after which the node boots another image than expected is an error (bootloader fallback)", async () => {
     const err = await failure(installBundle(spec("j1", bundles.v1, { imageId: "expected-but-not-booted" }), creds()));
     expect(err.message).toMatch(
-      /^j1: verify failed on root@[0-9.]+:22: after the update and reboot the node reports image id [0-9a-f]{32}, not expected-but-not-booted: it booted its old image/,
+      /^j1: verify failed on deploy@[0-9.]+:22: after the update and reboot the node reports image id [0-9a-f]{32}, not expected-but-not-booted: it booted its old image/,
     );
   });
 });
@@ -254,7 +276,7 @@ test("rollout: an injected failure on the first agent leaves the other agents un
   );
   expect(err).toBeInstanceOf(RolloutError);
   expect(err.message).toMatch(
-    /^rollout stopped: a1 failed in phase install\. Delivered: s1\. Not attempted \(left as they were\): a2, a3\.\na1: install failed on root@/,
+    /^rollout stopped: a1 failed in phase install\. Delivered: s1\. Not attempted \(left as they were\): a2, a3\.\na1: install failed on deploy@/,
   );
   expect(err.message).toMatch(/\[ERROR\]/);
   expect(await withNode("s1", (h) => readImageId(h))).toBe(bundles.srv.image.imageId);

@@ -225,8 +225,11 @@ test(
     const members = spawnSync(
       "ssh",
       [
-        ...["-i", path.join(keyDir, "deploy_ed25519"), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", `root@${block}11`],
+        // seed 003: root logins are refused; the deploy user reads etcd's client key through sudo -n
+        ...["-i", path.join(keyDir, "deploy_ed25519"), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", `deploy@${block}11`],
         ...[
+          "sudo",
+          "-n",
           "/opt/lab-k8s/bin/etcdctl",
           `--endpoints=https://${block}11:2379`,
           `--cacert=${etcdTls}/server-ca.crt`,
@@ -336,25 +339,32 @@ test(
     await pulumi(["refresh", "--yes", "--clear-pending-creates"]);
     await pulumi(["up", "--yes"]);
     expect(changed(await previewSteps(["--expect-no-changes"]))).toEqual([]);
-    const nodes = spawnSync(
-      "ssh",
-      [
-        "-i",
-        path.join(keyDir, "deploy_ed25519"),
-        "-o",
-        "StrictHostKeyChecking=no",
-        "-o",
-        "UserKnownHostsFile=/dev/null",
-        `root@${block}11`,
-        "k3s",
-        "kubectl",
-        "get",
-        "nodes",
-        "-o",
-        "json",
-      ],
-      { encoding: "utf8" },
-    );
+    // seed 003: every node refuses root logins; the deploy user reaches root with sudo -n (the real OpenSSH client)
+    const ssh = (login: string, ...argv: string[]) =>
+      spawnSync(
+        "ssh",
+        [
+          "-i",
+          path.join(keyDir, "deploy_ed25519"),
+          "-o",
+          "BatchMode=yes",
+          "-o",
+          "StrictHostKeyChecking=no",
+          "-o",
+          "UserKnownHostsFile=/dev/null",
+          login,
+          ...argv,
+        ],
+        { encoding: "utf8" },
+      );
+    for (const last of ["11", "13", "21"]) {
+      const root = ssh(`root@${block}${last}`, "true");
+      expect([last, root.status, root.stderr]).toEqual([last, 255, expect.stringMatching(/Permission denied/)]);
+      expect([last, ssh(`deploy@${block}${last}`, "sudo", "-n", "id", "-u").stdout]).toEqual([last, "0\n"]);
+    }
+    // agent1's SATA data disk is mounted where its config says
+    expect(ssh(`deploy@${block}13`, "findmnt", "--noheadings", "--output", "FSTYPE", "/var/lib/longhorn").stdout).toBe("ext4\n");
+    const nodes = ssh(`deploy@${block}11`, "sudo", "-n", "k3s", "kubectl", "get", "nodes", "-o", "json");
     const items = (JSON.parse(nodes.stdout) as { items: { metadata: { name: string }; status: { conditions: { type: string; status: string }[] } }[] }).items;
     expect(items.map((n) => [n.metadata.name, n.status.conditions.find((c) => c.type === "Ready")?.status]).sort()).toEqual([
       ["agent1", "True"],

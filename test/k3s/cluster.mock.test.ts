@@ -161,7 +161,7 @@ test("token, join chain, kubeconfig secret, Kubernetes provider and workloads", 
     expect(String(r.inputs.config)).not.toContain("T".repeat(48));
     expect(String(r.inputs.config)).toContain("token-file: /etc/rancher/k3s/token");
     expect(r.inputs.generation).toBe(`img-${r.name.slice(4)}`);
-    expect(r.inputs.apiSsh).toMatchObject({ address: "10.0.0.11", port: 22, user: "root" });
+    expect(r.inputs.apiSsh).toMatchObject({ address: "10.0.0.11", port: 22, user: "deploy" });
     expect(r.inputs.cluster).toBe(r.name === "lab-srv1" ? "" : "join-lab-srv1");
   }
   const jetson = nodeRegs.find((r) => r.name === "lab-jetson1")!;
@@ -233,7 +233,7 @@ test("token, join chain, kubeconfig secret, Kubernetes provider and workloads", 
     value: {
       host: "10.0.0.30",
       port: 22,
-      user: "root",
+      user: "deploy",
       hostKey: f.nodes.find((n) => n.name === "agent2")!.ssh.hostKey,
       privateKey: expect.stringContaining("MOCK"),
     },
@@ -253,7 +253,7 @@ test("workloads: false registers no Kubernetes workloads; default SSH endpoints 
   expect(c.workloads).toEqual({ namespaces: {}, manifests: {}, helmReleases: {} });
   expect(registered.filter((r) => r.type.startsWith("kubernetes:"))).toEqual([]);
   const srv3 = registered.find((r) => r.name === "bare-srv3")!;
-  expect(srv3.inputs.ssh).toEqual({ address: "10.0.0.10", port: 22, user: "root", hostKey: f.nodes.find((n) => n.name === "srv3")!.ssh.hostKey });
+  expect(srv3.inputs.ssh).toEqual({ address: "10.0.0.10", port: 22, user: "deploy", hostKey: f.nodes.find((n) => n.name === "srv3")!.ssh.hostKey });
   expect(srv3.inputs.generation).toBe("");
   expect(srv3.inputs.privateKey).toBeUndefined();
   // a host key learned by the delivery overrides the (absent) pin, for the node and as the API endpoint

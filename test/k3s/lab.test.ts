@@ -24,6 +24,7 @@ import { parseFleet } from "../../lib/model/parse";
 import type { Fleet, NodeSpec } from "../../lib/model/types";
 import { deploymentPlan, DeploymentPlan, teardownOrder } from "../../lib/plan/plan";
 import { nodeLabels, renderK3sConfig } from "../../lib/render/k3s-config";
+import { renderDataDiskFiles } from "../../lib/render/baseline";
 import { installArgv, RootShell, writeNodeFiles } from "../../lib/k3s/join";
 import {
   createKubeconfig,
@@ -97,6 +98,7 @@ function inputs(n: NodeSpec, over: Partial<K3sNodeInputs> = {}): K3sNodeInputs {
     drainTimeoutSeconds: fleet.k3s.drainTimeoutSeconds,
     generation: "image-1",
     cluster: first ? "" : (outs[plan.firstServer.name]?.joinId ?? ""),
+    dataDisks: n.dataDisks,
     ...over,
   };
 }
@@ -194,18 +196,26 @@ beforeAll(async () => {
   k3sLab = await startK3sLab(
     [
       { name: "bmc", role: "bmc" },
-      { name: "s1", role: "node" },
-      { name: "s2", role: "node" },
-      { name: "s3", role: "node" },
-      { name: "a1", role: "node", tpi: { bmc: "bmc", slot: 1 } },
-      { name: "a2", role: "node" },
+      // seed 003: every node is reached as the deploy user, every k3s step runs through sudo -n
+      { name: "s1", role: "node", user: "deploy" },
+      { name: "s2", role: "node", user: "deploy" },
+      { name: "s3", role: "node", user: "deploy" },
+      { name: "a1", role: "node", user: "deploy", tpi: { bmc: "bmc", slot: 1 }, disks: { sda1: { sizeBytes: 64 << 20, filesystem: "ext4" } } },
+      { name: "a2", role: "node", user: "deploy" },
     ],
     path.join(dir, "lab"),
     { K3S_SIM_START_TIMEOUT_SECONDS: "150", K3S_SIM_JOIN_SECONDS: "0.5", K3S_SIM_GRACE_SECONDS: "10", K3S_SIM_LEASE_SECONDS: "4" },
   );
   lab = k3sLab.lab;
   cluster = k3sLab.clusterDir;
-  image = await makeNodeImage(dir, { name: "a1img", hostname: "a1", authorizedKey: lab.deployKey.publicKey });
+  const a1Disks = [{ device: "/dev/sda1", filesystem: "ext4" as const, mountPoint: "/var/lib/longhorn" }];
+  image = await makeNodeImage(dir, {
+    name: "a1img",
+    hostname: "a1",
+    authorizedKey: lab.deployKey.publicKey,
+    deployUser: "deploy",
+    extraFiles: renderDataDiskFiles({ dataDisks: a1Disks } as NodeSpec),
+  });
   await flashA1();
   const raw = validRaw();
   const ep = (n: string, hostKey = true) => ({ user: lab.hosts[n].user, port: lab.hosts[n].port, ...(hostKey ? { hostKey: lab.hosts[n].hostKey } : {}) });
@@ -225,6 +235,7 @@ beforeAll(async () => {
         delivery: { method: "tpi", bmc: "bmc", slot: 1 },
         ssh: ep("a1", false),
         labels: { "example.com/zone": "line-1" },
+        dataDisks: a1Disks,
       },
       {
         name: "a2",
@@ -235,6 +246,7 @@ beforeAll(async () => {
         ssh: ep("a2"),
         labels: { "example.com/zone": "line-2", "example.com/old": "x" },
         taints: ["example.com/old=1:NoSchedule"],
+        dataDisks: [{ device: "/dev/sdb1", mountPoint: "/srv/data" }],
       },
     ],
     k3s: { joinTimeoutSeconds: 240, drainTimeoutSeconds: 10 },
@@ -264,6 +276,11 @@ test("servers join one at a time, agents in parallel after them; all Ready from 
     }),
   );
   plan.agents.forEach((a, i) => (outs[a.name] = agents[i]));
+  // seed 003: each node's data disks in its status: a1's SSD mounted before k3s, a2's disk absent (a warning, not a failure)
+  expect(outs.a1.dataDiskStatus).toEqual([expect.stringMatching(/^data disk \/dev\/sda1 on \/var\/lib\/longhorn: mounted \(\/dev\/loop\d+, ext4\)$/)]);
+  expect(outs.a2.dataDiskStatus).toEqual([expect.stringMatching(/^data disk \/dev\/sdb1 on \/srv\/data: MISSING, nothing is mounted there/)]);
+  expect(logs).toContainEqual(expect.stringMatching(/^warning: a2: data disk \/dev\/sdb1 on \/srv\/data: MISSING/));
+  expect(outs.s1.dataDiskStatus).toEqual([]);
 
   const ready = (n: string) => firstEvent(n, "ready", t0)!.tsMs;
   const start = (n: string) => firstEvent(n, "start", t0)!.tsMs;

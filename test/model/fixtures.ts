@@ -1,5 +1,7 @@
 /** A valid raw fleet config used as the base of the bad-config table; each case breaks one thing. */
 
+import { FleetConfigError, parseFleet } from "../../lib/model/parse";
+
 export const HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICwCb3XL2Q+yQ7VTG4berB4u/Vts/nxGxaoo27HqPE3Z host";
 export const HEX = "a".repeat(64);
 
@@ -42,4 +44,17 @@ export function validRaw(): any {
     swupdate: { certificate: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n" },
     authorizedKeys: [HOST_KEY],
   };
+}
+
+/** The problems parseFleet reports for validRaw() changed by `mutate` ([] when it parses). */
+export function problemsOf(mutate: (r: ReturnType<typeof validRaw>) => void): { path: string; message: string }[] {
+  const raw = validRaw();
+  mutate(raw);
+  try {
+    parseFleet(raw);
+  } catch (e) {
+    if (e instanceof FleetConfigError) return e.problems;
+    throw e;
+  }
+  return [];
 }

@@ -1,20 +1,10 @@
 import { FleetConfigError, parseFleet } from "../../lib/model/parse";
 import { hexToSri, isOpenSshPublicKey, normalizeSha256 } from "../../lib/model/checks";
-import { HEX, validRaw } from "./fixtures";
+import { HEX, problemsOf, validRaw } from "./fixtures";
 
 type Raw = ReturnType<typeof validRaw>;
 
-function problems(mutate: (r: Raw) => void): { path: string; message: string }[] {
-  const raw = validRaw();
-  mutate(raw);
-  try {
-    parseFleet(raw);
-  } catch (e) {
-    if (e instanceof FleetConfigError) return e.problems;
-    throw e;
-  }
-  return [];
-}
+const problems = problemsOf;
 
 describe("parseFleet accepts a valid fleet", () => {
   test("defaults are filled", () => {
@@ -22,7 +12,7 @@ describe("parseFleet accepts a valid fleet", () => {
     expect(f.nodes).toHaveLength(4);
     expect(f.nodes[0].hostname).toBe("srv1");
     expect(f.nodes[0].arch).toBe("arm64");
-    expect(f.nodes[0].ssh).toEqual({ user: "root", port: 22, hostKey: undefined });
+    expect(f.nodes[0].ssh).toEqual({ user: "deploy", port: 22, hostKey: undefined });
     expect(f.nodes[2].arch).toBe("x86_64");
     expect(f.k3s.disable).toEqual(["traefik", "servicelb", "local-storage"]);
     expect(f.k3s.clusterCidr).toBe("10.42.0.0/16");

@@ -135,7 +135,7 @@ describe("node files", () => {
     expect(get("/etc/hostname").content).toBe("jetson1\n");
     expect(get("/etc/k3s-role").content).toBe("agent\n");
     expect(get("/etc/hwrevision").content).toBe("jetson-orin-nano 1.0\n");
-    expect(get("/root/.ssh/authorized_keys").mode).toBe(0o600);
+    expect(get("/etc/ssh/isar-k3s/authorized_keys/deploy").mode).toBe(0o644);
     expect(get("/etc/rancher/k3s/config.yaml").mode).toBe(0o600);
     expect(files.map((f) => f.path)).toEqual([...files.map((f) => f.path)].sort());
   });

@@ -48,6 +48,7 @@ beforeAll(async () => {
         { name: "bmc", role: "bmc" },
         { name: "a", role: "node", swupdate: { devices: {} } },
         { name: "b", role: "node", swupdate: { devices: {} }, user: "deploy" },
+        { name: "c", role: "node", swupdate: { devices: {} }, user: "deploy", sudoPassword: true },
       ],
     },
     path.join(tmp, "lab"),
@@ -129,9 +130,47 @@ describe("auth and connection", () => {
   });
 
   test("a non-root login user works (its own home, its authorized_keys)", async () => {
-    const h = await connect("b");
+    const h = await connect("b", { sudo: false });
     const r = await h.run(["sh", "-c", 'id -un; echo "$HOME"']);
     expect(r.stdout.toString().split("\n").slice(0, 2)).toEqual(["deploy", "/home/deploy"]);
+  });
+
+  test("a non-root login runs every command, upload, read and hash as root through the real sudo -n", async () => {
+    const h = await connect("b");
+    expect(h.sudo).toBe(true);
+    const r = await h.run(["sh", "-c", 'id -u; echo "$GREETING"'], { env: { GREETING: "hello from env" } });
+    expect(r.stdout.toString()).toBe("0\nhello from env\n");
+    // argv survives the extra hop unchanged
+    const echoed = await h.run(["sh", "-c", ECHO_ARGS_SCRIPT, "sh", ...HOSTILE]);
+    expect(parseEchoed(echoed.stdout.toString())).toEqual(HOSTILE);
+    const f = path.join(tmp, "sudo-up.bin");
+    fs.writeFileSync(f, crypto.randomBytes(70_000));
+    await h.upload(f, "/var/lib/isar-k3s-test/up.bin", { mode: 0o600 });
+    expect((await h.run(["stat", "-c", "%U %a", "/var/lib/isar-k3s-test/up.bin"])).stdout.toString()).toBe("root 600\n");
+    expect(await h.sha256("/var/lib/isar-k3s-test/up.bin")).toBe(crypto.createHash("sha256").update(fs.readFileSync(f)).digest("hex"));
+    expect((await h.readFile("/etc/shadow")).toString()).toMatch(/^root:/m);
+    // a timeout still stops the command, which runs as root under sudo
+    const t = await h.run(["sleep", "31.5"], { timeoutMs: 1000 }).catch((e) => e);
+    expect(t.message).toMatch(/timed out after 1000 ms/);
+    let left = "";
+    for (let i = 0; i < 30; i++) {
+      left = (await h.run(["sh", "-c", "ps -eo args | grep -c '^sleep 31[.]5' || true"])).stdout.toString().trim();
+      if (left === "0") break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(left).toBe("0");
+    // a root login (a BMC) runs without sudo
+    expect((await connect("bmc")).sudo).toBe(false);
+  });
+
+  test("sudo asking for a password: a SudoError naming the host, the user and the fix, nothing run", async () => {
+    const h = await connect("c");
+    const err = await h.run(["touch", "/etc/never"]).catch((e) => e);
+    expect(err.name).toBe("SudoError");
+    expect(err.message).toMatch(
+      /^deploy@127\.[0-9.]+:22: sudo asks deploy for a password.*`sudo -n`, which never prompts \(`touch \/etc\/never` was not run\).*NOPASSWD: ALL.*visudo -f \/etc\/sudoers.d\/isar-k3s-deploy/,
+    );
+    expect(fs.existsSync(lab.hostPath("c", "/etc/never"))).toBe(false);
   });
 
   test("connect retries with backoff until the host comes up, within the bound", async () => {
