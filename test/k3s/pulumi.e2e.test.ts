@@ -181,7 +181,8 @@ maybe("k3s resources under the Pulumi engine", () => {
       path.join(ROOT, "providers/k3s.ts"),
     ]);
     k3sLab = await startK3sLab(
-      ["bmc", "s1", "s2", "s3", "a1", "a2"].map((name) => ({ name, role: name === "bmc" ? ("bmc" as const) : ("node" as const) })),
+      // Nodes log in as the deploy user (their images refuse root, issue 18); the BMC stays root.
+      ["bmc", "s1", "s2", "s3", "a1", "a2"].map((name) => (name === "bmc" ? { name, role: "bmc" as const } : { name, role: "node" as const, user: "deploy" })),
       path.join(dir, "lab"),
     );
     lab = k3sLab.lab;
