@@ -14,7 +14,8 @@ import { formatAesKeyFile } from "../../lib/swupdate/sign";
 import { run } from "../../lib/swupdate/run";
 import { TestSigner, makeSigner, swupdateCheck, tempDir } from "./helpers";
 
-jest.setTimeout(120_000);
+// swupdateCheck retries a hung swupdate (40 s each): room for a retry within one test.
+jest.setTimeout(300_000);
 
 let dir: string;
 let signer: TestSigner;
