@@ -607,7 +607,9 @@ class Daemon {
       return this.fatal(`ETCD join failed: ${(add.stderr.trim().split("\n").pop() || "").replace(/^\{.*"error":"([^"]+)".*$/, "$1").replace(/^Error: /, "")}`);
     }
     const initial = (/ETCD_INITIAL_CLUSTER="([^"]*)"/.exec(add.stdout) || [])[1];
-    const id = (/Member ([0-9a-f]+) added/.exec(add.stdout) || [])[1];
+    // etcdctl prints the id with %16x: an id under 16 hex digits is space-padded ("Member  5b2e… added")
+    const id = (/Member\s+([0-9a-f]+)\s+added/.exec(add.stdout) || [])[1];
+    if (!id) return this.fatal(`ETCD join failed: cannot read the new member's id from etcdctl member add: ${add.stdout.trim().slice(0, 200)}`);
     U.writeAtomic(this.p(`${SERVER}/db/etcd-name`), member + "\n", 0o600);
     log.info(`Adding member ${member}=${peer} to etcd cluster as a learner`);
     this.event("etcd-learner", member);
