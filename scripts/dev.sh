@@ -47,18 +47,26 @@ ssh_login=$(node -e '
   process.stdout.write(`${s.user || y.config["isar-k3s:deployUser"] || "deploy"} ${s.port || 22}`);
 ' "$api_host")
 read -r ssh_user ssh_port <<<"$ssh_login"
+# every server runs a kube-apiserver on its address:6443 (the kubeconfig names the first one)
+servers=$(node -e '
+  const y = require("yaml").parse(require("fs").readFileSync("Pulumi.dev.yaml", "utf8"));
+  process.stdout.write((y.config["isar-k3s:nodes"] || []).filter((n) => n.role === "server").map((n) => n.address).join(" "));
+')
 kubectl="$(cat .k8s-components-dir)/bin/kubectl"
+readyz=""
+for a in $servers; do
+  readyz+="  $kubectl --kubeconfig .lab/dev/kubeconfig --server https://$a:6443 get --raw /readyz"$'\n'
+done
 cat <<MSG
 
 [dev] done. The cluster's admin kubeconfig (a secret stack output) is in .lab/dev/kubeconfig (mode 0600);
 its API server is $server. The nodes' SSH host keys are in .lab/dev/known_hosts.
   source scripts/pulumi-env.sh
   pulumi stack output kubeconfig --show-secrets --stack dev > .lab/dev/kubeconfig   # refresh it
-The API server is the first server's real kube-apiserver; kubectl comes with the lab's Kubernetes
-components (scripts/k8s-components.sh):
+The API servers are the servers' real kube-apiservers (one etcd cluster of all the servers); kubectl
+comes with the lab's Kubernetes components (scripts/k8s-components.sh):
   $kubectl --kubeconfig .lab/dev/kubeconfig get nodes
-  $kubectl --kubeconfig .lab/dev/kubeconfig get --raw /readyz
-k3s's own CLI on the first server:
+${readyz}k3s's own CLI on the first server:
   ssh -i dev/keys/deploy_ed25519 -p $ssh_port -o UserKnownHostsFile=.lab/dev/known_hosts -o StrictHostKeyChecking=yes $ssh_user@$api_host sudo -n k3s kubectl get nodes
 Lab status: node bin/lab/cli.js status --dir .lab/dev
 MSG

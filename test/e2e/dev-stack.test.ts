@@ -6,8 +6,10 @@
  *
  *   plugins: `pulumi plugin ls` lists the versions package.json pins
  *   preview on an empty stack: only creates, nothing touched on the lab
- *   → up → the kubeconfig output works with the real kubectl from this machine; Nodes (Ready, labels,
- *     taints), node-password Secrets and the etcd member list are read from the real API and etcd;
+ *   → up (three servers: two on BMC slots, one SWUpdate; agents on both paths) → the kubeconfig output
+ *     works with the real kubectl from this machine, and /readyz answers through each server's own
+ *     kube-apiserver; Nodes (every one Ready, labels, taints), node-password Secrets and the etcd member
+ *     list (exactly the three servers, none a learner) are read from the real API and etcd;
  *     srv1's postJoinCommand ran (@pulumi/command); the state and the update's full console output
  *     (with --diff) hold no token, private key or kubeconfig client key; the RandomPassword token, the
  *     command's SSH connection and the Kubernetes provider's kubeconfig (when the stack has workloads)
@@ -148,13 +150,14 @@ test(
     // git does not keep file modes: sshd wants the host keys private.
     const keyDir = path.join(work, "keys");
     fs.mkdirSync(keyDir, { recursive: true, mode: 0o700 });
-    for (const f of ["bmc_host_ed25519", "jetson1_host_ed25519", "deploy_ed25519"]) {
+    const pinned = ["bmc", "jetson1", "jetson2"]; // hosts whose key the stack pins
+    for (const f of [...pinned.map((h) => `${h}_host_ed25519`), "deploy_ed25519"]) {
       fs.copyFileSync(path.join(keys, f), path.join(keyDir, f));
       fs.chmodSync(path.join(keyDir, f), 0o600);
       fs.copyFileSync(path.join(keys, `${f}.pub`), path.join(keyDir, `${f}.pub`));
     }
     const spec = labSpecFromFleet(fleet, {
-      hostKeyFiles: { bmc: path.join(keyDir, "bmc_host_ed25519"), jetson1: path.join(keyDir, "jetson1_host_ed25519") },
+      hostKeyFiles: Object.fromEntries(pinned.map((h) => [h, path.join(keyDir, `${h}_host_ed25519`)])),
       deployKeyFile: path.join(keyDir, "deploy_ed25519"),
       k3s: {},
       flashRateMBps: 4, // ~4.5 s of eMMC writing per 17 MiB image: long enough to interrupt a flash
@@ -185,29 +188,39 @@ test(
     };
     expect(kubeconfig.clusters[0].cluster.server).toBe(`https://${block}11:6443`);
     expect(kubeconfig["current-context"]).toBe("e2e");
-    expect(Object.keys(outputs.delivered as object).sort()).toEqual(["agent1", "jetson1", "srv1"]);
+    const nodeNames = fleet.nodes.map((n) => n.name).sort();
+    const servers = fleet.nodes.filter((n) => n.role === "server");
+    expect(nodeNames).toEqual(["agent1", "jetson1", "jetson2", "srv1", "srv2"]);
+    expect(servers.map((n) => n.name)).toEqual(["srv1", "srv2", "jetson1"]);
+    expect(Object.keys(outputs.delivered as object).sort()).toEqual(nodeNames);
     // srv1's postJoinCommand ran on srv1 (through the command plugin, over SSH)
     expect(fs.readFileSync(lab.hostPath("srv1", "/var/lib/isar-k3s/post-join"), "utf8").trim()).toBe("srv1");
 
     // 2b. the cluster is real: the kubeconfig output works from this machine with the real kubectl against
-    // srv1's kube-apiserver; Nodes, labels, taints and node-password Secrets come from the real API, the
-    // etcd member list from srv1's etcd
+    // srv1's kube-apiserver, and the same credentials against srv2's and jetson1's (their serving
+    // certificates are signed by the cluster's CA for their own addresses); Nodes, labels, taints and
+    // node-password Secrets come from the real API, the etcd member list from srv1's etcd
     const kcFile = path.join(work, "kubeconfig");
     fs.writeFileSync(kcFile, outputs.kubeconfig as string, { mode: 0o600 });
     const kubectlBin = path.join(k8sComponentsDir(ROOT), "bin", "kubectl");
     const kubectl = (...a: string[]) => spawnSync(kubectlBin, ["--kubeconfig", kcFile, ...a], { encoding: "utf8" });
     expect(kubectl("get", "--raw", "/readyz").stdout).toBe("ok");
+    for (const s of servers) {
+      const r = kubectl("--server", `https://${s.address}:6443`, "get", "--raw", "/readyz");
+      expect([s.name, r.stdout, r.stderr]).toEqual([s.name, "ok", ""]);
+      // each server's API sees the whole cluster
+      const names = kubectl("--server", `https://${s.address}:6443`, "get", "nodes", "-o", "jsonpath={.items[*].metadata.name}");
+      expect([s.name, names.stdout.split(" ").sort()]).toEqual([s.name, nodeNames]);
+    }
     type ApiNode = {
       metadata: { name: string; labels: Record<string, string> };
       spec: { taints?: { key: string; value?: string; effect: string }[] };
       status: { conditions: { type: string; status: string }[] };
     };
     const apiNodes = (JSON.parse(kubectl("get", "nodes", "-o", "json").stdout) as { items: ApiNode[] }).items;
-    expect(apiNodes.map((n) => [n.metadata.name, n.status.conditions.find((c) => c.type === "Ready")?.status]).sort()).toEqual([
-      ["agent1", "True"],
-      ["jetson1", "True"],
-      ["srv1", "True"],
-    ]);
+    expect(apiNodes.map((n) => [n.metadata.name, n.status.conditions.find((c) => c.type === "Ready")?.status]).sort()).toEqual(
+      nodeNames.map((n) => [n, "True"]),
+    );
     for (const n of fleet.nodes) {
       const o = apiNodes.find((x) => x.metadata.name === n.hostname)!;
       expect(o.metadata.labels).toMatchObject(n.labels);
@@ -220,7 +233,7 @@ test(
     ) as {
       items: { metadata: { name: string } }[];
     };
-    expect(pwSecrets.items.map((x) => x.metadata.name).sort()).toEqual(["agent1.node-password.k3s", "jetson1.node-password.k3s", "srv1.node-password.k3s"]);
+    expect(pwSecrets.items.map((x) => x.metadata.name).sort()).toEqual(nodeNames.map((n) => `${n}.node-password.k3s`));
     const etcdTls = "/var/lib/rancher/k3s/server/tls/etcd";
     const members = spawnSync(
       "ssh",
@@ -245,8 +258,13 @@ test(
         .trim()
         .split("\n")
         .map((l) => l.split(", "))
-        .map((f) => [f[1], f[2].replace(/-[0-9a-f]{8}$/, ""), f[5]]),
-    ).toEqual([["started", "srv1", "false"]]);
+        .map((f) => [f[2].replace(/-[0-9a-f]{8}$/, ""), f[1], f[3], f[5]])
+        .sort(),
+    ).toEqual(
+      servers
+        .map((s) => [s.name, "started", `https://${s.address}:2380`, "false"]) // every server a voting member, none a learner
+        .sort(),
+    );
 
     // 3. no secret in plaintext in the state or the engine's log
     const token = fs.readFileSync(lab.hostPath("srv1", "/etc/rancher/k3s/token"), "utf8").trim();
@@ -317,7 +335,7 @@ test(
     const replaced = pinChange.filter((s) => s.startsWith("replace")).map((s) => s.slice("replace ".length));
     expect(replaced).toEqual(expect.arrayContaining(["e2e-turing-cm4-rootfs", "e2e-agent1-image", "e2e-agent1-flash", "e2e-k3s-agent1"]));
     for (const r of replaced) expect(r).toMatch(/turing-cm4|agent1/);
-    expect(pinChange.filter((s) => /srv1|jetson1|turing-rk1|jetson-orin-nano/.test(s))).toEqual([]);
+    expect(pinChange.filter((s) => /srv1|srv2|jetson1|jetson2|turing-rk1|jetson-orin-nano/.test(s))).toEqual([]);
 
     // 6. up, killed mid-flash; then refresh and up converge
     const logBefore = fs.readFileSync(path.join(LAB_DIR, "lab.log"), "utf8").length;
@@ -357,7 +375,7 @@ test(
         ],
         { encoding: "utf8" },
       );
-    for (const last of ["11", "13", "21"]) {
+    for (const last of ["11", "12", "13", "21", "22"]) {
       const root = ssh(`root@${block}${last}`, "true");
       expect([last, root.status, root.stderr]).toEqual([last, 255, expect.stringMatching(/Permission denied/)]);
       expect([last, ssh(`deploy@${block}${last}`, "sudo", "-n", "id", "-u").stdout]).toEqual([last, "0\n"]);
@@ -366,21 +384,17 @@ test(
     expect(ssh(`deploy@${block}13`, "findmnt", "--noheadings", "--output", "FSTYPE", "/var/lib/longhorn").stdout).toBe("ext4\n");
     const nodes = ssh(`deploy@${block}11`, "sudo", "-n", "k3s", "kubectl", "get", "nodes", "-o", "json");
     const items = (JSON.parse(nodes.stdout) as { items: { metadata: { name: string }; status: { conditions: { type: string; status: string }[] } }[] }).items;
-    expect(items.map((n) => [n.metadata.name, n.status.conditions.find((c) => c.type === "Ready")?.status]).sort()).toEqual([
-      ["agent1", "True"],
-      ["jetson1", "True"],
-      ["srv1", "True"],
-    ]);
+    expect(items.map((n) => [n.metadata.name, n.status.conditions.find((c) => c.type === "Ready")?.status]).sort()).toEqual(nodeNames.map((n) => [n, "True"]));
     const deliveredAfter = (JSON.parse((await pulumi(["stack", "output", "--json"])).out) as { delivered: Record<string, string> }).delivered;
     const deliveredBefore = outputs.delivered as Record<string, string>;
     expect(deliveredAfter.agent1).not.toBe(deliveredBefore.agent1); // agent1 runs the new image
-    expect([deliveredAfter.srv1, deliveredAfter.jetson1]).toEqual([deliveredBefore.srv1, deliveredBefore.jetson1]);
+    for (const n of nodeNames.filter((x) => x !== "agent1")) expect([n, deliveredAfter[n]]).toEqual([n, deliveredBefore[n]]);
     expect(fs.readFileSync(lab.hostPath("agent1", "/etc/isar-k3s/image-id"), "utf8").trim()).toBe(deliveredAfter.agent1);
 
     // 7. refresh: no drift
     await pulumi(["refresh", "--yes", "--expect-no-changes"]);
 
-    // 8. destroy: agents leave the cluster before the server; the lab is back to empty
+    // 8. destroy: agents leave the cluster before the servers, servers last-joined first; the lab is back to empty
     await pulumi(["destroy", "--yes"]);
     const events = fs
       .readFileSync(path.join(clusterDir, "join.log"), "utf8")
@@ -388,11 +402,13 @@ test(
       .filter(Boolean)
       .map((l) => JSON.parse(l) as { node: string; event: string; tsMs: number });
     const uninstalled = (n: string) => events.filter((e) => e.node === n && e.event === "uninstalled").pop()?.tsMs;
-    const [a1, j1, s1] = ["agent1", "jetson1", "srv1"].map(uninstalled);
-    expect([a1, j1, s1].every((t) => typeof t === "number")).toBe(true);
-    expect(Math.max(a1!, j1!)).toBeLessThan(s1!);
+    const [a1, j2, j1, s2, s1] = ["agent1", "jetson2", "jetson1", "srv2", "srv1"].map(uninstalled);
+    expect([a1, j2, j1, s2, s1].every((t) => typeof t === "number")).toBe(true);
+    expect(Math.max(a1!, j2!)).toBeLessThan(j1!);
+    expect(j1!).toBeLessThan(s2!);
+    expect(s2!).toBeLessThan(s1!);
     const st = lab.status().hosts;
-    expect([st.srv1.up, st.agent1.up]).toEqual([false, false]); // slots powered off
+    expect([st.srv1.up, st.srv2.up, st.agent1.up]).toEqual([false, false, false]); // slots powered off
     const imageDir = fleet.bmcs[0].imageDir;
     expect(fs.readdirSync(lab.hostPath("bmc", imageDir)).filter((f) => !f.startsWith("."))).toEqual([]);
     expect(JSON.parse((await pulumi(["stack", "export"])).out).deployment.resources ?? []).toHaveLength(0);

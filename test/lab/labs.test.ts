@@ -186,15 +186,19 @@ test("spec validation refuses non-loopback addresses and taken endpoints", async
   }
 });
 
-test("the dev stack's lab: BMC, two slot nodes and a SWUpdate node at the fleet's addresses and pinned keys", () => {
+test("the dev stack's lab: BMC, three slot nodes and two SWUpdate nodes at the fleet's addresses and pinned keys", () => {
   const spec = specFromStack("dev", ROOT);
   const byName = Object.fromEntries(spec.hosts.map((h) => [h.name, h]));
+  expect(Object.keys(byName).sort()).toEqual(["agent1", "bmc", "jetson1", "jetson2", "srv1", "srv2"]);
   expect(byName.bmc.role).toBe("bmc");
-  expect(byName.srv1.tpi).toEqual({ bmc: "bmc", slot: 1 });
-  expect(byName.agent1.tpi).toEqual({ bmc: "bmc", slot: 3 });
-  expect(byName.jetson1.swupdate?.devices).toHaveProperty("mmcblk0p1");
-  expect(byName.jetson1.hwRevision).toBe("jetson-orin-nano 1.0");
-  for (const h of spec.hosts) expect(h.address).toMatch(/^127\./);
+  expect([byName.srv1.tpi, byName.srv2.tpi, byName.agent1.tpi]).toEqual([1, 2, 3].map((slot) => ({ bmc: "bmc", slot })));
+  expect(byName.agent1.disks).toEqual({ sda1: { sizeBytes: 256 << 20, filesystem: "ext4" } });
+  for (const j of ["jetson1", "jetson2"]) {
+    expect(byName[j].swupdate?.devices).toHaveProperty("mmcblk0p1");
+    expect(byName[j].hwRevision).toBe("jetson-orin-nano 1.0");
+    expect(byName[j].hostKeyFile).toBe(path.join(ROOT, `dev/keys/${j}_host_ed25519`));
+  }
+  for (const h of spec.hosts) expect(h.address).toMatch(/^127\.77\.0\./);
   expect(spec.deployKeyFile).toBe(path.join(ROOT, "dev/keys/deploy_ed25519"));
   expect(byName.bmc.hostKeyFile).toBe(path.join(ROOT, "dev/keys/bmc_host_ed25519"));
 });

@@ -31,26 +31,33 @@ describe("parseFleet accepts a valid fleet", () => {
     expect(parseFleet(raw).artifacts["turing-rk1"]!.kernel.sha256).toBe(hex);
   });
 
-  test("the committed stack files parse", () => {
+  test("the committed stack files parse; the dev stack has the lab's shape", () => {
     const { parse } = require("yaml");
     const fs = require("fs");
-    for (const stack of ["lab", "dev"]) {
+    // a fleet's shape: its servers (delivery path, slot) and its agents' delivery paths
+    const shape = (stack: string) => {
       const doc = parse(fs.readFileSync(`${__dirname}/../../Pulumi.${stack}.yaml`, "utf8"));
       const raw: Record<string, unknown> = {};
       for (const [k, v] of Object.entries(doc.config)) raw[k.replace(/^isar-k3s:/, "")] = v;
       const fleet = parseFleet(raw);
-      const servers = fleet.nodes.filter((n) => n.role === "server").length;
-      const slots = fleet.nodes.filter((n) => n.delivery.method === "tpi").map((n) => (n.delivery as { slot: number }).slot);
-      if (stack === "lab") {
-        expect(servers).toBe(3);
-        expect(slots).toEqual([1, 2, 3]);
-      } else {
-        // dev: both roles and both delivery paths
-        expect(servers).toBe(1);
-        expect(slots).toEqual([1, 3]);
-        expect(fleet.nodes.some((n) => n.delivery.method === "swupdate" && n.role === "agent")).toBe(true);
-      }
-    }
+      const path = (n: (typeof fleet.nodes)[number]) => (n.delivery.method === "tpi" ? `tpi slot ${n.delivery.slot}` : "swupdate");
+      return {
+        servers: fleet.nodes
+          .filter((n) => n.role === "server")
+          .map(path)
+          .sort(),
+        agentPaths: [...new Set(fleet.nodes.filter((n) => n.role === "agent").map((n) => n.delivery.method))].sort(),
+        slots: fleet.nodes.filter((n) => n.delivery.method === "tpi").map(path),
+      };
+    };
+    const lab = shape("lab");
+    expect(lab).toEqual({
+      servers: ["swupdate", "tpi slot 1", "tpi slot 2"],
+      agentPaths: ["swupdate", "tpi"],
+      slots: ["tpi slot 1", "tpi slot 2", "tpi slot 3"],
+    });
+    // issue 13: the dev stack mirrors it (three servers, two on BMC slots and one SWUpdate; agents on both paths)
+    expect(shape("dev")).toEqual(lab);
   });
 });
 
