@@ -4,9 +4,12 @@
  * Children, in dependency order:
  * - the cluster token: a `@pulumi/random` RandomPassword (48 characters, no specials), a secret that
  *   reaches nodes only on stdin (providers/k3s.ts → lib/k3s/join.ts);
- * - one K3sServer per server, chained: the first (cluster-init) after its delivery, each further server
- *   after the previous one is Ready; one K3sAgent per agent after the last server (in parallel). Pulumi
- *   destroys dependents first, so removal runs agents, then servers last-joined first;
+ * - one K3sServer per server, chained: the first after its delivery, each further server after the
+ *   previous one is Ready; one K3sAgent per agent after the last server (in parallel). Pulumi destroys
+ *   dependents first, so removal runs agents, then servers last-joined first. Every node joins through
+ *   whichever configured server is a live member (the first server only initialises the cluster when
+ *   none exists); no node takes another node's join as an input, so a change to one node (a re-flash,
+ *   a label edit) touches only that node's resource;
  * - per node with `postJoinCommand`: a `@pulumi/command` remote.Command that runs it on the node over
  *   SSH (pinned host key, the fleet's private key) after the node joined, again when it rejoins;
  * - K3sKubeconfig: the first server's kubeconfig rewritten to its address and the cluster name, after
@@ -41,8 +44,8 @@ export interface K3sClusterNodeArgs {
   delivered?: pulumi.Resource;
   /**
    * Anything that changes when the node is re-flashed or re-imaged, e.g. the delivery's `runningImageId`.
-   * A change replaces the node's k3s resource: the old join is removed and the node rejoins under its
-   * name (its stale Node is deleted first). Default "" (never).
+   * A change rejoins the node (an update of its k3s resource): the old join is removed and the node
+   * rejoins the existing cluster under its name through a live server. Default "" (never).
    */
   generation?: pulumi.Input<string>;
 }
@@ -132,6 +135,17 @@ function createJoins(parent: pulumi.Resource, name: string, args: K3sClusterArgs
     return learned === undefined ? ep : { ...ep, hostKey: learned };
   };
   const apiSsh = sshOf(plan.firstServer);
+  const servers = [plan.firstServer, ...plan.joiningServers];
+  // The servers a node may join through. A host key learned by a delivery is used only for servers
+  // that join before the node (already upstream of it); a later server's entry carries only a pinned
+  // key, so no join ever waits for a delivery that may itself wait for that join.
+  const serversFor = (n: NodeSpec) => {
+    const me = n.role === "server" ? servers.findIndex((s) => s.name === n.name) : servers.length;
+    return servers.map((s, j) => {
+      const ep = j <= me ? sshOf(s) : (per[s.name]?.ssh ?? { address: s.address, port: s.ssh.port, user: s.ssh.user, hostKey: s.ssh.hostKey });
+      return { node: s.name, address: s.address, ssh: ep };
+    });
+  };
   const privateKey = args.sshPrivateKey === undefined ? undefined : pulumi.secret(args.sshPrivateKey);
   const token =
     args.token === undefined
@@ -142,7 +156,7 @@ function createJoins(parent: pulumi.Resource, name: string, args: K3sClusterArgs
     node: n.name,
     hostname: n.hostname,
     ssh: sshOf(n),
-    apiSsh,
+    servers: serversFor(n),
     privateKey,
     token,
     config: config(n),
@@ -159,18 +173,18 @@ function createJoins(parent: pulumi.Resource, name: string, args: K3sClusterArgs
   const nodes: Record<string, K3sServer | K3sAgent> = {};
   const first = new K3sServer(
     `${name}-${plan.firstServer.name}`,
-    { ...common(plan.firstServer), firstServer: true },
+    { ...common(plan.firstServer), bootstrap: true },
     { parent, dependsOn: deliveredOf(plan.firstServer) },
   );
   nodes[plan.firstServer.name] = first;
   let previous: K3sServer = first;
   for (const s of plan.joiningServers) {
-    const r = new K3sServer(`${name}-${s.name}`, { ...common(s), cluster: first.joinId }, { parent, dependsOn: [previous, ...deliveredOf(s)] });
+    const r = new K3sServer(`${name}-${s.name}`, common(s), { parent, dependsOn: [previous, ...deliveredOf(s)] });
     nodes[s.name] = r;
     previous = r;
   }
   for (const a of plan.agents) {
-    nodes[a.name] = new K3sAgent(`${name}-${a.name}`, { ...common(a), cluster: first.joinId }, { parent, dependsOn: [previous, ...deliveredOf(a)] });
+    nodes[a.name] = new K3sAgent(`${name}-${a.name}`, common(a), { parent, dependsOn: [previous, ...deliveredOf(a)] });
   }
   const knownHosts = pulumi
     .all(fleet.nodes.map((n) => pulumi.output(sshOf(n))))

@@ -3,11 +3,13 @@
  * the first server): Pulumi dynamic resources, thin adapters over lib/k3s/k3s-provider.ts.
  *
  * One provider object serves all three; it dispatches on the `resourceType` input.
- * - Node resources: a changed role, hostname, first-server flag, token or `generation` (the delivered
- *   image) replaces the resource, deleting first (same machine): the old join is removed (drain,
- *   delete Node, uninstall when the node still runs it) and the node rejoins, after its stale Node is
- *   deleted. Config, label and taint changes update in place (labels and taints through kubectl).
- * - Order comes from `dependsOn` (set by components/cluster.ts): servers chained one after another,
+ * - Node resources: a changed role, hostname or token replaces the resource, deleting first (same
+ *   machine). A new `generation` (the delivered image) is an update that rejoins: the old join is
+ *   removed (drain, delete Node, uninstall when the node still runs it), then the node joins the
+ *   cluster recorded in state through a live server (never cluster-init against an existing cluster).
+ *   Config, label and taint changes update in place (labels and taints through kubectl, no rejoin).
+ * - No node's inputs hold another node's join: every node gets the list of configured servers and
+ *   joins through whichever is live. Order comes from `dependsOn` only (set by components/cluster.ts): servers chained one after another,
  *   agents after the last server. Pulumi deletes dependents first, so destroy runs agents, then servers
  *   last-joined first.
  * - Secrets: `token` and `privateKey` must be passed as Pulumi secrets (then outputs of the same key stay
@@ -71,8 +73,13 @@ export interface K3sNodeArgs {
   hostname: pulumi.Input<string>;
   /** SSH endpoint of this node (non-root users need passwordless sudo; the host key is required at apply time: from the stack config or the delivery's learned key). Required. */
   ssh: pulumi.Input<SshEndpointArgs>;
-  /** SSH endpoint of the first server, where kubectl runs. Required (for the first server: its own endpoint). */
-  apiSsh: pulumi.Input<SshEndpointArgs>;
+  /**
+   * Every configured server in fleet order (this node too when it is one): the join goes through the
+   * first that answers as a live member, kubectl through any live one. Required. Endpoints here must
+   * not depend on resources that wait for this node (no cycles): pass pinned host keys, or learned ones
+   * only of servers joined before.
+   */
+  servers: pulumi.Input<pulumi.Input<ServerRefArgs>[]>;
   /** SSH private key, a Pulumi secret. Default: none (the ssh-agent at SSH_AUTH_SOCK). */
   privateKey?: pulumi.Input<string>;
   /** Cluster token, a Pulumi secret (e.g. RandomPassword.result). Required; a change replaces. */
@@ -89,23 +96,31 @@ export interface K3sNodeArgs {
   drainTimeoutSeconds: pulumi.Input<number>;
   /** The airgap install script on the node. Default /usr/local/bin/k3s-install.sh. */
   installScript?: pulumi.Input<string>;
-  /** Anything that changes when the node is re-flashed (the delivered image's id); a change replaces (rejoin). Default "". */
+  /** Anything that changes when the node is re-flashed (the delivered image's id); a change rejoins the node (an update). Default "". */
   generation?: pulumi.Input<string>;
-  /** The first server's join id (its `joinId` output), for every node but the first server: when the first server is rebuilt, the node rejoins. Default "". */
-  cluster?: pulumi.Input<string>;
   /** The node's data disks (fleet `nodes[].dataDisks`); their state is the `dataDiskStatus` output. Default []. */
   dataDisks?: pulumi.Input<DataDisk[]>;
 }
 
-function nodeProps(args: K3sNodeArgs, resourceType: string, role: string, firstServer: boolean): Record<string, unknown> {
+/** One configured server in {@link K3sNodeArgs.servers}. */
+export interface ServerRefArgs {
+  /** Fleet node name (messages). Required. */
+  node: pulumi.Input<string>;
+  /** Address its API listens on (https://<address>:6443). Required. */
+  address: pulumi.Input<string>;
+  /** SSH endpoint (host key pinned). Required. */
+  ssh: pulumi.Input<SshEndpointArgs>;
+}
+
+function nodeProps(args: K3sNodeArgs, resourceType: string, role: string, bootstrap: boolean): Record<string, unknown> {
   return {
     resourceType,
     role,
-    firstServer,
+    bootstrap,
     node: args.node,
     hostname: args.hostname,
     ssh: endpointOutput(args.ssh),
-    apiSsh: endpointOutput(args.apiSsh),
+    servers: pulumi.output(args.servers).apply((xs) => xs.map((x) => ({ node: x.node, address: x.address, ssh: endpointOutput(x.ssh) }))),
     privateKey: args.privateKey === undefined ? undefined : pulumi.secret(args.privateKey),
     token: pulumi.secret(args.token),
     config: args.config,
@@ -115,33 +130,36 @@ function nodeProps(args: K3sNodeArgs, resourceType: string, role: string, firstS
     drainTimeoutSeconds: args.drainTimeoutSeconds,
     installScript: args.installScript,
     generation: args.generation ?? "",
-    cluster: args.cluster ?? "",
     dataDisks: args.dataDisks ?? [],
     joinId: undefined,
     joinedAt: undefined,
+    clusterId: undefined,
+    joinedVia: undefined,
     dataDiskStatus: undefined,
   };
 }
 
-/** A k3s server node. `firstServer` runs cluster-init; the others join the first server one at a time (chain them with dependsOn). */
+/** A k3s server node. It joins through a live server; only a `bootstrap` server initialises a cluster, and only when none exists. Chain servers with dependsOn (one join at a time). */
 export class K3sServer extends pulumi.dynamic.Resource {
   /** Random id of this join (written to the node as /etc/rancher/k3s/isar-k3s-join). */
   declare readonly joinId: pulumi.Output<string>;
   /** When the node was Ready (ISO time). */
   declare readonly joinedAt: pulumi.Output<string>;
+  /** The cluster's identity (kube-system namespace UID) at the last join. */
+  declare readonly clusterId: pulumi.Output<string>;
   declare readonly hostname: pulumi.Output<string>;
   /** One line per data disk (join, update, refresh): "data disk /dev/sda1 on /var/lib/longhorn: mounted (...)" or MISSING with the fix. */
   declare readonly dataDiskStatus: pulumi.Output<string[]>;
 
   constructor(
     name: string,
-    args: K3sNodeArgs & { /** This server runs cluster-init. Default false; a change replaces. */ firstServer?: boolean },
+    args: K3sNodeArgs & { /** This server may initialise a new cluster when none exists (the fleet's first server). Default false; read only at join time. */ bootstrap?: boolean },
     opts?: pulumi.CustomResourceOptions,
   ) {
     super(
       k3sProvider,
       name,
-      nodeProps(args, "K3sServer", "server", args.firstServer ?? false),
+      nodeProps(args, "K3sServer", "server", args.bootstrap ?? false),
       { ...opts, additionalSecretOutputs: ["token", "privateKey", ...(opts?.additionalSecretOutputs ?? [])] },
       "k3s",
       "K3sServer",
@@ -152,6 +170,7 @@ export class K3sServer extends pulumi.dynamic.Resource {
 /** A k3s agent node; joins after the servers (dependsOn the last server). */
 export class K3sAgent extends pulumi.dynamic.Resource {
   declare readonly joinId: pulumi.Output<string>;
+  declare readonly clusterId: pulumi.Output<string>;
   declare readonly joinedAt: pulumi.Output<string>;
   declare readonly hostname: pulumi.Output<string>;
   declare readonly dataDiskStatus: pulumi.Output<string[]>;

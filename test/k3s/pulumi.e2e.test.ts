@@ -7,7 +7,8 @@
  *   key in plaintext;
  * - a second `up` with one agent relabelled and the other removed from the config: an in-place update
  *   (kubectl, no rejoin) and a removal (drain, delete, uninstall);
- * - a third `up` with a new image id for the remaining agent replaces its join (delete first, then create);
+ * - a third `up` with a new image id for the remaining agent rejoins it in one update (old join removed first,
+ *   then the join again, through a live server);
  * - `pulumi destroy` removes the rest in dependency order: agents, then servers last-joined first.
  * The program uses K3sServer / K3sAgent / K3sKubeconfig directly (chained as components/cluster.ts chains
  * them), since the random and kubernetes provider plugins cannot be built here; the component's wiring
@@ -75,15 +76,15 @@ const cfg = new pulumi.Config();
 const spec = JSON.parse(fs.readFileSync(cfg.require("specFile"), "utf8"));
 const token = cfg.requireSecret("token");
 const privateKey = cfg.requireSecret("sshKey");
-const common = (n) => ({ node: n.name, hostname: n.hostname, ssh: n.ssh, apiSsh: spec.api, privateKey, token, config: n.config,
+const common = (n) => ({ node: n.name, hostname: n.hostname, ssh: n.ssh, servers: spec.serverRefs, privateKey, token, config: n.config,
   labels: n.labels, taints: n.taints, joinTimeoutSeconds: spec.joinTimeoutSeconds, drainTimeoutSeconds: spec.drainTimeoutSeconds, generation: n.generation });
 let first, prev;
 const all = [];
 for (const s of spec.servers) {
-  const r = new K3sServer(s.name, { ...common(s), firstServer: !first, cluster: first ? first.joinId : "" }, { dependsOn: prev ? [prev] : [] });
+  const r = new K3sServer(s.name, { ...common(s), bootstrap: !first }, { dependsOn: prev ? [prev] : [] });
   first = first || r; prev = r; all.push(r);
 }
-for (const a of spec.agents) all.push(new K3sAgent(a.name, { ...common(a), cluster: first.joinId }, { dependsOn: [prev] }));
+for (const a of spec.agents) all.push(new K3sAgent(a.name, common(a), { dependsOn: [prev] }));
 const kc = new K3sKubeconfig("kubeconfig", { apiSsh: spec.api, privateKey, server: spec.server, clusterName: spec.clusterName, members: all.map((r) => r.joinId) }, { dependsOn: all });
 exports.kubeconfig = kc.kubeconfig;
 exports.joined = all.map((r) => r.hostname);
@@ -110,6 +111,7 @@ function writeSpec(over: { agents?: string[]; labels?: Record<string, Record<str
     joinTimeoutSeconds: fleet.k3s.joinTimeoutSeconds,
     drainTimeoutSeconds: fleet.k3s.drainTimeoutSeconds,
     servers: [plan.firstServer, ...plan.joiningServers].map((n) => nodeSpec(n.name)),
+    serverRefs: [plan.firstServer, ...plan.joiningServers].map((n) => ({ node: n.name, address: n.address, ssh: ep(n.name) })),
     agents: (over.agents ?? plan.agents.map((a) => a.name)).map(nodeSpec),
   };
   fs.writeFileSync(path.join(project, "spec.json"), JSON.stringify(spec, null, 1));
@@ -293,13 +295,14 @@ maybe("k3s resources under the Pulumi engine", () => {
     expect(argv).toMatch(/"drain","a1"/);
   });
 
-  test("third up: a new image for an agent replaces its join, deleting first (same machine), and it rejoins under its name", async () => {
+  test("third up: a new image for an agent rejoins it in an update, removing the old join first (same machine), under its name", async () => {
     const uid = JSON.parse((await kubectl(["get", "node", "a2", "-o", "json"])).stdout).metadata.uid as string;
     const t = Date.now();
     const labels = { a2: { ...nodeLabels(fleet.nodes.find((n) => n.name === "a2")!), "example.com/zone": "moved" } };
     writeSpec({ agents: ["a2"], labels, generation: { a2: "image-2" } });
     const out = (await pulumi(["up", "--yes", "--skip-preview"])).stdout;
-    expect(out).toMatch(/a2\s+replaced/);
+    expect(out).toMatch(/a2\s+updated/);
+    expect(out).not.toMatch(/replaced/);
     expect(at("a2", "uninstalled", t)).toBeLessThanOrEqual(at("a2", "start", t));
     const a2 = JSON.parse((await kubectl(["get", "node", "a2", "-o", "json"])).stdout);
     expect(a2.metadata.uid).not.toBe(uid);
