@@ -4,8 +4,9 @@
  * Children, in dependency order:
  * - the cluster token: a `@pulumi/random` RandomPassword (48 characters, no specials), a secret that
  *   reaches nodes only on stdin (providers/k3s.ts → lib/k3s/join.ts);
- * - one K3sServer per server, chained: the first after its delivery, each further server after the
- *   previous one is Ready; one K3sAgent per agent after the last server (in parallel). Pulumi destroys
+ * - one K3sNode per node (role server or agent; a role change is an update of the same resource that
+ *   removes the old role before joining in the new one): servers chained, the first after its delivery,
+ *   each further server after the previous one is Ready; agents after the last server (in parallel). Pulumi destroys
  *   dependents first, so removal runs agents, then servers last-joined first. Every node joins through
  *   whichever configured server is a live member (the first server only initialises the cluster when
  *   none exists); no node takes another node's join as an input, so a change to one node (a re-flash,
@@ -28,7 +29,7 @@ import { localChartDir, manifestPath } from "../lib/model/workload-files";
 import { deploymentPlan, DeploymentPlan } from "../lib/plan/plan";
 import { nodeLabels, renderK3sConfig } from "../lib/render/k3s-config";
 import { renderKnownHosts } from "../lib/render/known-hosts";
-import { K3sAgent, K3sKubeconfig, K3sServer } from "../providers/k3s";
+import { K3sKubeconfig, K3sNode } from "../providers/k3s";
 import type { SshEndpointArgs } from "../providers/endpoint";
 
 /** How to reach one node, and what its join waits for. */
@@ -80,7 +81,7 @@ export class K3sCluster extends pulumi.ComponentResource {
   /** Kubernetes provider for the cluster; present when the fleet has workloads to deploy. */
   public readonly provider?: k8s.Provider;
   /** The k3s resource of each node, by node name. */
-  public readonly nodes: Record<string, K3sServer | K3sAgent>;
+  public readonly nodes: Record<string, K3sNode>;
   /** Join order: server node names in join order, then agents (joined in parallel). */
   public readonly joinOrder: { servers: string[]; agents: string[] };
   /** OpenSSH known_hosts lines of the nodes (pinned or learned host keys), for `ssh -o UserKnownHostsFile=`. */
@@ -170,21 +171,21 @@ function createJoins(parent: pulumi.Resource, name: string, args: K3sClusterArgs
   });
   const deliveredOf = (n: NodeSpec): pulumi.Resource[] => (per[n.name]?.delivered ? [per[n.name]!.delivered!] : []);
 
-  const nodes: Record<string, K3sServer | K3sAgent> = {};
-  const first = new K3sServer(
+  const nodes: Record<string, K3sNode> = {};
+  const first = new K3sNode(
     `${name}-${plan.firstServer.name}`,
-    { ...common(plan.firstServer), bootstrap: true },
+    { ...common(plan.firstServer), role: "server", bootstrap: true },
     { parent, dependsOn: deliveredOf(plan.firstServer) },
   );
   nodes[plan.firstServer.name] = first;
-  let previous: K3sServer = first;
+  let previous: K3sNode = first;
   for (const s of plan.joiningServers) {
-    const r = new K3sServer(`${name}-${s.name}`, common(s), { parent, dependsOn: [previous, ...deliveredOf(s)] });
+    const r = new K3sNode(`${name}-${s.name}`, { ...common(s), role: "server" }, { parent, dependsOn: [previous, ...deliveredOf(s)] });
     nodes[s.name] = r;
     previous = r;
   }
   for (const a of plan.agents) {
-    nodes[a.name] = new K3sAgent(`${name}-${a.name}`, common(a), { parent, dependsOn: [previous, ...deliveredOf(a)] });
+    nodes[a.name] = new K3sNode(`${name}-${a.name}`, { ...common(a), role: "agent" }, { parent, dependsOn: [previous, ...deliveredOf(a)] });
   }
   const knownHosts = pulumi
     .all(fleet.nodes.map((n) => pulumi.output(sshOf(n))))

@@ -1,12 +1,13 @@
 /**
- * `K3sServer`, `K3sAgent` (one node's k3s join) and `K3sKubeconfig` (the rewritten admin kubeconfig of
- * the first server): Pulumi dynamic resources, thin adapters over lib/k3s/k3s-provider.ts.
+ * `K3sNode` (one node's k3s join, server or agent) and `K3sKubeconfig` (the rewritten admin kubeconfig
+ * of a server): Pulumi dynamic resources, thin adapters over lib/k3s/k3s-provider.ts.
  *
- * One provider object serves all three; it dispatches on the `resourceType` input.
- * - Node resources: a changed role, hostname or token replaces the resource, deleting first (same
- *   machine). A new `generation` (the delivered image) is an update that rejoins: the old join is
- *   removed (drain, delete Node, uninstall when the node still runs it), then the node joins the
- *   cluster recorded in state through a live server (never cluster-init against an existing cluster).
+ * One provider object serves both; it dispatches on the `resourceType` input.
+ * - Node resources: a changed hostname or token replaces the resource, deleting first (same machine).
+ *   A new `generation` (the delivered image) or `role` is an update that rejoins: the old join is
+ *   removed first (drain, delete Node, the old role's uninstall when the node still runs it), then the
+ *   node joins, in its role, the cluster recorded in state through a live server (never cluster-init
+ *   against an existing cluster). State of the former K3sServer / K3sAgent types is kept (aliases).
  *   Config, label and taint changes update in place (labels and taints through kubectl, no rejoin).
  * - No node's inputs hold another node's join: every node gets the list of configured servers and
  *   joins through whichever is live. Order comes from `dependsOn` only (set by components/cluster.ts): servers chained one after another,
@@ -65,7 +66,7 @@ export const k3sProvider: pulumi.dynamic.ResourceProvider = {
   },
 };
 
-/** Arguments of {@link K3sServer} and {@link K3sAgent}. */
+/** Arguments of {@link K3sNode} (besides its role). */
 export interface K3sNodeArgs {
   /** Fleet node name, used in messages. Required. */
   node: pulumi.Input<string>;
@@ -112,7 +113,7 @@ export interface ServerRefArgs {
   ssh: pulumi.Input<SshEndpointArgs>;
 }
 
-function nodeProps(args: K3sNodeArgs, resourceType: string, role: string, bootstrap: boolean): Record<string, unknown> {
+function nodeProps(args: K3sNodeArgs, resourceType: string, role: pulumi.Input<string>, bootstrap: pulumi.Input<boolean>): Record<string, unknown> {
   return {
     resourceType,
     role,
@@ -139,50 +140,49 @@ function nodeProps(args: K3sNodeArgs, resourceType: string, role: string, bootst
   };
 }
 
-/** A k3s server node. It joins through a live server; only a `bootstrap` server initialises a cluster, and only when none exists. Chain servers with dependsOn (one join at a time). */
-export class K3sServer extends pulumi.dynamic.Resource {
+/** Type tokens the node resources had before the one K3sNode type (aliases: existing state is kept, no rejoin). */
+export const LEGACY_NODE_TYPES = ["pulumi-nodejs:dynamic/k3s:K3sServer", "pulumi-nodejs:dynamic/k3s:K3sAgent"];
+
+/** Arguments of {@link K3sNode}. */
+export interface K3sNodeResourceArgs extends K3sNodeArgs {
+  /** "server" or "agent". Required. A change is an update that removes the old role's join (drain, delete Node, uninstall) before the node joins in its new role. */
+  role: pulumi.Input<"server" | "agent">;
+  /** A server that may initialise a new cluster when none exists (the fleet's first server). Default false; read only at join time. */
+  bootstrap?: pulumi.Input<boolean>;
+}
+
+/**
+ * One node's k3s join, server or agent. It joins through a live server; only a `bootstrap` server
+ * initialises a cluster, and only when none exists. Chain servers with dependsOn (one join at a time),
+ * agents after the last server. A role change happens inside one update, old role out before new role
+ * in, so no step of the old role can touch the new member.
+ */
+export class K3sNode extends pulumi.dynamic.Resource {
   /** Random id of this join (written to the node as /etc/rancher/k3s/isar-k3s-join). */
   declare readonly joinId: pulumi.Output<string>;
   /** When the node was Ready (ISO time). */
   declare readonly joinedAt: pulumi.Output<string>;
   /** The cluster's identity (kube-system namespace UID) at the last join. */
   declare readonly clusterId: pulumi.Output<string>;
+  /** The server the last join went through, or "cluster-init". */
+  declare readonly joinedVia: pulumi.Output<string>;
   declare readonly hostname: pulumi.Output<string>;
+  declare readonly role: pulumi.Output<string>;
   /** One line per data disk (join, update, refresh): "data disk /dev/sda1 on /var/lib/longhorn: mounted (...)" or MISSING with the fix. */
   declare readonly dataDiskStatus: pulumi.Output<string[]>;
 
-  constructor(
-    name: string,
-    args: K3sNodeArgs & { /** This server may initialise a new cluster when none exists (the fleet's first server). Default false; read only at join time. */ bootstrap?: boolean },
-    opts?: pulumi.CustomResourceOptions,
-  ) {
+  constructor(name: string, args: K3sNodeResourceArgs, opts?: pulumi.CustomResourceOptions) {
     super(
       k3sProvider,
       name,
-      nodeProps(args, "K3sServer", "server", args.bootstrap ?? false),
-      { ...opts, additionalSecretOutputs: ["token", "privateKey", ...(opts?.additionalSecretOutputs ?? [])] },
+      nodeProps(args, "K3sNode", args.role, args.bootstrap ?? false),
+      {
+        ...opts,
+        aliases: [...LEGACY_NODE_TYPES.map((type) => ({ type })), ...(opts?.aliases ?? [])],
+        additionalSecretOutputs: ["token", "privateKey", ...(opts?.additionalSecretOutputs ?? [])],
+      },
       "k3s",
-      "K3sServer",
-    );
-  }
-}
-
-/** A k3s agent node; joins after the servers (dependsOn the last server). */
-export class K3sAgent extends pulumi.dynamic.Resource {
-  declare readonly joinId: pulumi.Output<string>;
-  declare readonly clusterId: pulumi.Output<string>;
-  declare readonly joinedAt: pulumi.Output<string>;
-  declare readonly hostname: pulumi.Output<string>;
-  declare readonly dataDiskStatus: pulumi.Output<string[]>;
-
-  constructor(name: string, args: K3sNodeArgs, opts?: pulumi.CustomResourceOptions) {
-    super(
-      k3sProvider,
-      name,
-      nodeProps(args, "K3sAgent", "agent", false),
-      { ...opts, additionalSecretOutputs: ["token", "privateKey", ...(opts?.additionalSecretOutputs ?? [])] },
-      "k3s",
-      "K3sAgent",
+      "K3sNode",
     );
   }
 }

@@ -1,5 +1,5 @@
 /**
- * The decisions behind the `K3sServer`, `K3sAgent` and `K3sKubeconfig` dynamic resources
+ * The decisions behind the `K3sNode` and `K3sKubeconfig` dynamic resources
  * (providers/k3s.ts is a thin adapter over this file): input checks, diff (what replaces, what
  * updates in place), and create / update / read / delete over SSH with ./join.ts doing the work.
  *
@@ -49,7 +49,8 @@ import {
 /** Pulumi's preview "unknown" marker (one definition: lib/unknown.ts). */
 export { UNKNOWN };
 
-export type NodeResourceType = "K3sServer" | "K3sAgent";
+/** K3sNode; K3sServer / K3sAgent in state written before the one node type. */
+export type NodeResourceType = "K3sNode" | "K3sServer" | "K3sAgent";
 
 /** One configured server: how the join reaches it (SSH) and the address its API listens on. */
 export interface ServerRef {
@@ -196,8 +197,8 @@ export function checkNode(news: Record<string, unknown>): { inputs: Record<strin
     });
   if (known(news.token) && (typeof news.token !== "string" || news.token.length < 16))
     failures.push({ property: "token", reason: "the cluster token must be a string of at least 16 characters" });
-  const expectRole = news.resourceType === "K3sServer" ? "server" : "agent";
-  if (news.role !== expectRole) failures.push({ property: "role", reason: `${String(news.resourceType)} needs role ${expectRole}` });
+  if (known(news.role) && news.role !== "server" && news.role !== "agent")
+    failures.push({ property: "role", reason: `role must be "server" or "agent", got ${JSON.stringify(news.role)}` });
   if (known(inputs)) {
     for (const p of checkJoinSpec(inputs as unknown as NodeJoinSpec)) failures.push({ property: "", reason: p });
   }
@@ -214,14 +215,19 @@ export function checkKubeconfig(news: Record<string, unknown>): { inputs: Record
 }
 
 /** Keys whose change means a different join: the resource is replaced (delete first). */
-export const NODE_REPLACE_KEYS = ["resourceType", "hostname", "role", "token"] as const;
-/** Keys whose change makes the update rejoin the node (remove the old join, join again; the recorded cluster is kept). */
-export const NODE_REJOIN_KEYS = ["generation"] as const;
+export const NODE_REPLACE_KEYS = ["hostname", "token"] as const;
+/**
+ * Keys whose change makes the update rejoin the node: remove the old join (in its old role), then join
+ * again (in the new role); the recorded cluster is kept. One update does both in that order, so the
+ * old role's removal can never delete the new member.
+ */
+export const NODE_REJOIN_KEYS = ["generation", "role"] as const;
 const NODE_UPDATE_KEYS = [
   "node",
   "ssh",
   "servers",
   "generation",
+  "role",
   "privateKey",
   "config",
   "labels",
@@ -375,7 +381,8 @@ export async function updateNodeResource(olds: K3sNodeOutputs, news: K3sNodeInpu
   const secrets = [news.token, news.privateKey, olds.token];
   try {
     if (needsRejoin(olds as unknown as Record<string, unknown>, news as unknown as Record<string, unknown>)) {
-      deps.log?.(`${news.node}: new generation (${olds.generation || "none"} -> ${news.generation}): removing the old join, then rejoining the cluster`);
+      const why = olds.role !== news.role ? `role ${olds.role} -> ${news.role}` : `new generation (${olds.generation || "none"} -> ${news.generation})`;
+      deps.log?.(`${news.node}: ${why}: removing the old join (as ${olds.role}), then joining the cluster as ${news.role}`);
       await deleteNode({ ...olds, servers: news.servers, ssh: news.ssh, privateKey: news.privateKey }, deps);
       return await join(news, deps, recordedCluster(olds));
     }

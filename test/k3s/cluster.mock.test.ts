@@ -38,7 +38,7 @@ beforeAll(async () => {
         registered.push({ type: args.type, name: args.name, inputs: args.inputs, provider: args.provider, custom: args.custom });
         const state: Record<string, unknown> = { ...args.inputs };
         if (args.type === "random:index/randomPassword:RandomPassword") state.result = "T".repeat(48);
-        if (args.type.endsWith(":K3sServer") || args.type.endsWith(":K3sAgent")) state.joinId = `join-${args.name}`;
+        if (args.type.endsWith(":K3sNode")) state.joinId = `join-${args.name}`;
         if (args.type.endsWith(":K3sKubeconfig")) state.kubeconfig = FAKE_KUBECONFIG;
         return { id: `${args.name}-id`, state };
       },
@@ -148,13 +148,13 @@ test("token, join chain, kubeconfig secret, Kubernetes provider and workloads", 
 
   // node resources: types, the first server may bootstrap a new cluster; rendered configs without the token,
   // without `cluster-init` / `server` (the join chooses them), and no node's inputs hold another node's join
-  const nodeRegs = registered.filter((r) => /:K3s(Server|Agent)$/.test(r.type));
-  expect(nodeRegs.map((r) => [r.name, r.type.split(":").pop(), r.inputs.bootstrap]).sort()).toEqual([
-    ["lab-agent2", "K3sAgent", false],
-    ["lab-jetson1", "K3sAgent", false],
-    ["lab-srv1", "K3sServer", true],
-    ["lab-srv2", "K3sServer", false],
-    ["lab-srv3", "K3sServer", false],
+  const nodeRegs = registered.filter((r) => /:K3sNode$/.test(r.type));
+  expect(nodeRegs.map((r) => [r.name, r.type, r.inputs.role, r.inputs.bootstrap]).sort()).toEqual([
+    ["lab-agent2", "pulumi-nodejs:dynamic/k3s:K3sNode", "agent", false],
+    ["lab-jetson1", "pulumi-nodejs:dynamic/k3s:K3sNode", "agent", false],
+    ["lab-srv1", "pulumi-nodejs:dynamic/k3s:K3sNode", "server", true],
+    ["lab-srv2", "pulumi-nodejs:dynamic/k3s:K3sNode", "server", false],
+    ["lab-srv3", "pulumi-nodejs:dynamic/k3s:K3sNode", "server", false],
   ]);
   for (const r of nodeRegs) {
     // the engine receives the token (and the SSH key) as secret values

@@ -4,6 +4,8 @@
  * on this machine (the lab's hosts are namespaces of it), to prove a secret never was a process argument.
  */
 import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
 import type { Host, RunOptions, RunResult, UploadOptions, UploadResult } from "../../lib/transport/host";
 
 export interface Recorded {
@@ -120,4 +122,24 @@ export function filesContaining(dir: string, needle: string, allowed: (p: string
   };
   walk(dir);
   return out;
+}
+
+/**
+ * The bin directory of the Pulumi CLI built by scripts/pulumi-toolchain.sh (PULUMI_BIN_DIR, the pinned
+ * .pulumi-bin-dir, else the newest under the cache), or undefined when none is installed.
+ */
+export function findPulumiBin(root = path.resolve(__dirname, "../..")): string | undefined {
+  const cands: string[] = [];
+  if (process.env.PULUMI_BIN_DIR) cands.push(process.env.PULUMI_BIN_DIR);
+  const pinned = path.join(root, ".pulumi-bin-dir");
+  if (fs.existsSync(pinned)) cands.push(fs.readFileSync(pinned, "utf8").trim());
+  const cache = path.join(process.env.ISAR_K3S_CACHE ?? path.join(os.homedir(), ".cache/isar-k3s"), "pulumi");
+  if (fs.existsSync(cache))
+    for (const v of fs
+      .readdirSync(cache)
+      .filter((d) => /^v\d/.test(d))
+      .sort()
+      .reverse())
+      cands.push(path.join(cache, v, "bin"));
+  return cands.find((d) => ["pulumi", "pulumi-language-nodejs", "pulumi-resource-pulumi-nodejs"].every((b) => fs.existsSync(path.join(d, b))));
 }

@@ -82,7 +82,7 @@ function inputs(n: NodeSpec, over: Partial<K3sNodeInputs> = {}): K3sNodeInputs {
   const h = lab.hosts[n.name];
   const ep = (name: string) => ({ address: lab.hosts[name].address, port: lab.hosts[name].port, user: lab.hosts[name].user, hostKey: lab.hosts[name].hostKey });
   return {
-    resourceType: n.role === "server" ? "K3sServer" : "K3sAgent",
+    resourceType: "K3sNode",
     node: n.name,
     hostname: n.hostname,
     role: n.role,

@@ -173,6 +173,11 @@ describe("resource diff", () => {
     expect(diffNode(base, { ...base, generation: "img-2" })).toEqual({ changes: true, replaces: [], deleteBeforeReplace: true });
     expect(needsRejoin(base, { ...base, generation: "img-2" })).toBe(true);
     expect(needsRejoin(base, { ...base, labels: { a: "2" } })).toBe(false);
+    // a role change is the same kind of update: old role out, new role in, one resource
+    expect(diffNode(base, { ...base, role: "server" })).toEqual({ changes: true, replaces: [], deleteBeforeReplace: true });
+    expect(needsRejoin(base, { ...base, role: "server" })).toBe(true);
+    // the former resource types (aliases) are the same node: no change
+    expect(diffNode(base, { ...base, resourceType: "K3sNode" }).changes).toBe(false);
     expect(diffNode(base, { ...base, generation: UNKNOWN })).toMatchObject({ changes: true, replaces: [] });
     expect(diffNode(base, { ...base, token: "u".repeat(48) }).replaces).toEqual(["token"]);
     expect(diffNode(base, { ...base, hostname: "j2" }).replaces).toEqual(["hostname"]);
@@ -204,10 +209,12 @@ describe("resource diff", () => {
   test("check tolerates unknown values in preview and reports real problems", () => {
     expect(checkNode({ ...base, token: UNKNOWN, generation: UNKNOWN }).failures).toEqual([]);
     expect(
-      checkNode({ ...base, role: "server" })
+      checkNode({ ...base, role: "master" })
         .failures.map((f) => f.reason)
         .join(),
-    ).toMatch(/K3sAgent needs role agent/);
+    ).toMatch(/role must be "server" or "agent", got "master"/);
+    // state of the former K3sServer / K3sAgent types checks as K3sNode does
+    expect(checkNode({ ...base, resourceType: "K3sNode", role: "server" }).failures).toEqual([]);
     expect(checkNode({ ...base, token: "short" }).failures.map((f) => f.property)).toContain("token");
     expect(checkNode({ ...base, ssh: { address: "", port: 0, user: "root" } }).failures.map((f) => f.property)).toEqual(["ssh.address", "ssh.port"]);
     expect(checkNode({ ...base, servers: [] }).failures.map((f) => f.property)).toEqual(["servers"]);

@@ -10,7 +10,7 @@
  * - a third `up` with a new image id for the remaining agent rejoins it in one update (old join removed first,
  *   then the join again, through a live server);
  * - `pulumi destroy` removes the rest in dependency order: agents, then servers last-joined first.
- * The program uses K3sServer / K3sAgent / K3sKubeconfig directly (chained as components/cluster.ts chains
+ * The program uses K3sNode / K3sKubeconfig directly (chained as components/cluster.ts chains
  * them), since the random and kubernetes provider plugins cannot be built here; the component's wiring
  * is covered by cluster.mock.test.ts. Skipped, saying so, when no Pulumi CLI is installed.
  */
@@ -28,28 +28,13 @@ import { deploymentPlan, DeploymentPlan } from "../../lib/plan/plan";
 import { nodeLabels, renderK3sConfig } from "../../lib/render/k3s-config";
 import { connectSsh } from "../../lib/transport/ssh";
 import { validRaw } from "../model/fixtures";
-import { filesContaining } from "./helpers";
+import { filesContaining, findPulumiBin } from "./helpers";
 import { K3sLab, startK3sLab } from "./labk3s";
 
 const execP = promisify(execFile);
 const ROOT = path.resolve(__dirname, "../..");
 jest.setTimeout(300_000);
 
-function findPulumiBin(): string | undefined {
-  const cands: string[] = [];
-  if (process.env.PULUMI_BIN_DIR) cands.push(process.env.PULUMI_BIN_DIR);
-  const pinned = path.join(ROOT, ".pulumi-bin-dir");
-  if (fs.existsSync(pinned)) cands.push(fs.readFileSync(pinned, "utf8").trim());
-  const cache = path.join(process.env.ISAR_K3S_CACHE ?? path.join(os.homedir(), ".cache/isar-k3s"), "pulumi");
-  if (fs.existsSync(cache))
-    for (const v of fs
-      .readdirSync(cache)
-      .filter((d) => /^v\d/.test(d))
-      .sort()
-      .reverse())
-      cands.push(path.join(cache, v, "bin"));
-  return cands.find((d) => ["pulumi", "pulumi-language-nodejs", "pulumi-resource-pulumi-nodejs"].every((b) => fs.existsSync(path.join(d, b))));
-}
 const PULUMI_BIN = findPulumiBin();
 const maybe = PULUMI_BIN ? describe : describe.skip;
 if (!PULUMI_BIN) console.warn("pulumi.e2e: no Pulumi CLI (run scripts/pulumi-toolchain.sh); skipped");
@@ -71,7 +56,7 @@ let project: string;
 const PROGRAM = `"use strict";
 const fs = require("fs");
 const pulumi = require("@pulumi/pulumi");
-const { K3sServer, K3sAgent, K3sKubeconfig } = require(process.env.K3S_E2E_BIN + "/providers/k3s");
+const { K3sNode, K3sKubeconfig } = require(process.env.K3S_E2E_BIN + "/providers/k3s");
 const cfg = new pulumi.Config();
 const spec = JSON.parse(fs.readFileSync(cfg.require("specFile"), "utf8"));
 const token = cfg.requireSecret("token");
@@ -81,10 +66,10 @@ const common = (n) => ({ node: n.name, hostname: n.hostname, ssh: n.ssh, servers
 let first, prev;
 const all = [];
 for (const s of spec.servers) {
-  const r = new K3sServer(s.name, { ...common(s), bootstrap: !first }, { dependsOn: prev ? [prev] : [] });
+  const r = new K3sNode(s.name, { ...common(s), role: "server", bootstrap: !first }, { dependsOn: prev ? [prev] : [] });
   first = first || r; prev = r; all.push(r);
 }
-for (const a of spec.agents) all.push(new K3sAgent(a.name, common(a), { dependsOn: [prev] }));
+for (const a of spec.agents) all.push(new K3sNode(a.name, { ...common(a), role: "agent" }, { dependsOn: [prev] }));
 const kc = new K3sKubeconfig("kubeconfig", { apiSsh: spec.api, privateKey, server: spec.server, clusterName: spec.clusterName, members: all.map((r) => r.joinId) }, { dependsOn: all });
 exports.kubeconfig = kc.kubeconfig;
 exports.joined = all.map((r) => r.hostname);
