@@ -283,14 +283,7 @@ export async function writeRegistrationDropIn(node: RootShell, spec: Pick<NodeJo
  * chooses it; the registration labels and taints), the token file (0600, content from stdin only) and
  * the join marker.
  */
-export async function writeNodeFiles(
-  node: RootShell,
-  spec: NodeJoinSpec,
-  token: string,
-  joinId: string,
-  timeoutMs = 60_000,
-  dropIn?: string,
-): Promise<void> {
+export async function writeNodeFiles(node: RootShell, spec: NodeJoinSpec, token: string, joinId: string, timeoutMs = 60_000, dropIn?: string): Promise<void> {
   await node.check(["install", "-d", "-m", "0755", K3S_DIR], { timeoutMs });
   await writeFileFromStdin(node, CONFIG_PATH, spec.config, "0600", timeoutMs);
   if (dropIn !== undefined) {
@@ -387,16 +380,20 @@ export async function probePeer(peer: Peer, timeoutMs = 15_000): Promise<PeerPro
       const clusterId = await clusterIdOf(sh, timeoutMs);
       return { ...base, state: "live", clusterId, detail: `live member of cluster ${clusterId}`, shell: sh };
     }
-    const why = tailLines(Buffer.concat([r.stdout, r.stderr]), 2).replace(/\s+/g, " ").trim();
+    const why = tailLines(Buffer.concat([r.stdout, r.stderr]), 2)
+      .replace(/\s+/g, " ")
+      .trim();
     const data = await sh.run(["test", "-d", ETCD_DATA_DIR], { timeoutMs });
-    if (data.code === 0) return { ...base, state: "data", detail: `holds cluster data (${ETCD_DATA_DIR}) but its API does not answer (${why || "exit " + r.code})` };
+    if (data.code === 0)
+      return { ...base, state: "data", detail: `holds cluster data (${ETCD_DATA_DIR}) but its API does not answer (${why || "exit " + r.code})` };
     return { ...base, state: "empty", detail: "runs no k3s server" };
   } catch (e) {
     return { ...base, state: "unreachable", detail: `could not be checked (${(e as Error).message.split("\n")[0]})` };
   }
 }
 
-export type JoinDecision = { kind: "join"; via: PeerProbe; target: JoinTarget } | { kind: "init"; target: JoinTarget; warnings: string[] } | { kind: "refuse"; reason: string };
+export type JoinDecision =
+  { kind: "join"; via: PeerProbe; target: JoinTarget } | { kind: "init"; target: JoinTarget; warnings: string[] } | { kind: "refuse"; reason: string };
 
 /**
  * Where a node enters the cluster (pure). `peers`: the other configured servers as probed, in fleet
@@ -422,7 +419,10 @@ export function chooseJoin(d: { node: string; role: K3sRole; bootstrap: boolean;
         `How to fix: check nodes[].address of the servers; a cluster rebuilt outside this stack must be adopted deliberately (pulumi state delete the node's k3s resource).`,
     };
   if (d.role === "agent")
-    return { kind: "refuse", reason: `no server answers as a live member of the cluster (${seen}). How to fix: bring a server up (power, network, k3s service) and run \`pulumi up\` again.` };
+    return {
+      kind: "refuse",
+      reason: `no server answers as a live member of the cluster (${seen}). How to fix: bring a server up (power, network, k3s service) and run \`pulumi up\` again.`,
+    };
   if (d.recordedCluster)
     return {
       kind: "refuse",

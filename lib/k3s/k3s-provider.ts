@@ -157,7 +157,8 @@ export function fromState<T extends Record<string, unknown>>(props: T): T {
     const api = out.apiSsh as { address?: unknown };
     out.servers = [{ node: "the first server", address: api.address, ssh: out.apiSsh }];
   }
-  if (Array.isArray(out.servers)) out.servers = out.servers.map((r: Record<string, unknown>) => (r && typeof r === "object" ? { ...r, ssh: upgrade(r.ssh) } : r));
+  if (Array.isArray(out.servers))
+    out.servers = out.servers.map((r: Record<string, unknown>) => (r && typeof r === "object" ? { ...r, ssh: upgrade(r.ssh) } : r));
   return out as T;
 }
 
@@ -323,10 +324,15 @@ function peersOf(i: K3sNodeInputs, shells: Shells, retryForMs: number): Peer[] {
 }
 
 /** The first configured server (the node itself first when it is a server) whose API answers; else why none does. */
-async function liveServer(i: K3sNodeInputs, shells: Shells, node: RootShell | undefined, retryForMs: number, others = false): Promise<RootShell | { unreachable: string }> {
+async function liveServer(
+  i: K3sNodeInputs,
+  shells: Shells,
+  node: RootShell | undefined,
+  retryForMs: number,
+  others = false,
+): Promise<RootShell | { unreachable: string }> {
   const seen: string[] = [];
-  const self: Peer[] =
-    !others && node && i.role === "server" ? [{ node: i.node, address: i.ssh.address, open: async () => node }] : [];
+  const self: Peer[] = !others && node && i.role === "server" ? [{ node: i.node, address: i.ssh.address, open: async () => node }] : [];
   for (const p of [...self, ...peersOf(i, shells, retryForMs)]) {
     const probe = await probePeer(p);
     if (probe.state === "live" && probe.shell) return probe.shell;

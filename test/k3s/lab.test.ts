@@ -532,7 +532,8 @@ test("servers go last-joined first; the first server last", async () => {
     const r = await deleteNode(outs[n], deps);
     expect(r.uninstalled).toBe(true);
     // the last server has no other server to remove its Node through: the cluster ends with it
-    if (n === "s1") expect(r.warnings).toEqual([expect.stringMatching(/^s1: no other server to remove it through \(no other server answers as a live member \(s2: .*s3: /)]);
+    if (n === "s1")
+      expect(r.warnings).toEqual([expect.stringMatching(/^s1: no other server to remove it through \(no other server answers as a live member \(s2: .*s3: /)]);
     else expect(r.warnings).toEqual([]);
   }
   const un = order.map((n) => firstEvent(n, "uninstalled", t)!.tsMs);

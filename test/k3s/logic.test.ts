@@ -198,7 +198,10 @@ describe("resource diff", () => {
       ssh: { host: "10.0.0.20", port: 22, user: "root" },
       apiSsh: { host: "10.0.0.11", port: 22, user: "root", hostKey: "ssh-ed25519 K" },
     };
-    const news = { ...base, servers: [{ node: "the first server", address: "10.0.0.11", ssh: { address: "10.0.0.11", port: 22, user: "root", hostKey: "ssh-ed25519 K" } }] };
+    const news = {
+      ...base,
+      servers: [{ node: "the first server", address: "10.0.0.11", ssh: { address: "10.0.0.11", port: 22, user: "root", hostKey: "ssh-ed25519 K" } }],
+    };
     expect(diffNode(legacy, news).changes).toBe(true); // read as written, the endpoints differ
     expect(fromState(legacy).ssh).toEqual(base.ssh);
     // the first server of old state (apiSsh) becomes the one server it knows
@@ -242,14 +245,18 @@ describe("where a node joins (chooseJoin)", () => {
   test("never cluster-init against an existing cluster: refused with what was seen and the fix", () => {
     const recorded = chooseJoin({ ...srv1, recordedCluster: "c-1", peers: [down("srv2", "data"), down("srv3", "unreachable")] });
     expect(recorded.kind).toBe("refuse");
-    expect((recorded as { reason: string }).reason).toMatch(/the cluster exists \(kube-system c-1, recorded in state when srv1 last joined\).*srv2 \(10.0.0.2\): data.*cluster-init would start a new, empty cluster. How to fix/);
+    expect((recorded as { reason: string }).reason).toMatch(
+      /the cluster exists \(kube-system c-1, recorded in state when srv1 last joined\).*srv2 \(10.0.0.2\): data.*cluster-init would start a new, empty cluster. How to fix/,
+    );
     const unrecorded = chooseJoin({ ...srv1, recordedCluster: UNKNOWN_CLUSTER, peers: [] });
     expect((unrecorded as { reason: string }).reason).toMatch(/no other server is configured.*cluster-init would start a new, empty cluster/);
     const data = chooseJoin({ ...srv1, recordedCluster: "", peers: [down("srv2", "data")] });
     expect((data as { reason: string }).reason).toMatch(/srv2 hold the cluster's data but do not answer/);
     const other = chooseJoin({ ...srv1, recordedCluster: "c-1", peers: [live("srv2", "c-2")] });
     expect((other as { reason: string }).reason).toMatch(/belong to another cluster/);
-    expect(chooseJoin({ node: "srv2", role: "server", bootstrap: false, recordedCluster: "", peers: [down("srv1", "empty")] })).toMatchObject({ kind: "refuse" });
+    expect(chooseJoin({ node: "srv2", role: "server", bootstrap: false, recordedCluster: "", peers: [down("srv1", "empty")] })).toMatchObject({
+      kind: "refuse",
+    });
     expect(chooseJoin({ node: "a1", role: "agent", bootstrap: false, recordedCluster: "", peers: [] })).toMatchObject({ kind: "refuse" });
   });
 });

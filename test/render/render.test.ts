@@ -123,7 +123,11 @@ describe("k3s config.yaml", () => {
 
   test("a label or taint edit changes no image: every node file and the image digest stay the same", () => {
     for (const n of fleet.nodes) {
-      const edited = { ...n, labels: { ...n.labels, "example.com/edited": "yes" }, taints: [...n.taints, { key: "example.com/t", effect: "NoExecute" as const }] };
+      const edited = {
+        ...n,
+        labels: { ...n.labels, "example.com/edited": "yes" },
+        taints: [...n.taints, { key: "example.com/t", effect: "NoExecute" as const }],
+      };
       const editedFleet = { ...fleet, nodes: fleet.nodes.map((x) => (x.name === n.name ? edited : x)) };
       expect(nodeFilesDigest(renderNodeFiles(editedFleet, deploymentPlan(editedFleet), edited))).toBe(nodeFilesDigest(renderNodeFiles(fleet, plan, n)));
     }
