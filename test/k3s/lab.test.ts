@@ -42,7 +42,7 @@ import {
 import { connectSsh } from "../../lib/transport/ssh";
 import { sshConnectOptions } from "../../lib/transport/endpoint";
 import { makeNodeImage, TestImage } from "../delivery/labutil";
-import { K3sLab, startK3sLab } from "./labk3s";
+import { flashSlotNode, K3sLab, startK3sLab } from "./labk3s";
 import { validRaw } from "../model/fixtures";
 import { filesContaining, ProcWatcher, Recorded, RecordingHost } from "./helpers";
 
@@ -164,27 +164,7 @@ async function k3sPid(name: string, unit: string): Promise<string> {
 
 /** Flash the slot node a1 with the test image through the BMC's tpi, power it on, wait for its sshd. */
 async function flashA1(): Promise<void> {
-  const b = lab.hosts.bmc;
-  const bmc = await connectSsh({ host: b.address, port: b.port, user: b.user, hostKey: b.hostKey, privateKey: lab.deployKey.privateKey });
-  try {
-    await bmc.run(["mkdir", "-p", "/mnt/sdcard"]);
-    await bmc.upload(image.path, "/mnt/sdcard/a1.img", { sha256: image.sha256 });
-    for (const argv of [
-      ["tpi", "power", "off", "-n", "1"],
-      ["tpi", "flash", "--local", "-n", "1", "-i", "/mnt/sdcard/a1.img"],
-      ["tpi", "power", "on", "-n", "1"],
-    ]) {
-      const r = await bmc.run(argv, { timeoutMs: 60_000 });
-      if (r.code !== 0) throw new Error(`${argv.join(" ")}: ${r.stderr}`);
-    }
-  } finally {
-    await bmc.close();
-  }
-  const deadline = Date.now() + 30_000;
-  while (!lab.status().hosts.a1?.up || !lab.hosts.a1.hostKey) {
-    if (Date.now() > deadline) throw new Error("a1 did not boot after the flash");
-    await new Promise((r) => setTimeout(r, 200));
-  }
+  await flashSlotNode(lab, image, "a1", 1);
   await k3sLab.ensureK3s("a1");
 }
 

@@ -15,7 +15,6 @@
  * is covered by cluster.mock.test.ts. Skipped, saying so, when no Pulumi CLI is installed.
  */
 import { execFile } from "child_process";
-import * as crypto from "crypto";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
@@ -28,7 +27,7 @@ import { deploymentPlan, DeploymentPlan } from "../../lib/plan/plan";
 import { nodeLabels, renderK3sConfig } from "../../lib/render/k3s-config";
 import { connectSsh } from "../../lib/transport/ssh";
 import { validRaw } from "../model/fixtures";
-import { filesContaining, findPulumiBin } from "./helpers";
+import { filesContaining, findPulumiBin, initStack, pulumiProject, runPulumi, testToken } from "./helpers";
 import { K3sLab, startK3sLab } from "./labk3s";
 
 const execP = promisify(execFile);
@@ -39,12 +38,7 @@ const PULUMI_BIN = findPulumiBin();
 const maybe = PULUMI_BIN ? describe : describe.skip;
 if (!PULUMI_BIN) console.warn("pulumi.e2e: no Pulumi CLI (run scripts/pulumi-toolchain.sh); skipped");
 
-const TOKEN =
-  crypto
-    .randomBytes(40)
-    .toString("base64")
-    .replace(/[^A-Za-z0-9]/g, "")
-    .slice(0, 44) + "Qx7w";
+const TOKEN = testToken("Qx7w");
 let dir: string;
 let k3sLab: K3sLab;
 let lab: Lab;
@@ -102,17 +96,8 @@ function writeSpec(over: { agents?: string[]; labels?: Record<string, Record<str
   fs.writeFileSync(path.join(project, "spec.json"), JSON.stringify(spec, null, 1));
 }
 
-async function pulumi(args: string[], input?: string): Promise<{ stdout: string; stderr: string }> {
-  const p = execP(path.join(PULUMI_BIN!, "pulumi"), [...args, "--non-interactive", "--cwd", project], { env, maxBuffer: 64 << 20 });
-  if (input !== undefined) {
-    p.child.stdin!.end(input);
-  }
-  try {
-    return await p;
-  } catch (e) {
-    const err = e as Error & { stdout?: string; stderr?: string };
-    throw new Error(`pulumi ${args[0]} failed: ${err.message}\n${(err.stdout ?? "").split("\n").slice(-40).join("\n")}\n${err.stderr ?? ""}`, { cause: e });
-  }
+function pulumi(args: string[], input?: string): Promise<{ stdout: string; stderr: string }> {
+  return runPulumi({ pulumiBin: PULUMI_BIN!, project, env }, args, input);
 }
 
 interface JoinEvent {
@@ -194,29 +179,13 @@ maybe("k3s resources under the Pulumi engine", () => {
       authorizedKeys: [lab.deployKey.publicKey],
     });
     plan = deploymentPlan(fleet);
-    project = path.join(dir, "project");
-    fs.mkdirSync(project);
-    fs.writeFileSync(path.join(project, "Pulumi.yaml"), "name: k3s-e2e\nruntime: nodejs\nmain: index.js\n");
-    fs.writeFileSync(path.join(project, "package.json"), '{"name":"k3s-e2e","private":true}\n');
-    fs.writeFileSync(path.join(project, "index.js"), PROGRAM);
-    fs.symlinkSync(path.join(ROOT, "node_modules"), path.join(project, "node_modules"));
-    fs.mkdirSync(path.join(dir, "state"));
-    env = {
-      ...process.env,
-      PATH: `${PULUMI_BIN}:${path.join(ROOT, "node_modules/.bin")}:${process.env.PATH}`,
-      PULUMI_BACKEND_URL: `file://${path.join(dir, "state")}`,
-      PULUMI_CONFIG_PASSPHRASE: "k3s-e2e-passphrase",
-      PULUMI_HOME: path.join(dir, "home"),
-      PULUMI_SKIP_UPDATE_CHECK: "true",
-      PULUMI_DIY_BACKEND_NO_LEGACY_WARNING: "true",
-      K3S_E2E_BIN: bin,
-      NODE_PATH: path.join(ROOT, "node_modules"),
-    };
+    ({ project, env } = pulumiProject({ dir, name: "k3s-e2e", program: PROGRAM, pulumiBin: PULUMI_BIN!, providerBin: bin, root: ROOT }));
     writeSpec();
-    await pulumi(["stack", "init", "e2e"]);
-    await pulumi(["config", "set", "specFile", path.join(project, "spec.json")]);
-    await pulumi(["config", "set", "--secret", "token"], TOKEN);
-    await pulumi(["config", "set", "--secret", "sshKey"], lab.deployKey.privateKey);
+    await initStack({ pulumiBin: PULUMI_BIN!, project, env }, "e2e", {
+      specFile: path.join(project, "spec.json"),
+      token: TOKEN,
+      sshKey: lab.deployKey.privateKey,
+    });
   });
 
   afterAll(async () => {
