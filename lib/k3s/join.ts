@@ -177,6 +177,22 @@ export function checkJoinSpec(s: NodeJoinSpec): string[] {
  */
 const REGISTRATION_ONLY = ["node-label", "node-taint", "server", "cluster-init"];
 
+/**
+ * The join target a config rendered before the join drop-in carried (`server:` or `cluster-init`), so
+ * that rewriting such a node's config keeps how its k3s finds the cluster; undefined for a config without.
+ */
+export function legacyJoinTarget(config: string): JoinTarget | undefined {
+  let d: Record<string, unknown>;
+  try {
+    d = (parseYaml(config) as Record<string, unknown>) ?? {};
+  } catch {
+    return undefined;
+  }
+  if (typeof d.server === "string") return { server: d.server };
+  if (d["cluster-init"] === true) return { clusterInit: true };
+  return undefined;
+}
+
 /** True when two rendered configs differ in more than the registration-only keys (k3s must restart to see it). */
 export function configNeedsRestart(oldConfig: string, newConfig: string): boolean {
   const strip = (t: string) => {
@@ -571,7 +587,9 @@ export async function updateNode(
     let restarted = false;
     const changedConfig = olds.config !== spec.config || (olds.installScript ?? DEFAULT_INSTALL_SCRIPT) !== (spec.installScript ?? DEFAULT_INSTALL_SCRIPT);
     if (changedConfig) {
-      await writeNodeFiles(c.node, spec, token, joinId);
+      // a node joined before the join drop-in had `server:` / `cluster-init` in its config: keep it in the drop-in
+      const legacy = legacyJoinTarget(olds.config);
+      await writeNodeFiles(c.node, spec, token, joinId, 60_000, legacy ? renderJoinDropIn(legacy) : undefined);
       if (configNeedsRestart(olds.config, spec.config)) {
         c.log?.(`${spec.hostname}: k3s configuration changed, restarting k3s`);
         await c.node.check(installArgv(spec), { timeoutMs: Math.max(1000, deadline - Date.now()) });

@@ -6,7 +6,18 @@ import { parse, stringify } from "yaml";
 import { parseFleet } from "../../lib/model/parse";
 import { deploymentPlan } from "../../lib/plan/plan";
 import { nodeLabels, renderK3sConfig } from "../../lib/render/k3s-config";
-import { checkJoinSpec, chooseJoin, configNeedsRestart, installArgv, K3sError, NodeJoinSpec, PeerProbe, redact, UNKNOWN_CLUSTER } from "../../lib/k3s/join";
+import {
+  checkJoinSpec,
+  chooseJoin,
+  configNeedsRestart,
+  installArgv,
+  K3sError,
+  legacyJoinTarget,
+  NodeJoinSpec,
+  PeerProbe,
+  redact,
+  UNKNOWN_CLUSTER,
+} from "../../lib/k3s/join";
 import { checkLabelsAndTaints, labelArgv, labelChange, parseNodeJson, taintArgv, taintChange } from "../../lib/k3s/node";
 import { checkNode, diffKubeconfig, diffNode, fromState, needsRejoin, recordedCluster, UNKNOWN } from "../../lib/k3s/k3s-provider";
 import { validRaw } from "../model/fixtures";
@@ -129,6 +140,10 @@ describe("join spec", () => {
     // a config from state rendered before the join drop-in (server, node-label in it) needs no restart
     const legacy = stringify({ ...parse(a), server: "https://10.0.0.11:6443", "node-label": ["a=b"] });
     expect(configNeedsRestart(legacy, a)).toBe(false);
+    // and rewriting it keeps how the node finds the cluster, in the join drop-in
+    expect(legacyJoinTarget(legacy)).toEqual({ server: "https://10.0.0.11:6443" });
+    expect(legacyJoinTarget(stringify({ ...parse(a), "cluster-init": true }))).toEqual({ clusterInit: true });
+    expect(legacyJoinTarget(a)).toBeUndefined();
     const relabelled = renderK3sConfig(fleet, plan, { ...node("jetson1"), labels: { zone: "z" }, taints: [] });
     expect(configNeedsRestart(a, relabelled)).toBe(false);
     const moved = renderK3sConfig(fleet, plan, { ...node("jetson1"), address: "10.0.0.99" });
