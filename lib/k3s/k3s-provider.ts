@@ -38,6 +38,7 @@ import {
   readMarker,
   redact,
   clusterIdOf,
+  decideJoin,
   removeNode,
   RemoveResult,
   RootShell,
@@ -370,6 +371,27 @@ async function join(i: K3sNodeInputs, deps: Deps, recorded: string): Promise<K3s
   }
 }
 
+/**
+ * Before a rejoin removes anything: the node must be able to join again (a live member of the recorded
+ * cluster, or nothing that says a cluster exists, see chooseJoin); otherwise refuse with the reason,
+ * leaving the node and its old join as they are.
+ */
+async function rejoinPreflight(i: K3sNodeInputs, deps: Deps, recorded: string): Promise<void> {
+  const shells = new Shells(deps.connect ?? sshConnect, i.privateKey);
+  try {
+    const { decision } = await decideJoin(peersOf(i, shells, deps.peerRetryMs ?? 10_000), {
+      node: i.node,
+      role: i.role,
+      bootstrap: i.bootstrap,
+      recordedCluster: recorded,
+    });
+    if (decision.kind === "refuse")
+      throw new K3sError(`k3s ${i.role} ${i.node}: cannot rejoin, nothing was changed: ${decision.reason}`, [i.token, i.privateKey]);
+  } finally {
+    await shells.close();
+  }
+}
+
 export async function createNode(i: K3sNodeInputs, deps: Deps = {}): Promise<K3sNodeOutputs> {
   try {
     return await join(i, deps, "");
@@ -389,6 +411,7 @@ export async function updateNodeResource(olds: K3sNodeOutputs, news: K3sNodeInpu
     if (needsRejoin(olds as unknown as Record<string, unknown>, news as unknown as Record<string, unknown>)) {
       const why = olds.role !== news.role ? `role ${olds.role} -> ${news.role}` : `new generation (${olds.generation || "none"} -> ${news.generation})`;
       deps.log?.(`${news.node}: ${why}: removing the old join (as ${olds.role}), then joining the cluster as ${news.role}`);
+      await rejoinPreflight(news, deps, recordedCluster(olds));
       await deleteNode({ ...olds, servers: news.servers, ssh: news.ssh, privateKey: news.privateKey }, deps);
       return await join(news, deps, recordedCluster(olds));
     }

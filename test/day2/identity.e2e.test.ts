@@ -11,7 +11,9 @@
  *     same join ids), no image input changes (the node files' digest is the same);
  * (b) a re-flash of the first server (tpi flash of a fresh image, a new generation): it rejoins the
  *     existing cluster through a live server, never cluster-init;
- * (c) agent -> server, then server -> agent of a1, each one update of one resource.
+ * (c) agent -> server, then server -> agent of a1, each one update of one resource;
+ * (d) with the other servers down (their etcd data on disk), a rejoin of the first server refuses,
+ *     naming the recorded cluster, and changes nothing: never cluster-init against an existing cluster.
  * The program uses K3sNode directly (chained as components/cluster.ts chains it). Skipped, saying so,
  * when no Pulumi CLI is installed.
  */
@@ -235,6 +237,29 @@ async function expectIntact(): Promise<void> {
   await pulumi(["preview", "--expect-no-changes"]);
 }
 
+/** Run `argv` as root on a lab node (the deploy user through sudo -n). */
+async function onNode(name: string, argv: string[], timeoutMs = 200_000): Promise<{ code: number | null; out: string }> {
+  const h = lab.hosts[name];
+  const sh = await connectSsh({ host: h.address, port: h.port, user: h.user, hostKey: h.hostKey, privateKey: lab.deployKey.privateKey });
+  try {
+    const r = await sh.run(["sudo", "-n", ...argv], { timeoutMs });
+    return { code: r.code, out: r.stdout.toString() + r.stderr.toString() };
+  } finally {
+    await sh.close();
+  }
+}
+
+/** Wait until every Node is Ready again (after servers were stopped). */
+async function waitAllReady(timeoutMs = 120_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const nodes = await apiNodes().catch(() => [] as ApiNode[]);
+    if (nodes.length === NODES.length && nodes.every((n) => n.status.conditions.some((c) => c.type === "Ready" && c.status === "True"))) return;
+    if (Date.now() > deadline) throw new Error(`not every Node Ready within ${timeoutMs} ms: ${JSON.stringify(nodes.map((n) => n.metadata.name))}`);
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+}
+
 async function flashS1(): Promise<void> {
   await flashSlotNode(lab, image, "s1", 1);
 }
@@ -402,5 +427,30 @@ maybe("day-2 changes keep the cluster (real engine, real etcd and API)", () => {
     const j = await joins();
     for (const n of ["s1", "s2", "s3"]) expect(j[n].joinId).toBe(before[n].joinId);
     for (const m of measured.filter((x) => x.scenario.startsWith("a1 "))) expect(m.unavailableSeconds).toBe(0);
+  });
+
+  test("(d) no live member: the first server's rejoin refuses with the recorded cluster and changes nothing (no cluster-init)", async () => {
+    const marker = fs.readFileSync(lab.hostPath("s1", "/etc/rancher/k3s/isar-k3s-join"), "utf8");
+    for (const s of ["s2", "s3"]) expect(await onNode(s, ["systemctl", "stop", "k3s"])).toMatchObject({ code: 0 });
+    try {
+      state.s1.generation = "image-3";
+      writeSpec();
+      const err = await pulumi(["up", "--yes", "--skip-preview"]).then(
+        () => "",
+        (e: Error) => e.message,
+      );
+      expect(err).toMatch(/s1: cannot rejoin, nothing was changed: the cluster exists \(kube-system [0-9a-f-]{36}, recorded in state when s1 last joined\)/);
+      expect(err).toMatch(/s2 \([0-9.]+\): holds cluster data .* but its API does not answer/);
+      expect(err).toMatch(/cluster-init would start a new, empty cluster/);
+      // s1 untouched: same join marker, its etcd member's data still there
+      expect(fs.readFileSync(lab.hostPath("s1", "/etc/rancher/k3s/isar-k3s-join"), "utf8")).toBe(marker);
+      expect(fs.existsSync(lab.hostPath("s1", "/var/lib/rancher/k3s/server/db/etcd"))).toBe(true);
+    } finally {
+      for (const s of ["s2", "s3"]) expect(await onNode(s, ["systemctl", "start", "k3s"])).toMatchObject({ code: 0 });
+    }
+    state.s1.generation = "image-2";
+    writeSpec();
+    await waitAllReady();
+    await expectIntact();
   });
 });
