@@ -4,9 +4,13 @@
  * Children, in dependency order:
  * - the cluster token: a `@pulumi/random` RandomPassword (48 characters, no specials), a secret that
  *   reaches nodes only on stdin (providers/k3s.ts → lib/k3s/join.ts);
- * - one K3sServer per server, chained: the first (cluster-init) after its delivery, each further server
- *   after the previous one is Ready; one K3sAgent per agent after the last server (in parallel). Pulumi
- *   destroys dependents first, so removal runs agents, then servers last-joined first;
+ * - one K3sNode per node (role server or agent; a role change is an update of the same resource that
+ *   removes the old role before joining in the new one): servers chained, the first after its delivery,
+ *   each further server after the previous one is Ready; agents after the last server (in parallel). Pulumi destroys
+ *   dependents first, so removal runs agents, then servers last-joined first. Every node joins through
+ *   whichever configured server is a live member (the first server only initialises the cluster when
+ *   none exists); no node takes another node's join as an input, so a change to one node (a re-flash,
+ *   a label edit) touches only that node's resource;
  * - per node with `postJoinCommand`: a `@pulumi/command` remote.Command that runs it on the node over
  *   SSH (pinned host key, the fleet's private key) after the node joined, again when it rejoins;
  * - K3sKubeconfig: the first server's kubeconfig rewritten to its address and the cluster name, after
@@ -25,7 +29,7 @@ import { localChartDir, manifestPath } from "../lib/model/workload-files";
 import { deploymentPlan, DeploymentPlan } from "../lib/plan/plan";
 import { nodeLabels, renderK3sConfig } from "../lib/render/k3s-config";
 import { renderKnownHosts } from "../lib/render/known-hosts";
-import { K3sAgent, K3sKubeconfig, K3sServer } from "../providers/k3s";
+import { K3sKubeconfig, K3sNode } from "../providers/k3s";
 import type { SshEndpointArgs } from "../providers/endpoint";
 
 /** How to reach one node, and what its join waits for. */
@@ -41,8 +45,8 @@ export interface K3sClusterNodeArgs {
   delivered?: pulumi.Resource;
   /**
    * Anything that changes when the node is re-flashed or re-imaged, e.g. the delivery's `runningImageId`.
-   * A change replaces the node's k3s resource: the old join is removed and the node rejoins under its
-   * name (its stale Node is deleted first). Default "" (never).
+   * A change rejoins the node (an update of its k3s resource): the old join is removed and the node
+   * rejoins the existing cluster under its name through a live server. Default "" (never).
    */
   generation?: pulumi.Input<string>;
 }
@@ -77,7 +81,7 @@ export class K3sCluster extends pulumi.ComponentResource {
   /** Kubernetes provider for the cluster; present when the fleet has workloads to deploy. */
   public readonly provider?: k8s.Provider;
   /** The k3s resource of each node, by node name. */
-  public readonly nodes: Record<string, K3sServer | K3sAgent>;
+  public readonly nodes: Record<string, K3sNode>;
   /** Join order: server node names in join order, then agents (joined in parallel). */
   public readonly joinOrder: { servers: string[]; agents: string[] };
   /** OpenSSH known_hosts lines of the nodes (pinned or learned host keys), for `ssh -o UserKnownHostsFile=`. */
@@ -132,6 +136,17 @@ function createJoins(parent: pulumi.Resource, name: string, args: K3sClusterArgs
     return learned === undefined ? ep : { ...ep, hostKey: learned };
   };
   const apiSsh = sshOf(plan.firstServer);
+  const servers = [plan.firstServer, ...plan.joiningServers];
+  // The servers a node may join through. A host key learned by a delivery is used only for servers
+  // that join before the node (already upstream of it); a later server's entry carries only a pinned
+  // key, so no join ever waits for a delivery that may itself wait for that join.
+  const serversFor = (n: NodeSpec) => {
+    const me = n.role === "server" ? servers.findIndex((s) => s.name === n.name) : servers.length;
+    return servers.map((s, j) => {
+      const ep = j <= me ? sshOf(s) : (per[s.name]?.ssh ?? { address: s.address, port: s.ssh.port, user: s.ssh.user, hostKey: s.ssh.hostKey });
+      return { node: s.name, address: s.address, ssh: ep };
+    });
+  };
   const privateKey = args.sshPrivateKey === undefined ? undefined : pulumi.secret(args.sshPrivateKey);
   const token =
     args.token === undefined
@@ -142,7 +157,7 @@ function createJoins(parent: pulumi.Resource, name: string, args: K3sClusterArgs
     node: n.name,
     hostname: n.hostname,
     ssh: sshOf(n),
-    apiSsh,
+    servers: serversFor(n),
     privateKey,
     token,
     config: config(n),
@@ -156,21 +171,21 @@ function createJoins(parent: pulumi.Resource, name: string, args: K3sClusterArgs
   });
   const deliveredOf = (n: NodeSpec): pulumi.Resource[] => (per[n.name]?.delivered ? [per[n.name]!.delivered!] : []);
 
-  const nodes: Record<string, K3sServer | K3sAgent> = {};
-  const first = new K3sServer(
+  const nodes: Record<string, K3sNode> = {};
+  const first = new K3sNode(
     `${name}-${plan.firstServer.name}`,
-    { ...common(plan.firstServer), firstServer: true },
+    { ...common(plan.firstServer), role: "server", bootstrap: true },
     { parent, dependsOn: deliveredOf(plan.firstServer) },
   );
   nodes[plan.firstServer.name] = first;
-  let previous: K3sServer = first;
+  let previous: K3sNode = first;
   for (const s of plan.joiningServers) {
-    const r = new K3sServer(`${name}-${s.name}`, { ...common(s), cluster: first.joinId }, { parent, dependsOn: [previous, ...deliveredOf(s)] });
+    const r = new K3sNode(`${name}-${s.name}`, { ...common(s), role: "server" }, { parent, dependsOn: [previous, ...deliveredOf(s)] });
     nodes[s.name] = r;
     previous = r;
   }
   for (const a of plan.agents) {
-    nodes[a.name] = new K3sAgent(`${name}-${a.name}`, { ...common(a), cluster: first.joinId }, { parent, dependsOn: [previous, ...deliveredOf(a)] });
+    nodes[a.name] = new K3sNode(`${name}-${a.name}`, { ...common(a), role: "agent" }, { parent, dependsOn: [previous, ...deliveredOf(a)] });
   }
   const knownHosts = pulumi
     .all(fleet.nodes.map((n) => pulumi.output(sshOf(n))))

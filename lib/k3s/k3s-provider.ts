@@ -1,14 +1,18 @@
 /**
- * The decisions behind the `K3sServer`, `K3sAgent` and `K3sKubeconfig` dynamic resources
+ * The decisions behind the `K3sNode` and `K3sKubeconfig` dynamic resources
  * (providers/k3s.ts is a thin adapter over this file): input checks, diff (what replaces, what
  * updates in place), and create / update / read / delete over SSH with ./join.ts doing the work.
  *
  * Contract:
  * - Node resources are replaced (delete first, then create: it is the same machine) when the node's
- *   identity changes: role, hostname, first-server flag, cluster token, or `generation` (the delivery's
- *   image id: a new image means a re-flashed node that must rejoin). Everything else (config, labels,
- *   taints, endpoints, timeouts) updates in place; labels and taints never cause a rejoin.
- * - Outputs are the inputs plus `joinId` / `joinedAt` (node) or `kubeconfig` (kubeconfig resource).
+ *   name in the cluster or the cluster token changes. A new `generation` (the delivery's image id: a
+ *   re-flashed node) is an update that rejoins: the old join is removed (drain, delete Node, uninstall
+ *   when the node still runs it) then the node joins again, through a live member of the cluster
+ *   recorded in state (`clusterId`): never cluster-init against an existing cluster (join.ts
+ *   chooseJoin). No node takes another node's join as an input: a change to one node touches only
+ *   that node's resource. Everything else (config, labels, taints, endpoints, timeouts) updates in
+ *   place; labels and taints never cause a rejoin.
+ * - Outputs are the inputs plus `joinId` / `joinedAt` / `clusterId` / `joinedVia` (node) or `kubeconfig`.
  *   The token and the SSH private key only ever sit in keys that are secret inputs (so Pulumi keeps
  *   them secret in outputs); the kubeconfig is a new key the adapter lists in additionalSecretOutputs.
  * - SSH host keys must be pinned (config or the delivery's learned key): nothing is trusted on first use here.
@@ -24,12 +28,17 @@ import type { CheckFailure } from "../provider-types";
 import {
   dataDiskReport,
   fetchKubeconfig,
+  Peer,
+  probePeer,
+  UNKNOWN_CLUSTER,
   getNode,
   K3sError,
   NodeJoinSpec,
   joinNode,
   readMarker,
   redact,
+  clusterIdOf,
+  decideJoin,
   removeNode,
   RemoveResult,
   RootShell,
@@ -41,34 +50,49 @@ import {
 /** Pulumi's preview "unknown" marker (one definition: lib/unknown.ts). */
 export { UNKNOWN };
 
-export type NodeResourceType = "K3sServer" | "K3sAgent";
+/** K3sNode; K3sServer / K3sAgent in state written before the one node type. */
+export type NodeResourceType = "K3sNode" | "K3sServer" | "K3sAgent";
+
+/** One configured server: how the join reaches it (SSH) and the address its API listens on. */
+export interface ServerRef {
+  /** Fleet node name. */
+  node: string;
+  /** Address of its API (https://<address>:6443). */
+  address: string;
+  ssh: SshEndpoint;
+}
 
 /** The join spec (./join.ts NodeJoinSpec) plus how to reach the node and the cluster. */
 export interface K3sNodeInputs extends NodeJoinSpec {
   resourceType: NodeResourceType;
   /** SSH endpoint of the node. */
   ssh: SshEndpoint;
-  /** SSH endpoint of the first server (kubectl runs there). */
-  apiSsh: SshEndpoint;
+  /** Every configured server, in fleet order (this node too when it is one): joins and kubectl go through a live one. */
+  servers: ServerRef[];
+  /** This node may initialise a new cluster when none exists (the fleet's first server). Only read at join time. */
+  bootstrap: boolean;
   /** SSH private key (secret); absent = ssh-agent. */
   privateKey?: string;
   /** Cluster token (secret). */
   token: string;
-  /** Changes when the node was re-flashed / re-imaged (e.g. the delivered image's digest): replaces. */
+  /** Changes when the node was re-flashed / re-imaged (e.g. the delivered image's digest): the node rejoins. */
   generation: string;
-  /** Identity of the cluster joined: the first server's join id ("" for the first server). A change (the first server was rebuilt) replaces: the node rejoins the new cluster. */
-  cluster: string;
 }
 
 export interface K3sNodeOutputs extends K3sNodeInputs {
   joinId: string;
   joinedAt: string;
+  /** The cluster's identity (kube-system namespace UID) at the last join: a rejoin must find it live. Absent in state written before it was recorded. */
+  clusterId?: string;
+  /** The server the last join went through, or "cluster-init". */
+  joinedVia?: string;
   /** One line per data disk, as of the last join, update or refresh: mounted, or MISSING with the fix. */
   dataDiskStatus?: string[];
 }
 
 export interface K3sKubeconfigInputs {
   resourceType: "K3sKubeconfig";
+  /** The server whose admin kubeconfig is read. */
   apiSsh: SshEndpoint;
   privateKey?: string;
   /** Server URL written into the kubeconfig (https://<first server>:6443). */
@@ -91,6 +115,8 @@ export interface Deps {
   pollMs?: number;
   /** How long removal keeps trying to reach a node before treating it as gone, ms (default 15000). */
   goneAfterMs?: number;
+  /** How long a join keeps trying to reach another server before counting it unreachable, ms (default 10000). */
+  peerRetryMs?: number;
 }
 
 /** Default connection: SshHost with a pinned host key. */
@@ -127,6 +153,13 @@ export function fromState<T extends Record<string, unknown>>(props: T): T {
   };
   const out: Record<string, unknown> = { ...props };
   for (const k of ["ssh", "apiSsh"]) if (k in out) out[k] = upgrade(out[k]);
+  // state written before joins went through any live server: the one server it knew (the first)
+  if (!("servers" in out) && out.apiSsh && typeof out.apiSsh === "object") {
+    const api = out.apiSsh as { address?: unknown };
+    out.servers = [{ node: "the first server", address: api.address, ssh: out.apiSsh }];
+  }
+  if (Array.isArray(out.servers))
+    out.servers = out.servers.map((r: Record<string, unknown>) => (r && typeof r === "object" ? { ...r, ssh: upgrade(r.ssh) } : r));
   return out as T;
 }
 
@@ -149,17 +182,25 @@ export function checkNode(news: Record<string, unknown>): { inputs: Record<strin
     ...news,
     installScript: news.installScript ?? undefined,
     generation: news.generation ?? "",
-    cluster: news.cluster ?? "",
+    bootstrap: news.bootstrap ?? false,
+    servers: news.servers ?? [],
     labels: news.labels ?? {},
     taints: news.taints ?? [],
   };
   if (inputs.installScript === undefined) delete (inputs as Record<string, unknown>).installScript;
   checkTarget(news.ssh, "ssh", failures);
-  checkTarget(news.apiSsh, "apiSsh", failures);
+  if (known(news.servers) && (!Array.isArray(news.servers) || news.servers.length === 0))
+    failures.push({ property: "servers", reason: "the list of the fleet's servers is required (joins go through a live one)" });
+  else if (Array.isArray(news.servers))
+    news.servers.forEach((r: Record<string, unknown>, i: number) => {
+      if (known(r) && (!r || typeof r.node !== "string" || typeof r.address !== "string"))
+        failures.push({ property: `servers[${i}]`, reason: "needs node, address and ssh" });
+      else if (r) checkTarget(r.ssh, `servers[${i}].ssh`, failures);
+    });
   if (known(news.token) && (typeof news.token !== "string" || news.token.length < 16))
     failures.push({ property: "token", reason: "the cluster token must be a string of at least 16 characters" });
-  const expectRole = news.resourceType === "K3sServer" ? "server" : "agent";
-  if (news.role !== expectRole) failures.push({ property: "role", reason: `${String(news.resourceType)} needs role ${expectRole}` });
+  if (known(news.role) && news.role !== "server" && news.role !== "agent")
+    failures.push({ property: "role", reason: `role must be "server" or "agent", got ${JSON.stringify(news.role)}` });
   if (known(inputs)) {
     for (const p of checkJoinSpec(inputs as unknown as NodeJoinSpec)) failures.push({ property: "", reason: p });
   }
@@ -176,11 +217,19 @@ export function checkKubeconfig(news: Record<string, unknown>): { inputs: Record
 }
 
 /** Keys whose change means a different join: the resource is replaced (delete first). */
-export const NODE_REPLACE_KEYS = ["resourceType", "hostname", "role", "firstServer", "token", "generation", "cluster"] as const;
+export const NODE_REPLACE_KEYS = ["hostname", "token"] as const;
+/**
+ * Keys whose change makes the update rejoin the node: remove the old join (in its old role), then join
+ * again (in the new role); the recorded cluster is kept. One update does both in that order, so the
+ * old role's removal can never delete the new member.
+ */
+export const NODE_REJOIN_KEYS = ["generation", "role"] as const;
 const NODE_UPDATE_KEYS = [
   "node",
   "ssh",
-  "apiSsh",
+  "servers",
+  "generation",
+  "role",
   "privateKey",
   "config",
   "labels",
@@ -220,7 +269,6 @@ function specOf(i: K3sNodeInputs): NodeJoinSpec {
     node: i.node,
     hostname: i.hostname,
     role: i.role,
-    firstServer: i.firstServer,
     config: i.config,
     labels: i.labels ?? {},
     taints: i.taints ?? [],
@@ -235,24 +283,63 @@ function sameTarget(a: SshEndpoint, b: SshEndpoint): boolean {
   return a.address === b.address && a.port === b.port && a.user === b.user;
 }
 
-/** Connect to the node and the first server (one connection when they are the same), run `fn`, close. */
-async function withShells<T>(i: K3sNodeInputs, deps: Deps, retryForMs: number, fn: (node: RootShell, api: RootShell) => Promise<T>): Promise<T> {
-  const connect = deps.connect ?? sshConnect;
-  const hosts: Host[] = [];
-  try {
-    const nodeHost = await connect(i.ssh, i.privateKey, { retryForMs, what: `k3s ${i.role} ${i.node}` });
-    hosts.push(nodeHost);
-    const node = new RootShell(nodeHost);
-    let api = node;
-    if (!sameTarget(i.ssh, i.apiSsh)) {
-      const apiHost = await connect(i.apiSsh, i.privateKey, { retryForMs, what: `first server (for ${i.node})` });
-      hosts.push(apiHost);
-      api = new RootShell(apiHost);
+/**
+ * SSH connections of one operation: the node, and the configured servers opened lazily (each at most
+ * once); all closed by `close()`.
+ */
+class Shells {
+  private readonly opened = new Map<string, Promise<RootShell | { unreachable: string }>>();
+  constructor(
+    private readonly connect: Connect,
+    private readonly key: string | undefined,
+  ) {}
+  open(t: SshEndpoint, what: string, retryForMs: number): Promise<RootShell | { unreachable: string }> {
+    const k = `${t.user}@${t.address}:${t.port}`;
+    let p = this.opened.get(k);
+    if (!p) {
+      p = this.connect(t, this.key, { retryForMs, what }).then(
+        (h) => new RootShell(h),
+        (e: Error) => ({ unreachable: e.message.split("\n")[0] }),
+      );
+      this.opened.set(k, p);
     }
-    return await fn(node, api);
-  } finally {
-    await Promise.all(hosts.map((h) => h.close().catch(() => undefined)));
+    return p;
   }
+  async required(t: SshEndpoint, what: string, retryForMs: number): Promise<RootShell> {
+    const s = await this.open(t, what, retryForMs);
+    if (s instanceof RootShell) return s;
+    this.opened.delete(`${t.user}@${t.address}:${t.port}`);
+    return new RootShell(await this.connect(t, this.key, { retryForMs: 0, what }));
+  }
+  async close(): Promise<void> {
+    const all = await Promise.all(this.opened.values());
+    await Promise.all(all.map((s) => (s instanceof RootShell ? s.host.close().catch(() => undefined) : undefined)));
+  }
+}
+
+/** The configured servers other than the node itself, as join peers (opened on demand). */
+function peersOf(i: K3sNodeInputs, shells: Shells, retryForMs: number): Peer[] {
+  return (i.servers ?? [])
+    .filter((r) => !sameTarget(r.ssh, i.ssh))
+    .map((r) => ({ node: r.node, address: r.address, open: () => shells.open(r.ssh, `server ${r.node} (for ${i.node})`, retryForMs) }));
+}
+
+/** The first configured server (the node itself first when it is a server) whose API answers; else why none does. */
+async function liveServer(
+  i: K3sNodeInputs,
+  shells: Shells,
+  node: RootShell | undefined,
+  retryForMs: number,
+  others = false,
+): Promise<RootShell | { unreachable: string }> {
+  const seen: string[] = [];
+  const self: Peer[] = !others && node && i.role === "server" ? [{ node: i.node, address: i.ssh.address, open: async () => node }] : [];
+  for (const p of [...self, ...peersOf(i, shells, retryForMs)]) {
+    const probe = await probePeer(p);
+    if (probe.state === "live" && probe.shell) return probe.shell;
+    seen.push(`${p.node}: ${probe.detail}`);
+  }
+  return { unreachable: `no ${others ? "other " : ""}server answers as a live member (${seen.join("; ") || "no other server is configured"})` };
 }
 
 function scrub(e: unknown, secrets: (string | undefined)[]): Error {
@@ -260,33 +347,87 @@ function scrub(e: unknown, secrets: (string | undefined)[]): Error {
   return new K3sError((e as Error)?.message ?? String(e), secrets);
 }
 
-export async function createNode(i: K3sNodeInputs, deps: Deps = {}): Promise<K3sNodeOutputs> {
+/** The cluster identity this node's state recorded: "" (never joined), the id, or UNKNOWN_CLUSTER (joined before ids were recorded). */
+export function recordedCluster(olds: Partial<K3sNodeOutputs> | undefined): string {
+  if (!olds?.joinId) return "";
+  return olds.clusterId || UNKNOWN_CLUSTER;
+}
+
+async function join(i: K3sNodeInputs, deps: Deps, recorded: string): Promise<K3sNodeOutputs> {
   const joinId = crypto.randomUUID();
-  const secrets = [i.token, i.privateKey];
+  const shells = new Shells(deps.connect ?? sshConnect, i.privateKey);
   try {
-    const r = await withShells(i, deps, 120_000, (node, api) =>
-      joinNode({ node, api, log: deps.log, pollMs: deps.pollMs, secrets: i.privateKey ? [i.privateKey] : [] }, specOf(i), i.token, joinId),
+    const node = await shells.required(i.ssh, `k3s ${i.role} ${i.node}`, 120_000);
+    const r = await joinNode(
+      { node, peers: peersOf(i, shells, deps.peerRetryMs ?? 10_000), log: deps.log, pollMs: deps.pollMs, secrets: i.privateKey ? [i.privateKey] : [] },
+      specOf(i),
+      i.token,
+      joinId,
+      { bootstrap: i.bootstrap, recordedCluster: recorded },
     );
-    return { ...i, joinId, joinedAt: r.joinedAt, dataDiskStatus: r.dataDiskStatus };
-  } catch (e) {
-    throw scrub(e, secrets);
+    return { ...i, joinId, joinedAt: r.joinedAt, dataDiskStatus: r.dataDiskStatus, clusterId: r.clusterId, joinedVia: r.joinedVia };
+  } finally {
+    await shells.close();
   }
+}
+
+/**
+ * Before a rejoin removes anything: the node must be able to join again (a live member of the recorded
+ * cluster, or nothing that says a cluster exists, see chooseJoin); otherwise refuse with the reason,
+ * leaving the node and its old join as they are.
+ */
+async function rejoinPreflight(i: K3sNodeInputs, deps: Deps, recorded: string): Promise<void> {
+  const shells = new Shells(deps.connect ?? sshConnect, i.privateKey);
+  try {
+    const { decision } = await decideJoin(peersOf(i, shells, deps.peerRetryMs ?? 10_000), {
+      node: i.node,
+      role: i.role,
+      bootstrap: i.bootstrap,
+      recordedCluster: recorded,
+    });
+    if (decision.kind === "refuse")
+      throw new K3sError(`k3s ${i.role} ${i.node}: cannot rejoin, nothing was changed: ${decision.reason}`, [i.token, i.privateKey]);
+  } finally {
+    await shells.close();
+  }
+}
+
+export async function createNode(i: K3sNodeInputs, deps: Deps = {}): Promise<K3sNodeOutputs> {
+  try {
+    return await join(i, deps, "");
+  } catch (e) {
+    throw scrub(e, [i.token, i.privateKey]);
+  }
+}
+
+/** True when the update must rejoin the node (a new image: the old join is gone with it). */
+export function needsRejoin(olds: Record<string, unknown>, news: Record<string, unknown>): boolean {
+  return NODE_REJOIN_KEYS.some((k) => !same(olds[k], news[k]));
 }
 
 export async function updateNodeResource(olds: K3sNodeOutputs, news: K3sNodeInputs, deps: Deps = {}): Promise<K3sNodeOutputs> {
   const secrets = [news.token, news.privateKey, olds.token];
   try {
-    const dataDiskStatus = await withShells(news, deps, 120_000, async (node, api) => {
-      await updateNode(
-        { node, api, log: deps.log, pollMs: deps.pollMs, secrets: news.privateKey ? [news.privateKey] : [] },
-        specOf(olds),
-        specOf(news),
-        news.token,
-        olds.joinId,
-      );
-      return dataDiskReport({ node, log: deps.log }, specOf(news));
-    });
-    return { ...news, joinId: olds.joinId, joinedAt: olds.joinedAt, dataDiskStatus };
+    if (needsRejoin(olds as unknown as Record<string, unknown>, news as unknown as Record<string, unknown>)) {
+      const why = olds.role !== news.role ? `role ${olds.role} -> ${news.role}` : `new generation (${olds.generation || "none"} -> ${news.generation})`;
+      deps.log?.(`${news.node}: ${why}: removing the old join (as ${olds.role}), then joining the cluster as ${news.role}`);
+      await rejoinPreflight(news, deps, recordedCluster(olds));
+      await deleteNode({ ...olds, servers: news.servers, ssh: news.ssh, privateKey: news.privateKey }, deps);
+      return await join(news, deps, recordedCluster(olds));
+    }
+    const shells = new Shells(deps.connect ?? sshConnect, news.privateKey);
+    try {
+      const node = await shells.required(news.ssh, `k3s ${news.role} ${news.node}`, 120_000);
+      const api = await liveServer(news, shells, node, deps.peerRetryMs ?? 10_000);
+      if (!(api instanceof RootShell)) throw new K3sError(`k3s ${news.role} ${news.node}: cannot update: ${api.unreachable}`, secrets);
+      const ctx = { node, api, log: deps.log, pollMs: deps.pollMs, secrets: news.privateKey ? [news.privateKey] : [] };
+      await updateNode(ctx, specOf(olds), specOf(news), news.token, olds.joinId);
+      const dataDiskStatus = await dataDiskReport({ node, log: deps.log }, specOf(news));
+      const clusterId = olds.clusterId || (await clusterIdOf(api).catch(() => undefined));
+      return { ...news, joinId: olds.joinId, joinedAt: olds.joinedAt, joinedVia: olds.joinedVia, clusterId, dataDiskStatus };
+    } finally {
+      await shells.close();
+    }
   } catch (e) {
     throw scrub(e, secrets);
   }
@@ -300,61 +441,48 @@ export async function updateNodeResource(olds: K3sNodeOutputs, news: K3sNodeInpu
  */
 export async function readNode(props: K3sNodeOutputs, deps: Deps = {}): Promise<K3sNodeOutputs | undefined> {
   const log = deps.log ?? (() => undefined);
+  const shells = new Shells(deps.connect ?? sshConnect, props.privateKey);
   try {
-    return await withShells(props, deps, 20_000, async (node, api) => {
-      const n = await getNode(api, props.hostname);
-      if (!n) {
-        log(`${props.hostname}: no Node in the cluster any more; it will rejoin on the next up`);
-        return undefined;
-      }
-      const marker = await readMarker(node);
-      if (marker !== props.joinId) {
-        log(`${props.node}: the node no longer carries this join's marker (re-flashed?); it will rejoin on the next up`);
-        return undefined;
-      }
-      const labels: Record<string, string> = {};
-      for (const k of Object.keys(props.labels ?? {})) if (k in n.labels) labels[k] = n.labels[k];
-      const managed = new Set((props.taints ?? []).map((t) => `${t.key}:${t.effect}`));
-      const taints = n.taints.filter((t) => managed.has(`${t.key}:${t.effect}`));
-      return { ...props, labels, taints, dataDiskStatus: await dataDiskReport({ node, log }, specOf(props)) };
-    });
+    const node = await shells.required(props.ssh, `k3s ${props.role} ${props.node}`, 20_000);
+    const api = await liveServer(props, shells, node, 5_000);
+    if (!(api instanceof RootShell)) throw new Error(api.unreachable);
+    const n = await getNode(api, props.hostname);
+    if (!n) {
+      log(`${props.hostname}: no Node in the cluster any more; it will rejoin on the next up`);
+      return undefined;
+    }
+    const marker = await readMarker(node);
+    if (marker !== props.joinId) {
+      log(`${props.node}: the node no longer carries this join's marker (re-flashed?); it will rejoin on the next up`);
+      return undefined;
+    }
+    const labels: Record<string, string> = {};
+    for (const k of Object.keys(props.labels ?? {})) if (k in n.labels) labels[k] = n.labels[k];
+    const managed = new Set((props.taints ?? []).map((t) => `${t.key}:${t.effect}`));
+    const taints = n.taints.filter((t) => managed.has(`${t.key}:${t.effect}`));
+    return { ...props, labels, taints, dataDiskStatus: await dataDiskReport({ node, log }, specOf(props)) };
   } catch (e) {
     log(
       `warning: refresh of ${props.node} could not reach it (${redact((e as Error).message.split("\n")[0], [props.token, props.privateKey])}); keeping the recorded state`,
     );
     return props;
-  }
-}
-
-async function tryConnect(
-  connect: Connect,
-  t: SshEndpoint,
-  key: string | undefined,
-  what: string,
-  retryForMs: number,
-): Promise<RootShell | { unreachable: string }> {
-  try {
-    return new RootShell(await connect(t, key, { retryForMs, what }));
-  } catch (e) {
-    return { unreachable: (e as Error).message.split("\n")[0] };
+  } finally {
+    await shells.close();
   }
 }
 
 export async function deleteNode(props: K3sNodeOutputs, deps: Deps = {}): Promise<RemoveResult> {
-  const connect = deps.connect ?? sshConnect;
   const secrets = [props.token, props.privateKey];
   const gone = deps.goneAfterMs ?? 15_000;
-  const node = await tryConnect(connect, props.ssh, props.privateKey, `k3s ${props.role} ${props.node}`, gone);
-  const api =
-    props.firstServer || sameTarget(props.ssh, props.apiSsh)
-      ? node
-      : await tryConnect(connect, props.apiSsh, props.privateKey, `first server (for ${props.node})`, gone);
+  const shells = new Shells(deps.connect ?? sshConnect, props.privateKey);
   try {
+    const node = await shells.open(props.ssh, `k3s ${props.role} ${props.node}`, gone);
+    const api = await liveServer(props, shells, undefined, gone, true);
     return await removeNode({ node, api, log: deps.log, secrets: secrets.filter((s): s is string => !!s) }, specOf(props), props.joinId);
   } catch (e) {
     throw scrub(e, secrets);
   } finally {
-    for (const s of new Set([node, api])) if (s instanceof RootShell) await s.host.close().catch(() => undefined);
+    await shells.close();
   }
 }
 

@@ -111,7 +111,7 @@ test("a valid config builds the Fleet and exports phases and per-node summaries"
   expect(registered.filter((r) => r.type === "random:index/randomPassword:RandomPassword")).toHaveLength(1);
   expect(
     registered
-      .filter((r) => /K3s(Server|Agent)$/.test(r.type))
+      .filter((r) => /:K3sNode$/.test(r.type))
       .map((r) => r.name)
       .sort(),
   ).toEqual(["test-k3s-jetson1", "test-k3s-srv1", "test-k3s-srv2", "test-k3s-srv3"]);
@@ -132,7 +132,7 @@ test("a clusterToken secret adopts an existing cluster's token: no RandomPasswor
   await value(program.kubeconfig as pulumi.Output<string>);
   expect(registered.filter((r) => r.type === "random:index/randomPassword:RandomPassword")).toHaveLength(0);
   await new Promise((r) => setTimeout(r, 200));
-  const joins = registered.filter((r) => /K3s(Server|Agent)$/.test(r.type));
+  const joins = registered.filter((r) => /:K3sNode$/.test(r.type));
   expect(joins.map((r) => r.name).sort()).toEqual(["test-k3s-jetson1", "test-k3s-srv1", "test-k3s-srv2", "test-k3s-srv3"]);
   for (const j of joins) expect(j.inputs.token).toEqual({ [SIG]: SECRET_SIG, value: "K10existing-cluster-token" });
 });

@@ -2,12 +2,24 @@
  * Pure parts of the k3s join: Node JSON, label / taint reconciliation argv, spec checks, restart
  * decision, redaction, and the resource diff (what replaces, what updates in place).
  */
+import { parse, stringify } from "yaml";
 import { parseFleet } from "../../lib/model/parse";
 import { deploymentPlan } from "../../lib/plan/plan";
 import { nodeLabels, renderK3sConfig } from "../../lib/render/k3s-config";
-import { checkJoinSpec, configNeedsRestart, installArgv, K3sError, NodeJoinSpec, redact } from "../../lib/k3s/join";
+import {
+  checkJoinSpec,
+  chooseJoin,
+  configNeedsRestart,
+  installArgv,
+  K3sError,
+  legacyJoinTarget,
+  NodeJoinSpec,
+  PeerProbe,
+  redact,
+  UNKNOWN_CLUSTER,
+} from "../../lib/k3s/join";
 import { checkLabelsAndTaints, labelArgv, labelChange, parseNodeJson, taintArgv, taintChange } from "../../lib/k3s/node";
-import { checkNode, diffKubeconfig, diffNode, fromState, UNKNOWN } from "../../lib/k3s/k3s-provider";
+import { checkNode, diffKubeconfig, diffNode, fromState, needsRejoin, recordedCluster, UNKNOWN } from "../../lib/k3s/k3s-provider";
 import { validRaw } from "../model/fixtures";
 
 const fleet = parseFleet(validRaw());
@@ -20,7 +32,6 @@ function spec(name: string): NodeJoinSpec {
     node: n.name,
     hostname: n.hostname,
     role: n.role,
-    firstServer: n.name === plan.firstServer.name,
     config: renderK3sConfig(fleet, plan, n),
     labels: nodeLabels(n),
     taints: n.taints,
@@ -115,17 +126,24 @@ describe("join spec", () => {
   test("rendered configs of the fleet pass", () => {
     for (const n of fleet.nodes) expect(checkJoinSpec(spec(n.name))).toEqual([]);
   });
-  test("a token in the config, a missing cluster-init or server, a wrong node-name are refused", () => {
+  test("a token in the config, a `server` or `cluster-init` in it (the join chooses them), a wrong node-name are refused", () => {
     const s = spec("srv2");
     expect(checkJoinSpec({ ...s, config: s.config + "token: abc\n" }).join()).toMatch(/token-file/);
-    expect(checkJoinSpec({ ...s, firstServer: true }).join()).toMatch(/cluster-init/);
-    expect(checkJoinSpec({ ...spec("srv1"), firstServer: false }).join()).toMatch(/server: https/);
+    expect(checkJoinSpec({ ...s, config: s.config + "cluster-init: true\n" }).join()).toMatch(/sets `cluster-init`: the join chooses it/);
+    expect(checkJoinSpec({ ...s, config: s.config + "server: https://10.0.0.11:6443\n" }).join()).toMatch(/sets `server`/);
     expect(checkJoinSpec({ ...s, hostname: "other" }).join()).toMatch(/node-name "srv2" differs/);
     expect(checkJoinSpec({ ...s, config: "::: [" }).join()).toMatch(/not valid YAML/);
     expect(checkJoinSpec({ ...s, joinTimeoutSeconds: 0 }).join()).toMatch(/joinTimeoutSeconds/);
   });
-  test("restart only when more than node-label / node-taint changed", () => {
+  test("restart only when more than the registration-only keys changed", () => {
     const a = spec("jetson1").config;
+    // a config from state rendered before the join drop-in (server, node-label in it) needs no restart
+    const legacy = stringify({ ...parse(a), server: "https://10.0.0.11:6443", "node-label": ["a=b"] });
+    expect(configNeedsRestart(legacy, a)).toBe(false);
+    // and rewriting it keeps how the node finds the cluster, in the join drop-in
+    expect(legacyJoinTarget(legacy)).toEqual({ server: "https://10.0.0.11:6443" });
+    expect(legacyJoinTarget(stringify({ ...parse(a), "cluster-init": true }))).toEqual({ clusterInit: true });
+    expect(legacyJoinTarget(a)).toBeUndefined();
     const relabelled = renderK3sConfig(fleet, plan, { ...node("jetson1"), labels: { zone: "z" }, taints: [] });
     expect(configNeedsRestart(a, relabelled)).toBe(false);
     const moved = renderK3sConfig(fleet, plan, { ...node("jetson1"), address: "10.0.0.99" });
@@ -147,9 +165,9 @@ describe("resource diff", () => {
     node: "jetson1",
     hostname: "jetson1",
     role: "agent",
-    firstServer: false,
+    bootstrap: false,
     ssh: { address: "10.0.0.20", port: 22, user: "root" },
-    apiSsh: { address: "10.0.0.11", port: 22, user: "root" },
+    servers: [{ node: "srv1", address: "10.0.0.11", ssh: { address: "10.0.0.11", port: 22, user: "root" } }],
     token: "t".repeat(48),
     config: spec("jetson1").config,
     labels: { a: "1" },
@@ -157,7 +175,6 @@ describe("resource diff", () => {
     joinTimeoutSeconds: 60,
     drainTimeoutSeconds: 30,
     generation: "img-1",
-    cluster: "join-srv1",
   };
   test("no change, no diff", () => {
     expect(diffNode(base, { ...base })).toEqual({ changes: false, replaces: [], deleteBeforeReplace: true });
@@ -167,34 +184,94 @@ describe("resource diff", () => {
     expect(diffNode(base, { ...base, taints: [{ key: "x", effect: "NoSchedule" }] })).toMatchObject({ changes: true, replaces: [] });
     expect(diffNode(base, { ...base, drainTimeoutSeconds: 99 })).toMatchObject({ changes: true, replaces: [] });
   });
-  test("a new image (re-flash), a new token, a rebuilt first server, a renamed node replace, deleting first", () => {
-    expect(diffNode(base, { ...base, generation: "img-2" })).toEqual({ changes: true, replaces: ["generation"], deleteBeforeReplace: true });
-    expect(diffNode(base, { ...base, generation: UNKNOWN }).replaces).toEqual(["generation"]);
+  test("a new image (re-flash) is an update that rejoins (the state keeps the cluster's identity); a new token or name replaces, deleting first", () => {
+    expect(diffNode(base, { ...base, generation: "img-2" })).toEqual({ changes: true, replaces: [], deleteBeforeReplace: true });
+    expect(needsRejoin(base, { ...base, generation: "img-2" })).toBe(true);
+    expect(needsRejoin(base, { ...base, labels: { a: "2" } })).toBe(false);
+    // a role change is the same kind of update: old role out, new role in, one resource
+    expect(diffNode(base, { ...base, role: "server" })).toEqual({ changes: true, replaces: [], deleteBeforeReplace: true });
+    expect(needsRejoin(base, { ...base, role: "server" })).toBe(true);
+    // the former resource types (aliases) are the same node: no change
+    expect(diffNode(base, { ...base, resourceType: "K3sNode" }).changes).toBe(false);
+    expect(diffNode(base, { ...base, generation: UNKNOWN })).toMatchObject({ changes: true, replaces: [] });
     expect(diffNode(base, { ...base, token: "u".repeat(48) }).replaces).toEqual(["token"]);
-    expect(diffNode(base, { ...base, cluster: "join-srv1-b" }).replaces).toEqual(["cluster"]);
     expect(diffNode(base, { ...base, hostname: "j2" }).replaces).toEqual(["hostname"]);
+    // another server's rebuild is no input of this node: only the list of servers, whose change is an update
+    const moved = { ...base, servers: [{ ...base.servers[0], address: "10.0.0.12" }] };
+    expect(diffNode(base, moved)).toMatchObject({ changes: true, replaces: [] });
+    expect(needsRejoin(base, moved)).toBe(false);
+  });
+  test("the cluster recorded in state: none before a first join, the id after, 'unrecorded' for state from before ids were kept", () => {
+    expect(recordedCluster(undefined)).toBe("");
+    expect(recordedCluster({ joinId: "j" } as never)).toBe(UNKNOWN_CLUSTER);
+    expect(recordedCluster({ joinId: "j", clusterId: "c" } as never)).toBe("c");
   });
   test("state written with `host` endpoints (before the one endpoint type) reads as the same endpoints: no diff", () => {
+    const { servers: _servers, ...withoutServers } = base;
     const legacy = {
-      ...base,
+      ...withoutServers,
       ssh: { host: "10.0.0.20", port: 22, user: "root" },
       apiSsh: { host: "10.0.0.11", port: 22, user: "root", hostKey: "ssh-ed25519 K" },
     };
-    const news = { ...base, apiSsh: { ...base.apiSsh, hostKey: "ssh-ed25519 K" } };
+    const news = {
+      ...base,
+      servers: [{ node: "the first server", address: "10.0.0.11", ssh: { address: "10.0.0.11", port: 22, user: "root", hostKey: "ssh-ed25519 K" } }],
+    };
     expect(diffNode(legacy, news).changes).toBe(true); // read as written, the endpoints differ
     expect(fromState(legacy).ssh).toEqual(base.ssh);
+    // the first server of old state (apiSsh) becomes the one server it knows
     expect(diffNode(fromState(legacy), news)).toEqual({ changes: false, replaces: [], deleteBeforeReplace: true });
-    expect(diffKubeconfig(fromState({ apiSsh: legacy.apiSsh, server: "s" }), { apiSsh: news.apiSsh, server: "s" }).changes).toBe(false);
+    expect(diffKubeconfig(fromState({ apiSsh: legacy.apiSsh, server: "s" }), { apiSsh: news.servers[0].ssh, server: "s" }).changes).toBe(false);
     expect(fromState(base)).toEqual(base);
   });
   test("check tolerates unknown values in preview and reports real problems", () => {
     expect(checkNode({ ...base, token: UNKNOWN, generation: UNKNOWN }).failures).toEqual([]);
     expect(
-      checkNode({ ...base, role: "server" })
+      checkNode({ ...base, role: "master" })
         .failures.map((f) => f.reason)
         .join(),
-    ).toMatch(/K3sAgent needs role agent/);
+    ).toMatch(/role must be "server" or "agent", got "master"/);
+    // state of the former K3sServer / K3sAgent types checks as K3sNode does
+    expect(checkNode({ ...base, resourceType: "K3sNode", role: "server" }).failures).toEqual([]);
     expect(checkNode({ ...base, token: "short" }).failures.map((f) => f.property)).toContain("token");
     expect(checkNode({ ...base, ssh: { address: "", port: 0, user: "root" } }).failures.map((f) => f.property)).toEqual(["ssh.address", "ssh.port"]);
+    expect(checkNode({ ...base, servers: [] }).failures.map((f) => f.property)).toEqual(["servers"]);
+    expect(checkNode({ ...base, servers: UNKNOWN }).failures).toEqual([]);
+  });
+});
+
+describe("where a node joins (chooseJoin)", () => {
+  const live = (node: string, clusterId = "c-1"): PeerProbe => ({ node, address: `10.0.0.${node.slice(-1)}`, state: "live", clusterId, detail: "live" });
+  const down = (node: string, state: PeerProbe["state"]): PeerProbe => ({ node, address: `10.0.0.${node.slice(-1)}`, state, detail: state });
+  const srv1 = { node: "srv1", role: "server" as const, bootstrap: true };
+  test("through the first live member of the recorded cluster, whichever server that is", () => {
+    const d = chooseJoin({ ...srv1, recordedCluster: "c-1", peers: [down("srv2", "unreachable"), live("srv3")] });
+    expect(d).toMatchObject({ kind: "join", via: { node: "srv3" }, target: { server: "https://10.0.0.3:6443" } });
+    // a never-joined node takes any live member
+    expect(chooseJoin({ ...srv1, recordedCluster: "", peers: [live("srv2", "c-9")] })).toMatchObject({ kind: "join", via: { node: "srv2" } });
+    expect(chooseJoin({ ...srv1, recordedCluster: UNKNOWN_CLUSTER, peers: [live("srv2", "c-9")] })).toMatchObject({ kind: "join" });
+  });
+  test("cluster-init only for the bootstrap server when nothing says a cluster exists", () => {
+    const d = chooseJoin({ ...srv1, recordedCluster: "", peers: [down("srv2", "empty"), down("srv3", "unreachable")] });
+    expect(d).toMatchObject({ kind: "init", target: { clusterInit: true } });
+    expect((d as { warnings: string[] }).warnings.join()).toMatch(/srv3 unreachable: assumed to hold no cluster/);
+    expect(chooseJoin({ ...srv1, recordedCluster: "", peers: [] })).toMatchObject({ kind: "init" });
+  });
+  test("never cluster-init against an existing cluster: refused with what was seen and the fix", () => {
+    const recorded = chooseJoin({ ...srv1, recordedCluster: "c-1", peers: [down("srv2", "data"), down("srv3", "unreachable")] });
+    expect(recorded.kind).toBe("refuse");
+    expect((recorded as { reason: string }).reason).toMatch(
+      /the cluster exists \(kube-system c-1, recorded in state when srv1 last joined\).*srv2 \(10.0.0.2\): data.*cluster-init would start a new, empty cluster. How to fix/,
+    );
+    const unrecorded = chooseJoin({ ...srv1, recordedCluster: UNKNOWN_CLUSTER, peers: [] });
+    expect((unrecorded as { reason: string }).reason).toMatch(/no other server is configured.*cluster-init would start a new, empty cluster/);
+    const data = chooseJoin({ ...srv1, recordedCluster: "", peers: [down("srv2", "data")] });
+    expect((data as { reason: string }).reason).toMatch(/srv2 hold the cluster's data but do not answer/);
+    const other = chooseJoin({ ...srv1, recordedCluster: "c-1", peers: [live("srv2", "c-2")] });
+    expect((other as { reason: string }).reason).toMatch(/belong to another cluster/);
+    expect(chooseJoin({ node: "srv2", role: "server", bootstrap: false, recordedCluster: "", peers: [down("srv1", "empty")] })).toMatchObject({
+      kind: "refuse",
+    });
+    expect(chooseJoin({ node: "a1", role: "agent", bootstrap: false, recordedCluster: "", peers: [] })).toMatchObject({ kind: "refuse" });
   });
 });
