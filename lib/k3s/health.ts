@@ -130,13 +130,17 @@ export function etcdCurlArgv(url: string, post?: string): string[] {
 
 /**
  * Read the cluster through `server` (a live server, named by its Node's name or by the address its etcd
- * listens on). Throws when the API or the server's own etcd cannot be read (then it is not a live server).
+ * listens on; unnamed, the etcd of any Ready server is asked). Throws when the API or the server's own etcd cannot be read (then it is not a live server).
  */
 export async function readClusterView(server: RootShell, self: { hostname?: string; address?: string }, timeoutMs = 30_000): Promise<ClusterView> {
   const r = await server.run(["k3s", "kubectl", "get", "nodes", "-o", "json"], { timeoutMs });
   if (r.code !== 0) throw new Error(`${server.label}: k3s kubectl get nodes failed: ${tailLines(r.stderr, 3)}`);
   const nodes = parseNodeList(r.stdout.toString("utf8"));
-  const me = nodes.find((n) => (self.hostname !== undefined && n.name === self.hostname) || (self.address !== undefined && n.etcdAddress === self.address));
+  // named: that server's etcd; unnamed ({}): any Ready server's (every member lists the same members)
+  const me =
+    self.hostname === undefined && self.address === undefined
+      ? nodes.find((n) => n.server && n.ready && n.etcdAddress)
+      : nodes.find((n) => (self.hostname !== undefined && n.name === self.hostname) || (self.address !== undefined && n.etcdAddress === self.address));
   if (!me?.etcdAddress)
     throw new Error(
       `${server.label}: no Node ${self.hostname ?? `with etcd address ${self.address}`} carrying the ${ETCD_ADDRESS_ANNOTATION} annotation (not a k3s server with embedded etcd?)`,

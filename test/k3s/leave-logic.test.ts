@@ -13,6 +13,7 @@ import { leaveCluster, refusal } from "../../lib/k3s/leave";
 import { RootShell } from "../../lib/k3s/join";
 import { checkLeave, diffLeave } from "../../lib/k3s/leave-provider";
 import { childPids } from "../../lib/engine-watch";
+import { diffNode, needsRejoin } from "../../lib/k3s/k3s-provider";
 import type { Host, RunOptions, RunResult } from "../../lib/transport/host";
 
 const server = (name: string, ready = true): ClusterNode => ({
@@ -272,6 +273,19 @@ describe("NodeLeave resource decisions", () => {
   test("diff: a new generation is an update (the leave), never a replace", () => {
     expect(diffLeave({ generation: "a" }, { generation: "b" })).toEqual({ changes: true, replaces: [], deleteBeforeReplace: false });
     expect(diffLeave({ generation: "a" }, { generation: "a" }).changes).toBe(false);
+  });
+});
+
+describe("refresh drift of a k3s node", () => {
+  test("a refresh that recorded not Ready / not a member makes the next diff an update that rejoins; Ready does not", () => {
+    const same = { hostname: "a1", role: "agent", token: "t".repeat(20), generation: "g" };
+    const drift = { ...same, readiness: "not Ready: Ready=Unknown (NodeStatusUnknown)" };
+    expect(diffNode(drift, same)).toMatchObject({ changes: true, replaces: [] });
+    expect(needsRejoin(drift, same)).toBe(true);
+    expect(needsRejoin({ ...same, readiness: "not an etcd member" }, same)).toBe(true);
+    expect(diffNode({ ...same, readiness: "Ready" }, same)).toMatchObject({ changes: false, replaces: [] });
+    expect(needsRejoin({ ...same, readiness: "Ready" }, same)).toBe(false);
+    expect(diffNode(same, same).changes).toBe(false);
   });
 });
 
