@@ -102,8 +102,8 @@ export async function snapshotToDeployer(server: RootShell, node: string, dir: s
   const m = /Saving etcd snapshot to (\S+?)"?\s*$/m.exec(out);
   if (!m) throw new Error(`${server.label}: k3s etcd-snapshot save did not say where it saved the snapshot:\n${tailLines(out, 10)}`);
   const remote = m[1];
-  const data = await server.check(["cat", "--", remote], { timeoutMs, maxStdoutBytes: 8 << 30 });
-  if (data.stdoutTruncated) throw new Error(`${server.label}: ${remote} is larger than 8 GiB; copy it by hand`);
+  const data = await server.check(["cat", "--", remote], { timeoutMs, maxStdoutBytes: 2 ** 31 - 1 });
+  if (data.stdoutTruncated) throw new Error(`${server.label}: ${remote} is 2 GiB or larger: copy it by hand (k3s etcd-snapshot ls on that server lists it)`);
   const sum = await server.check(["sha256sum", "--", remote], { timeoutMs });
   const want = sum.stdout.toString().split(/\s+/)[0];
   const got = crypto.createHash("sha256").update(data.stdout).digest("hex");
