@@ -36,7 +36,7 @@ export const k3sProvider: pulumi.dynamic.ResourceProvider = {
     return news.resourceType === "K3sKubeconfig" ? impl.diffKubeconfig(impl.fromState(olds), news) : impl.diffNode(impl.fromState(olds), news);
   },
   async create(inputs) {
-    require(ROOT + "/lib/engine-watch").watchEngine();
+    (require(ROOT + "/lib/engine-watch") as typeof import("../lib/engine-watch")).watchEngine();
     const impl = require(ROOT + "/lib/k3s/k3s-provider") as typeof import("../lib/k3s/k3s-provider");
     const log = (m: string) => console.log(m);
     if (inputs.resourceType === "K3sKubeconfig") {
@@ -47,7 +47,7 @@ export const k3sProvider: pulumi.dynamic.ResourceProvider = {
     return { id: `${outs.hostname}-${outs.joinId}`, outs };
   },
   async update(_id, olds, news) {
-    require(ROOT + "/lib/engine-watch").watchEngine();
+    (require(ROOT + "/lib/engine-watch") as typeof import("../lib/engine-watch")).watchEngine();
     const impl = require(ROOT + "/lib/k3s/k3s-provider") as typeof import("../lib/k3s/k3s-provider");
     const log = (m: string) => console.log(m);
     if (news.resourceType === "K3sKubeconfig") return { outs: await impl.createKubeconfig(news, { log }) };
@@ -62,7 +62,7 @@ export const k3sProvider: pulumi.dynamic.ResourceProvider = {
     return next ? { id, props: next } : { id: "", props: {} };
   },
   async delete(_id, props) {
-    require(ROOT + "/lib/engine-watch").watchEngine();
+    (require(ROOT + "/lib/engine-watch") as typeof import("../lib/engine-watch")).watchEngine();
     const impl = require(ROOT + "/lib/k3s/k3s-provider") as typeof import("../lib/k3s/k3s-provider");
     if (props.resourceType === "K3sKubeconfig") return;
     await impl.deleteNode(impl.fromState(props), { log: (m: string) => console.log(m) });

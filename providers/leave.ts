@@ -30,7 +30,7 @@ export const leaveProvider: pulumi.dynamic.ResourceProvider = {
     return { id: `leave-${inputs.node}`, outs: impl.createLeave(inputs) };
   },
   async update(_id, olds, news) {
-    require(ROOT + "/lib/engine-watch").watchEngine();
+    (require(ROOT + "/lib/engine-watch") as typeof import("../lib/engine-watch")).watchEngine();
     const impl = require(ROOT + "/lib/k3s/leave-provider") as typeof import("../lib/k3s/leave-provider");
     return { outs: await impl.updateLeave(olds, news, { log: (m: string) => console.log(m) }) };
   },

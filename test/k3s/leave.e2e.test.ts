@@ -249,7 +249,7 @@ maybe("day-2 safety under the Pulumi engine", () => {
   beforeAll(async () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), "leave-e2e-"));
     const bin = path.join(dir, "bin");
-    const tsc = compileForProgram(bin, ["providers/k3s.ts", "providers/delivery.ts", "providers/leave.ts", "lib/engine-watch.ts"]);
+    const tsc = compileForProgram(bin, ["providers/k3s.ts", "providers/delivery.ts", "providers/leave.ts"]);
     k3sLab = await startK3sLab(
       [
         { name: "bmc1", role: "bmc" },
@@ -352,7 +352,7 @@ maybe("day-2 safety under the Pulumi engine", () => {
     });
     const ok = (addr: string) =>
       new Promise<boolean>((res) => {
-        const req = https.get({ host: addr, port: 6443, path: "/readyz", agent, timeout: 450 }, (r) => {
+        const req = https.get({ host: addr, port: 6443, path: "/readyz", agent, timeout: 2000 }, (r) => {
           r.resume();
           res(r.statusCode === 200);
         });
