@@ -77,7 +77,7 @@ export class Fleet extends pulumi.ComponentResource {
     const joins = deferredJoins(fleet);
     this.fleetNodes = createFleetNodes(this, name, fleet, this.plan, this.artifacts, secrets, outputDir, projectDir, joins);
     this.updateManifest = createUpdateManifest(this, name, fleet, this.fleetNodes, outputDir);
-    this.cluster = createCluster(this, name, fleet, this.plan, this.fleetNodes, secrets, projectDir);
+    this.cluster = createCluster(this, name, fleet, this.plan, this.fleetNodes, secrets, projectDir, path.join(outputDir, "etcd-snapshots"));
     for (const [n, d] of joins) d.resolve(this.cluster.nodes[n]);
     this.kubeconfig = this.cluster.kubeconfig;
     this.knownHosts = this.cluster.knownHosts;
@@ -294,6 +294,7 @@ function createCluster(
   fleetNodes: Record<string, FleetNode>,
   secrets: FleetSecrets,
   projectDir: string,
+  snapshotDir: string,
 ): K3sCluster {
   return new K3sCluster(
     `${name}-k3s`,
@@ -303,6 +304,7 @@ function createCluster(
       sshPrivateKey: secrets.sshPrivateKey,
       token: secrets.clusterToken,
       projectDir,
+      snapshotDir,
       nodes: Object.fromEntries(
         fleet.nodes.map((n) => {
           const d = fleetNodes[n.name].delivery;

@@ -104,6 +104,8 @@ export interface K3sNodeArgs {
   generation?: pulumi.Input<string>;
   /** The node's data disks (fleet `nodes[].dataDisks`); their state is the `dataDiskStatus` output. Default []. */
   dataDisks?: pulumi.Input<DataDisk[]>;
+  /** Deployer directory for the etcd snapshot taken before this server is removed. Default: none (no snapshot). */
+  snapshotDir?: pulumi.Input<string>;
 }
 
 /** One configured server in {@link K3sNodeArgs.servers}. */
@@ -135,6 +137,7 @@ function nodeProps(args: K3sNodeArgs, resourceType: string, role: pulumi.Input<s
     installScript: args.installScript,
     generation: args.generation ?? "",
     dataDisks: args.dataDisks ?? [],
+    snapshotDir: args.snapshotDir,
     joinId: undefined,
     joinedAt: undefined,
     clusterId: undefined,

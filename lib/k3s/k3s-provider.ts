@@ -46,7 +46,7 @@ import {
   checkJoinSpec,
 } from "./join";
 import { assessLeave, memberOf, readClusterView } from "./health";
-import { refusal } from "./leave";
+import { refusal, snapshotToDeployer } from "./leave";
 
 /** The value Pulumi hands a dynamic provider for an input that is not known yet (preview). */
 /** Pulumi's preview "unknown" marker (one definition: lib/unknown.ts). */
@@ -79,6 +79,8 @@ export interface K3sNodeInputs extends NodeJoinSpec {
   token: string;
   /** Changes when the node was re-flashed / re-imaged (e.g. the delivered image's digest): the node rejoins. */
   generation: string;
+  /** Deployer directory for the etcd snapshot taken before this server is removed (./leave.ts). Default: none. */
+  snapshotDir?: string;
 }
 
 export interface K3sNodeOutputs extends K3sNodeInputs {
@@ -519,7 +521,7 @@ export async function deleteNode(props: K3sNodeOutputs, deps: Deps = {}): Promis
   try {
     const node = await shells.open(props.ssh, `k3s ${props.role} ${props.node}`, gone);
     const api = await liveServer(props, shells, undefined, gone, true);
-    if (props.role === "server" && api instanceof RootShell) await refuseUnsafeRemoval(api, props);
+    if (props.role === "server" && api instanceof RootShell) await refuseUnsafeRemoval(api, props, deps.log);
     return await removeNode({ node, api, log: deps.log, secrets: secrets.filter((s): s is string => !!s) }, specOf(props), props.joinId);
   } catch (e) {
     throw scrub(e, secrets);
@@ -533,11 +535,12 @@ export async function deleteNode(props: K3sNodeOutputs, deps: Deps = {}): Promis
  * the remaining servers must keep quorum and be Ready (./health.ts assessLeave), else a K3sError.
  * A server whose Node is gone already (it left before a re-flash) passes.
  */
-async function refuseUnsafeRemoval(api: RootShell, props: K3sNodeOutputs): Promise<void> {
+async function refuseUnsafeRemoval(api: RootShell, props: K3sNodeOutputs, log?: (m: string) => void): Promise<void> {
   const view = await readClusterView(api, {});
   if (!view.nodes.some((n) => n.name === props.hostname)) return;
   const a = assessLeave(view, props.hostname);
   if (a.problems.length) throw new K3sError(refusal({ node: props.node, hostname: props.hostname, why: "removal" }, a.problems, api.label));
+  if (props.snapshotDir) log?.(`${props.node}: etcd snapshot saved to ${await snapshotToDeployer(api, props.node, props.snapshotDir)} before its removal`);
 }
 
 // ------------------------------------------------------------------ kubeconfig
