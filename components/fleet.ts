@@ -309,7 +309,12 @@ function createCluster(
         fleet.nodes.map((n) => {
           const d = fleetNodes[n.name].delivery;
           const hostKey = n.delivery.method === "tpi" && !n.ssh.hostKey ? (d as { nodeHostKey: pulumi.Output<string> }).nodeHostKey : n.ssh.hostKey;
-          return [n.name, { ssh: { address: n.address, port: n.ssh.port, user: n.ssh.user, hostKey }, delivered: d, generation: d.runningImageId }];
+          // `ssh` carries only the pinned key and `hostKey` the learned one: a later server's entry in a
+          // join's server list must not wait for that server's delivery (which waits for this join's unit)
+          return [
+            n.name,
+            { ssh: { address: n.address, port: n.ssh.port, user: n.ssh.user, hostKey: n.ssh.hostKey }, hostKey, delivered: d, generation: d.runningImageId },
+          ];
         }),
       ),
     },
