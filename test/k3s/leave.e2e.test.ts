@@ -187,7 +187,11 @@ async function etcdMembers(via = "s1"): Promise<string[]> {
     "{}",
     `https://${addr}:2379/v3/cluster/member/list`,
   ]);
-  return (JSON.parse(m.stdout).members as { name: string }[]).map((x) => x.name.replace(/-[0-9a-f]{8}$/, "")).sort();
+  // voting members only: a server whose join failed may leave an unstarted learner (no name yet)
+  return (JSON.parse(m.stdout).members as { name?: string; isLearner?: boolean }[])
+    .filter((x) => !x.isLearner)
+    .map((x) => (x.name ?? "").replace(/-[0-9a-f]{8}$/, ""))
+    .sort();
 }
 async function waitFor(what: string, ms: number, fn: () => Promise<boolean>): Promise<void> {
   const end = Date.now() + ms;
