@@ -71,6 +71,8 @@ export interface K3sClusterArgs {
   installScript?: string;
   /** Deploy `fleet.workloads` through the cluster's Kubernetes provider. Default true. */
   workloads?: boolean;
+  /** Deployer directory for the etcd snapshot taken before a server is removed (lib/k3s/leave.ts). Default: none (no snapshot). */
+  snapshotDir?: string;
   /** Directory relative manifest paths are resolved against. Default: the program's working directory. */
   projectDir?: string;
 }
@@ -166,6 +168,7 @@ function createJoins(parent: pulumi.Resource, name: string, args: K3sClusterArgs
     joinTimeoutSeconds: fleet.k3s.joinTimeoutSeconds,
     drainTimeoutSeconds: fleet.k3s.drainTimeoutSeconds,
     installScript: args.installScript,
+    snapshotDir: args.snapshotDir,
     generation: per[n.name]?.generation ?? "",
     dataDisks: n.dataDisks,
   });

@@ -40,8 +40,8 @@ export interface FleetNodeArgs {
   bmc?: BmcSpec;
   /** Private key for SSH to the node and its BMC (secret). Default: the SSH agent. */
   sshPrivateKey?: pulumi.Output<string>;
-  /** Deliveries that must succeed before this node's (rollout order). Default: none. */
-  deliverAfter?: pulumi.Resource[];
+  /** Resources that must succeed before this node's delivery (rollout order; may be promised). Default: none. */
+  deliverAfter?: pulumi.Input<pulumi.Resource>[];
 }
 
 export class FleetNode extends pulumi.ComponentResource {

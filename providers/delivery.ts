@@ -39,12 +39,14 @@ export const deliveryProvider: pulumi.dynamic.ResourceProvider = {
     return { changes: d.changes, replaces: d.replaces, deleteBeforeReplace: d.deleteBeforeReplace, detailedDiff: d.detailedDiff } as pulumi.dynamic.DiffResult;
   },
   async create(inputs) {
+    (require(ROOT + "/lib/engine-watch") as typeof import("../lib/engine-watch")).watchEngine();
     const impl = require(ROOT + "/lib/delivery/delivery-provider") as typeof import("../lib/delivery/delivery-provider");
     const common = require(ROOT + "/lib/delivery/common") as typeof import("../lib/delivery/common");
     const outs = await impl.createDelivery(inputs, { progress: common.consoleProgress });
     return { id: impl.deliveryId(inputs), outs };
   },
   async update(_id, olds, news) {
+    (require(ROOT + "/lib/engine-watch") as typeof import("../lib/engine-watch")).watchEngine();
     const impl = require(ROOT + "/lib/delivery/delivery-provider") as typeof import("../lib/delivery/delivery-provider");
     const common = require(ROOT + "/lib/delivery/common") as typeof import("../lib/delivery/common");
     return { outs: await impl.updateDelivery(olds, news, { progress: common.consoleProgress }) };
@@ -55,6 +57,7 @@ export const deliveryProvider: pulumi.dynamic.ResourceProvider = {
     return { id, props: await impl.readDelivery(props) };
   },
   async delete(_id, props) {
+    (require(ROOT + "/lib/engine-watch") as typeof import("../lib/engine-watch")).watchEngine();
     const impl = require(ROOT + "/lib/delivery/delivery-provider") as typeof import("../lib/delivery/delivery-provider");
     await impl.deleteDelivery(props);
   },

@@ -36,6 +36,7 @@ export const k3sProvider: pulumi.dynamic.ResourceProvider = {
     return news.resourceType === "K3sKubeconfig" ? impl.diffKubeconfig(impl.fromState(olds), news) : impl.diffNode(impl.fromState(olds), news);
   },
   async create(inputs) {
+    (require(ROOT + "/lib/engine-watch") as typeof import("../lib/engine-watch")).watchEngine();
     const impl = require(ROOT + "/lib/k3s/k3s-provider") as typeof import("../lib/k3s/k3s-provider");
     const log = (m: string) => console.log(m);
     if (inputs.resourceType === "K3sKubeconfig") {
@@ -46,6 +47,7 @@ export const k3sProvider: pulumi.dynamic.ResourceProvider = {
     return { id: `${outs.hostname}-${outs.joinId}`, outs };
   },
   async update(_id, olds, news) {
+    (require(ROOT + "/lib/engine-watch") as typeof import("../lib/engine-watch")).watchEngine();
     const impl = require(ROOT + "/lib/k3s/k3s-provider") as typeof import("../lib/k3s/k3s-provider");
     const log = (m: string) => console.log(m);
     if (news.resourceType === "K3sKubeconfig") return { outs: await impl.createKubeconfig(news, { log }) };
@@ -60,6 +62,7 @@ export const k3sProvider: pulumi.dynamic.ResourceProvider = {
     return next ? { id, props: next } : { id: "", props: {} };
   },
   async delete(_id, props) {
+    (require(ROOT + "/lib/engine-watch") as typeof import("../lib/engine-watch")).watchEngine();
     const impl = require(ROOT + "/lib/k3s/k3s-provider") as typeof import("../lib/k3s/k3s-provider");
     if (props.resourceType === "K3sKubeconfig") return;
     await impl.deleteNode(impl.fromState(props), { log: (m: string) => console.log(m) });
@@ -101,6 +104,8 @@ export interface K3sNodeArgs {
   generation?: pulumi.Input<string>;
   /** The node's data disks (fleet `nodes[].dataDisks`); their state is the `dataDiskStatus` output. Default []. */
   dataDisks?: pulumi.Input<DataDisk[]>;
+  /** Deployer directory for the etcd snapshot taken before this server is removed. Default: none (no snapshot). */
+  snapshotDir?: pulumi.Input<string>;
 }
 
 /** One configured server in {@link K3sNodeArgs.servers}. */
@@ -132,6 +137,7 @@ function nodeProps(args: K3sNodeArgs, resourceType: string, role: pulumi.Input<s
     installScript: args.installScript,
     generation: args.generation ?? "",
     dataDisks: args.dataDisks ?? [],
+    snapshotDir: args.snapshotDir,
     joinId: undefined,
     joinedAt: undefined,
     clusterId: undefined,

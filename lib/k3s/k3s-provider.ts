@@ -45,6 +45,8 @@ import {
   updateNode,
   checkJoinSpec,
 } from "./join";
+import { assessLeave, memberOf, readClusterView } from "./health";
+import { refusal, snapshotToDeployer } from "./leave";
 
 /** The value Pulumi hands a dynamic provider for an input that is not known yet (preview). */
 /** Pulumi's preview "unknown" marker (one definition: lib/unknown.ts). */
@@ -77,6 +79,8 @@ export interface K3sNodeInputs extends NodeJoinSpec {
   token: string;
   /** Changes when the node was re-flashed / re-imaged (e.g. the delivered image's digest): the node rejoins. */
   generation: string;
+  /** Deployer directory for the etcd snapshot taken before this server is removed (./leave.ts). Default: none. */
+  snapshotDir?: string;
 }
 
 export interface K3sNodeOutputs extends K3sNodeInputs {
@@ -88,6 +92,11 @@ export interface K3sNodeOutputs extends K3sNodeInputs {
   joinedVia?: string;
   /** One line per data disk, as of the last join, update or refresh: mounted, or MISSING with the fix. */
   dataDiskStatus?: string[];
+  /**
+   * "Ready" after a join or update; a refresh that finds the Node not Ready, or a server that is no
+   * etcd member, records why here: the next diff replaces the resource (the node rejoins).
+   */
+  readiness?: string;
 }
 
 export interface K3sKubeconfigInputs {
@@ -252,8 +261,10 @@ export interface DiffResult {
 }
 
 export function diffNode(olds: Record<string, unknown>, news: Record<string, unknown>): DiffResult {
-  const replaces = NODE_REPLACE_KEYS.filter((k) => !same(olds[k], news[k]));
-  const updates = NODE_UPDATE_KEYS.filter((k) => !same(olds[k], news[k]));
+  const replaces: string[] = NODE_REPLACE_KEYS.filter((k) => !same(olds[k], news[k]));
+  const updates: string[] = NODE_UPDATE_KEYS.filter((k) => !same(olds[k], news[k]));
+  // a refresh found the node not Ready or not an etcd member: the update rejoins it (needsRejoin)
+  if (driftFound(olds)) updates.push("readiness");
   return { changes: replaces.length + updates.length > 0, replaces: [...replaces], deleteBeforeReplace: true };
 }
 
@@ -365,7 +376,7 @@ async function join(i: K3sNodeInputs, deps: Deps, recorded: string): Promise<K3s
       joinId,
       { bootstrap: i.bootstrap, recordedCluster: recorded },
     );
-    return { ...i, joinId, joinedAt: r.joinedAt, dataDiskStatus: r.dataDiskStatus, clusterId: r.clusterId, joinedVia: r.joinedVia };
+    return { ...i, joinId, joinedAt: r.joinedAt, dataDiskStatus: r.dataDiskStatus, clusterId: r.clusterId, joinedVia: r.joinedVia, readiness: "Ready" };
   } finally {
     await shells.close();
   }
@@ -402,14 +413,24 @@ export async function createNode(i: K3sNodeInputs, deps: Deps = {}): Promise<K3s
 
 /** True when the update must rejoin the node (a new image: the old join is gone with it). */
 export function needsRejoin(olds: Record<string, unknown>, news: Record<string, unknown>): boolean {
-  return NODE_REJOIN_KEYS.some((k) => !same(olds[k], news[k]));
+  return NODE_REJOIN_KEYS.some((k) => !same(olds[k], news[k])) || driftFound(olds);
+}
+
+/** The last refresh found the node not Ready or not an etcd member (readNode's `readiness`). */
+export function driftFound(olds: Record<string, unknown>): boolean {
+  return typeof olds.readiness === "string" && olds.readiness !== "Ready";
 }
 
 export async function updateNodeResource(olds: K3sNodeOutputs, news: K3sNodeInputs, deps: Deps = {}): Promise<K3sNodeOutputs> {
   const secrets = [news.token, news.privateKey, olds.token];
   try {
     if (needsRejoin(olds as unknown as Record<string, unknown>, news as unknown as Record<string, unknown>)) {
-      const why = olds.role !== news.role ? `role ${olds.role} -> ${news.role}` : `new generation (${olds.generation || "none"} -> ${news.generation})`;
+      const why =
+        olds.role !== news.role
+          ? `role ${olds.role} -> ${news.role}`
+          : olds.generation === news.generation && olds.readiness
+            ? `refresh found it ${olds.readiness}`
+            : `new generation (${olds.generation || "none"} -> ${news.generation})`;
       deps.log?.(`${news.node}: ${why}: removing the old join (as ${olds.role}), then joining the cluster as ${news.role}`);
       await rejoinPreflight(news, deps, recordedCluster(olds));
       await deleteNode({ ...olds, servers: news.servers, ssh: news.ssh, privateKey: news.privateKey }, deps);
@@ -424,7 +445,7 @@ export async function updateNodeResource(olds: K3sNodeOutputs, news: K3sNodeInpu
       await updateNode(ctx, specOf(olds), specOf(news), news.token, olds.joinId);
       const dataDiskStatus = await dataDiskReport({ node, log: deps.log }, specOf(news));
       const clusterId = olds.clusterId || (await clusterIdOf(api).catch(() => undefined));
-      return { ...news, joinId: olds.joinId, joinedAt: olds.joinedAt, joinedVia: olds.joinedVia, clusterId, dataDiskStatus };
+      return { ...news, joinId: olds.joinId, joinedAt: olds.joinedAt, joinedVia: olds.joinedVia, clusterId, dataDiskStatus, readiness: "Ready" };
     } finally {
       await shells.close();
     }
@@ -434,22 +455,46 @@ export async function updateNodeResource(olds: K3sNodeOutputs, news: K3sNodeInpu
 }
 
 /**
- * Refresh: undefined (drop from state, so the next `up` rejoins) when the Node is gone from the
- * cluster or the node no longer carries this join's marker (re-flashed outside Pulumi). Otherwise the
- * props, with managed labels and taints as observed (drift shows up as an update). Unreachable
- * machines leave the props unchanged.
+ * Refresh. The cluster is asked first, through the first server, whether or not the node answers:
+ * - no Node any more: undefined (dropped from state, so the next `up` rejoins);
+ * - Node not Ready, or (servers) no etcd member of it: `readiness` records why (refresh shows an update;
+ *   the next diff replaces the resource: the node rejoins);
+ * - otherwise `readiness` "Ready".
+ * Then the node itself: a node that no longer carries this join's marker (re-flashed outside Pulumi) is
+ * dropped from state; managed labels and taints are read back as observed (drift shows up as an update).
+ * A first server that cannot be reached leaves the state unchanged (nothing can be judged), with a warning.
  */
 export async function readNode(props: K3sNodeOutputs, deps: Deps = {}): Promise<K3sNodeOutputs | undefined> {
   const log = deps.log ?? (() => undefined);
+  const secrets = [props.token, props.privateKey];
+  const first = (e: unknown) => redact((e as Error).message.split("\n")[0], secrets);
   const shells = new Shells(deps.connect ?? sshConnect, props.privateKey);
   try {
-    const node = await shells.required(props.ssh, `k3s ${props.role} ${props.node}`, 20_000);
-    const api = await liveServer(props, shells, node, 5_000);
-    if (!(api instanceof RootShell)) throw new Error(api.unreachable);
+    // the cluster first, through another server: a node that is off is still seen (NotReady)
+    let api = await liveServer(props, shells, undefined, 5_000, true);
+    const node = await shells.open(props.ssh, `k3s ${props.role} ${props.node}`, 20_000);
+    if (!(api instanceof RootShell) && node instanceof RootShell) api = await liveServer(props, shells, node, 5_000);
+    if (!(api instanceof RootShell)) {
+      log(`warning: refresh of ${props.node}: ${api.unreachable}; keeping the recorded state`);
+      return props;
+    }
     const n = await getNode(api, props.hostname);
     if (!n) {
       log(`${props.hostname}: no Node in the cluster any more; it will rejoin on the next up`);
       return undefined;
+    }
+    let readiness = n.ready ? "Ready" : `not Ready: ${n.readyDetail}`;
+    if (props.role === "server" && n.ready) {
+      const view = await readClusterView(api, {}).catch((e) => {
+        log(`warning: refresh of ${props.node}: cannot read etcd membership (${first(e)})`);
+        return undefined;
+      });
+      if (view && !memberOf(view, props.hostname)) readiness = "not an etcd member";
+    }
+    if (readiness !== "Ready") log(`${props.node}: ${readiness}; the next up rejoins it`);
+    if (!(node instanceof RootShell)) {
+      log(`warning: refresh of ${props.node} could not reach the node (${node.unreachable})`);
+      return { ...props, readiness };
     }
     const marker = await readMarker(node);
     if (marker !== props.joinId) {
@@ -460,11 +505,9 @@ export async function readNode(props: K3sNodeOutputs, deps: Deps = {}): Promise<
     for (const k of Object.keys(props.labels ?? {})) if (k in n.labels) labels[k] = n.labels[k];
     const managed = new Set((props.taints ?? []).map((t) => `${t.key}:${t.effect}`));
     const taints = n.taints.filter((t) => managed.has(`${t.key}:${t.effect}`));
-    return { ...props, labels, taints, dataDiskStatus: await dataDiskReport({ node, log }, specOf(props)) };
+    return { ...props, labels, taints, readiness, dataDiskStatus: await dataDiskReport({ node, log }, specOf(props)) };
   } catch (e) {
-    log(
-      `warning: refresh of ${props.node} could not reach it (${redact((e as Error).message.split("\n")[0], [props.token, props.privateKey])}); keeping the recorded state`,
-    );
+    log(`warning: refresh of ${props.node} failed (${first(e)}); keeping the recorded state`);
     return props;
   } finally {
     await shells.close();
@@ -478,12 +521,26 @@ export async function deleteNode(props: K3sNodeOutputs, deps: Deps = {}): Promis
   try {
     const node = await shells.open(props.ssh, `k3s ${props.role} ${props.node}`, gone);
     const api = await liveServer(props, shells, undefined, gone, true);
+    if (props.role === "server" && api instanceof RootShell) await refuseUnsafeRemoval(api, props, deps.log);
     return await removeNode({ node, api, log: deps.log, secrets: secrets.filter((s): s is string => !!s) }, specOf(props), props.joinId);
   } catch (e) {
     throw scrub(e, secrets);
   } finally {
     await shells.close();
   }
+}
+
+/**
+ * Before a server that is still a member is removed (its Node deleted, so k3s removes its etcd member):
+ * the remaining servers must keep quorum and be Ready (./health.ts assessLeave), else a K3sError.
+ * A server whose Node is gone already (it left before a re-flash) passes.
+ */
+async function refuseUnsafeRemoval(api: RootShell, props: K3sNodeOutputs, log?: (m: string) => void): Promise<void> {
+  const view = await readClusterView(api, {});
+  if (!view.nodes.some((n) => n.name === props.hostname)) return;
+  const a = assessLeave(view, props.hostname);
+  if (a.problems.length) throw new K3sError(refusal({ node: props.node, hostname: props.hostname, why: "removal" }, a.problems, api.label));
+  if (props.snapshotDir) log?.(`${props.node}: etcd snapshot saved to ${await snapshotToDeployer(api, props.node, props.snapshotDir)} before its removal`);
 }
 
 // ------------------------------------------------------------------ kubeconfig
