@@ -266,6 +266,9 @@ function createWorkloads(
         namespace: h.namespace,
         createNamespace: !w.namespaces.includes(h.namespace),
         values: h.values,
+        // wait: false installs without waiting for readiness (objects a cluster cannot make ready)
+        skipAwait: !h.wait,
+        timeout: h.timeoutSeconds,
       },
       { ...k8sOpts, dependsOn: nsDeps },
     );

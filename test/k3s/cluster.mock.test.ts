@@ -85,7 +85,7 @@ function fleet() {
         namespace: "longhorn-system",
         values: { defaultSettings: { defaultReplicaCount: 2 } },
       },
-      { name: "local", chart: "./charts/local", namespace: "vendor-apps", values: {} },
+      { name: "local", chart: "./charts/local", namespace: "vendor-apps", values: {}, wait: false, timeoutSeconds: 60 },
     ],
   };
   return parseFleet(raw);
@@ -230,12 +230,14 @@ test("token, join chain, kubeconfig secret, Kubernetes provider and workloads", 
     namespace: "longhorn-system",
     createNamespace: false,
     repositoryOpts: { repo: "https://charts.longhorn.io" },
+    skipAwait: false, // Helm waits until the objects are ready, for Helm's 300 s by default
+    timeout: 300,
   });
   expect(helm.inputs.values).toEqual({ defaultSettings: { defaultReplicaCount: 2 } });
   expect(deps.get("lab-helm-longhorn")!.sort()).toEqual(["lab-ns-longhorn-system", "lab-ns-vendor-apps"]);
   // a local chart directory is resolved against the project directory, no repository
   const local = k8sRes.find((r) => r.type.endsWith(":Release") && r.inputs.name === "local")!;
-  expect(local.inputs).toMatchObject({ chart: path.join(tmp, "charts/local"), namespace: "vendor-apps", createNamespace: false });
+  expect(local.inputs).toMatchObject({ chart: path.join(tmp, "charts/local"), namespace: "vendor-apps", createNamespace: false, skipAwait: true, timeout: 60 });
   expect(local.inputs.repositoryOpts).toBeUndefined();
 
   // post-join command: @pulumi/command remote.Command on the node after its join, pinned host key,
