@@ -333,10 +333,12 @@ test(
     const passwords = resources.filter((r) => r.type === "random:index/randomPassword:RandomPassword");
     expect(passwords).toHaveLength(1);
     isCiphertext(passwords[0].outputs!.result);
-    // the value scanned for above is that RandomPassword (decrypted here, in memory only)
-    const plain = (JSON.parse((await pulumi(["stack", "export", "--show-secrets"])).out) as { deployment: { resources: StateResource[] } }).deployment
-      .resources;
-    expect(plain.find((r) => r.type === "random:index/randomPassword:RandomPassword")!.outputs!.result).toBe(token);
+    // the value scanned for above is that RandomPassword (decrypted here, in memory only; compared without
+    // printing it on a failure)
+    type Plain = { type: string; outputs?: { result?: { plaintext?: string } } };
+    const plain = (JSON.parse((await pulumi(["stack", "export", "--show-secrets"])).out) as { deployment: { resources: Plain[] } }).deployment.resources;
+    const shown = plain.find((r) => r.type === "random:index/randomPassword:RandomPassword")!.outputs!.result!.plaintext!;
+    expect(JSON.parse(shown) === token).toBe(true);
     const commands = resources.filter((r) => r.type === "command:remote:Command");
     expect(commands.map((r) => nameOf(r.urn))).toEqual(["e2e-k3s-srv1-post-join"]);
     isCiphertext(commands[0].inputs!.connection);
