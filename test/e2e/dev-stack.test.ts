@@ -374,7 +374,7 @@ test(
     ).toBe(0);
     cm4.rootfs = { path: newRootfs, sha256: crypto.createHash("sha256").update(fs.readFileSync(newRootfs)).digest("hex") };
     fs.writeFileSync(STACK_FILE, stringify(doc));
-    const pinSteps = await previewSteps();
+    const pinSteps = await previewSteps(["--show-sames"]);
     const pinChange = changed(pinSteps);
     const replaced = pinChange.filter((s) => s.startsWith("replace")).map((s) => s.slice("replace ".length));
     expect(replaced).toEqual(expect.arrayContaining(["e2e-turing-cm4-rootfs", "e2e-agent1-image", "e2e-agent1-flash"]));
