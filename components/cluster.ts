@@ -13,8 +13,9 @@
  *   a label edit) touches only that node's resource;
  * - per node with `postJoinCommand`: a `@pulumi/command` remote.Command that runs it on the node over
  *   SSH (pinned host key, the fleet's private key) after the node joined, again when it rejoins;
- * - K3sKubeconfig: the first server's kubeconfig rewritten to its address and the cluster name, after
- *   every node joined (secret output `kubeconfig`);
+ * - K3sKubeconfig: the cluster's admin kubeconfig (read from any server) rewritten to the first server's
+ *   address and the cluster name, after every node joined (secret output `kubeconfig`); it changes only
+ *   when the cluster is new (a sole server re-flashed), never because a member rejoined;
  * - a `@pulumi/kubernetes` Provider built from it, and the platform workloads of `fleet.workloads`
  *   (namespaces, manifests through k8s.yaml.ConfigFile, Helm charts through k8s.helm.v3.Release).
  * The ordering comes from lib/plan (deploymentPlan); the per-node configs from lib/render/k3s-config.
@@ -105,11 +106,21 @@ export class K3sCluster extends pulumi.ComponentResource {
     this.knownHosts = joined.knownHosts;
     this.postJoin = createPostJoinCommands(this, name, args.fleet, joined);
     this.joinOrder = { servers: [plan.firstServer, ...plan.joiningServers].map((n) => n.name), agents: plan.agents.map((n) => n.name) };
-    const all = Object.values(this.nodes);
+    // After every join (dependsOn), but not on their outputs: a rejoining member must not change the
+    // kubeconfig, or the Kubernetes provider and every workload on it would be planned for replacement.
+    // It is re-read only when the cluster is new (new CA and admin credentials): with one server, its
+    // rejoin initialises a new cluster; with more, a rejoining server joins the live ones (same CA).
+    const servers = [plan.firstServer, ...plan.joiningServers];
     const kc = new K3sKubeconfig(
       `${name}-kubeconfig`,
-      { apiSsh: joined.apiSsh, privateKey: joined.privateKey, server: plan.serverUrl, clusterName: args.fleet.clusterName, members: all.map((r) => r.joinId) },
-      { parent: this, dependsOn: all },
+      {
+        servers: servers.map((s) => ({ node: s.name, address: s.address, ssh: joined.sshOf(s) })),
+        privateKey: joined.privateKey,
+        server: plan.serverUrl,
+        clusterName: args.fleet.clusterName,
+        cluster: servers.length === 1 ? this.nodes[plan.firstServer.name].joinId : "",
+      },
+      { parent: this, dependsOn: Object.values(this.nodes) },
     );
     this.kubeconfig = pulumi.secret(kc.kubeconfig);
     const w = args.fleet.workloads;
@@ -258,6 +269,9 @@ function createWorkloads(
         namespace: h.namespace,
         createNamespace: !w.namespaces.includes(h.namespace),
         values: h.values,
+        // wait: false installs without waiting for readiness (objects a cluster cannot make ready)
+        skipAwait: !h.wait,
+        timeout: h.timeoutSeconds,
       },
       { ...k8sOpts, dependsOn: nsDeps },
     );

@@ -195,19 +195,31 @@ export class K3sNode extends pulumi.dynamic.Resource {
 
 /** Arguments of {@link K3sKubeconfig}. */
 export interface K3sKubeconfigArgs {
-  /** SSH endpoint of the first server. Required. */
-  apiSsh: pulumi.Input<SshEndpointArgs>;
+  /**
+   * The configured servers (the first server first); the kubeconfig is read from the first that answers
+   * (k3s's CA and admin credentials are cluster-wide). Where it is read from is not part of what it
+   * contains: a change here alone changes nothing. Required, at least one.
+   */
+  servers: pulumi.Input<pulumi.Input<ServerRefArgs>[]>;
   /** SSH private key, a Pulumi secret. Default: the ssh-agent. */
   privateKey?: pulumi.Input<string>;
-  /** API server URL written into the kubeconfig, e.g. https://10.0.0.11:6443. Required. */
+  /** API server URL written into the kubeconfig, e.g. https://10.0.0.11:6443. Required; a change re-reads. */
   server: pulumi.Input<string>;
-  /** Name of the kubeconfig's cluster, user and context (fleet.clusterName). Required. */
+  /** Name of the kubeconfig's cluster, user and context (fleet.clusterName). Required; a change re-reads. */
   clusterName: pulumi.Input<string>;
-  /** Join ids of the cluster's nodes: the kubeconfig is re-read when one changes. Default []. */
-  members?: pulumi.Input<pulumi.Input<string>[]>;
+  /**
+   * Identity of the cluster (changes only when the cluster is created afresh, with a new CA and admin
+   * credentials); a change re-reads. Members joining, rejoining or leaving must not change it, else every
+   * workload on the Kubernetes provider built from this kubeconfig is planned for replacement. Default "".
+   */
+  cluster?: pulumi.Input<string>;
 }
 
-/** The first server's admin kubeconfig, rewritten to the server's address and the stack's names. A secret output. */
+/**
+ * The cluster's admin kubeconfig, rewritten to `server` and the stack's names. A secret output that changes
+ * only when what it contains changes (server URL, cluster name, the cluster's CA and admin credentials):
+ * order it after the joins with `dependsOn`, not through their outputs.
+ */
 export class K3sKubeconfig extends pulumi.dynamic.Resource {
   /** The kubeconfig YAML (secret). */
   declare readonly kubeconfig: pulumi.Output<string>;
@@ -218,11 +230,11 @@ export class K3sKubeconfig extends pulumi.dynamic.Resource {
       name,
       {
         resourceType: "K3sKubeconfig",
-        apiSsh: endpointOutput(args.apiSsh),
+        servers: pulumi.output(args.servers).apply((xs) => xs.map((x) => ({ node: x.node, address: x.address, ssh: endpointOutput(x.ssh) }))),
         privateKey: args.privateKey === undefined ? undefined : pulumi.secret(args.privateKey),
         server: args.server,
         clusterName: args.clusterName,
-        members: args.members ?? [],
+        cluster: args.cluster ?? "",
         kubeconfig: undefined,
       },
       { ...opts, additionalSecretOutputs: ["kubeconfig", "privateKey", ...(opts?.additionalSecretOutputs ?? [])] },

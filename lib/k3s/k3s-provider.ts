@@ -99,17 +99,25 @@ export interface K3sNodeOutputs extends K3sNodeInputs {
   readiness?: string;
 }
 
+/**
+ * The admin kubeconfig. What it contains (the cluster's CA and admin credentials, cluster-wide in k3s:
+ * every server hands out the same ones) is defined by `server`, `clusterName` and `cluster`; `servers`
+ * and `privateKey` only say where and how to read it, so a change there alone is no change.
+ */
 export interface K3sKubeconfigInputs {
   resourceType: "K3sKubeconfig";
-  /** The server whose admin kubeconfig is read. */
-  apiSsh: SshEndpoint;
+  /** The configured servers: the kubeconfig is read from the first one that answers. */
+  servers: ServerRef[];
   privateKey?: string;
   /** Server URL written into the kubeconfig (https://<first server>:6443). */
   server: string;
   /** Name of cluster, user and context. */
   clusterName: string;
-  /** Join ids of the nodes this kubeconfig belongs to (re-read when they change). */
-  members: string[];
+  /**
+   * Identity of the cluster whose CA and admin credentials the kubeconfig holds: changes only when the
+   * cluster itself is new (its datastore and certificates created afresh). A change re-reads it. "" = never.
+   */
+  cluster: string;
 }
 
 export interface K3sKubeconfigOutputs extends K3sKubeconfigInputs {
@@ -218,11 +226,18 @@ export function checkNode(news: Record<string, unknown>): { inputs: Record<strin
 
 export function checkKubeconfig(news: Record<string, unknown>): { inputs: Record<string, unknown>; failures: CheckFailure[] } {
   const failures: CheckFailure[] = [];
-  checkTarget(news.apiSsh, "apiSsh", failures);
+  if (known(news.servers) && (!Array.isArray(news.servers) || news.servers.length === 0))
+    failures.push({ property: "servers", reason: "the list of the cluster's servers is required (the kubeconfig is read from one that answers)" });
+  else if (Array.isArray(news.servers))
+    news.servers.forEach((r: Record<string, unknown>, i: number) => {
+      if (isUnknown(r)) return;
+      if (!r || typeof r !== "object" || !r.node || !r.ssh) failures.push({ property: `servers[${i}]`, reason: "needs node, address and ssh" });
+      else checkTarget(r.ssh, `servers[${i}].ssh`, failures);
+    });
   if (known(news.server) && !/^https:\/\/[^/\s]+:\d+$/.test(String(news.server)))
     failures.push({ property: "server", reason: "must be https://<address>:<port>" });
   if (known(news.clusterName) && !isRfc1123Label(String(news.clusterName))) failures.push({ property: "clusterName", reason: "must be an RFC 1123 label" });
-  return { inputs: { ...news, members: news.members ?? [] }, failures };
+  return { inputs: { ...news, cluster: news.cluster ?? "" }, failures };
 }
 
 /** Keys whose change means a different join: the resource is replaced (delete first). */
@@ -268,9 +283,17 @@ export function diffNode(olds: Record<string, unknown>, news: Record<string, unk
   return { changes: replaces.length + updates.length > 0, replaces: [...replaces], deleteBeforeReplace: true };
 }
 
+/**
+ * What the kubeconfig contains: a change re-reads it (an update). The servers it is read from and the SSH
+ * key are not compared: a re-flashed or added server, a rejoined agent or a new host key leave it (and the
+ * Kubernetes provider built from it) unchanged, where re-reading would make it unknown at preview and
+ * plan every workload on it for replacement. They are recorded at the next re-read.
+ */
+export const KUBECONFIG_CONTENT_KEYS = ["server", "clusterName", "cluster"] as const;
+
 export function diffKubeconfig(olds: Record<string, unknown>, news: Record<string, unknown>): DiffResult {
-  const keys = ["apiSsh", "privateKey", "server", "clusterName", "members"];
-  return { changes: keys.some((k) => !same(olds[k], news[k])), replaces: [], deleteBeforeReplace: false };
+  const changed = KUBECONFIG_CONTENT_KEYS.filter((k) => !same(olds[k] ?? "", news[k] ?? ""));
+  return { changes: changed.length > 0, replaces: [], deleteBeforeReplace: false };
 }
 
 // ------------------------------------------------------------------ node create / update / read / delete
@@ -545,23 +568,40 @@ async function refuseUnsafeRemoval(api: RootShell, props: K3sNodeOutputs, log?: 
 
 // ------------------------------------------------------------------ kubeconfig
 
-export async function createKubeconfig(i: K3sKubeconfigInputs, deps: Deps = {}): Promise<K3sKubeconfigOutputs> {
+/**
+ * Read the admin kubeconfig from the first of `servers` that answers (they all hand out the same CA and
+ * admin credentials), trying them in turn for up to `retryForMs` in all.
+ */
+export async function createKubeconfig(i: K3sKubeconfigInputs, deps: Deps = {}, retryForMs = 120_000): Promise<K3sKubeconfigOutputs> {
   const connect = deps.connect ?? sshConnect;
-  let host: Host | undefined;
-  try {
-    host = await connect(i.apiSsh, i.privateKey, { retryForMs: 120_000, what: "first server (kubeconfig)" });
-    const kubeconfig = await fetchKubeconfig(new RootShell(host), i.server, i.clusterName);
-    return { ...i, kubeconfig };
-  } catch (e) {
-    throw scrub(e, [i.privateKey]);
-  } finally {
-    await host?.close().catch(() => undefined);
+  if (i.servers.length === 0) throw new Error("kubeconfig: no server to read it from");
+  const deadline = Date.now() + retryForMs;
+  const failures = new Map<string, string>();
+  for (let round = 0; ; round++) {
+    for (const r of i.servers) {
+      let host: Host | undefined;
+      try {
+        const left = Math.max(1_000, deadline - Date.now());
+        host = await connect(r.ssh, i.privateKey, { retryForMs: Math.min(left, 10_000 * (round + 1)), what: `server ${r.node} (kubeconfig)` });
+        const kubeconfig = await fetchKubeconfig(new RootShell(host), i.server, i.clusterName);
+        return { ...i, kubeconfig };
+      } catch (e) {
+        failures.set(`${r.node} (${endpointLabel(r.ssh)})`, redact((e as Error).message.split("\n")[0], [i.privateKey]));
+      } finally {
+        await host?.close().catch(() => undefined);
+      }
+    }
+    if (Date.now() >= deadline) break;
   }
+  throw new Error(
+    `kubeconfig: no server could be read (${[...failures].map(([k, v]) => `${k}: ${v}`).join("; ")}); check that a k3s server runs and is reachable over SSH`,
+  );
 }
 
+/** Refresh: the kubeconfig as the recorded servers hand it out now; the recorded one when none answers. */
 export async function readKubeconfig(props: K3sKubeconfigOutputs, deps: Deps = {}): Promise<K3sKubeconfigOutputs> {
   try {
-    return await createKubeconfig(props, deps);
+    return { ...props, ...(await createKubeconfig(props, deps, 20_000)) };
   } catch (e) {
     (deps.log ?? (() => undefined))(`warning: cannot re-read the kubeconfig (${(e as Error).message.split("\n")[0]}); keeping the recorded one`);
     return props;

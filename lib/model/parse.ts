@@ -773,7 +773,7 @@ function readWorkloads(r: Reader, raw: RawFleetConfig): Fleet["workloads"] {
     const p = `workloads.helmCharts[${i}]`;
     const chartCfg = r.obj(h, p, true);
     if (!chartCfg) return;
-    r.unknownKeys(chartCfg, p, ["name", "chart", "repo", "version", "namespace", "values"]);
+    r.unknownKeys(chartCfg, p, ["name", "chart", "repo", "version", "namespace", "values", "wait", "timeoutSeconds"]);
     const name = r.str(chartCfg, "name", p);
     if (typeof chartCfg.name === "string") checkLabelName(r, name, `${p}.name`, "release name");
     const namespace = r.str(chartCfg, "namespace", p, "default");
@@ -785,6 +785,8 @@ function readWorkloads(r: Reader, raw: RawFleetConfig): Fleet["workloads"] {
       version: r.optStr(chartCfg, "version", p),
       namespace,
       values: (r.obj(chartCfg.values, `${p}.values`, false) ?? {}) as Record<string, unknown>,
+      wait: r.bool(chartCfg, "wait", p, true),
+      timeoutSeconds: r.num(chartCfg, "timeoutSeconds", p, 300, 1, 86_400),
     });
   });
   return {

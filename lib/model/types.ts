@@ -234,6 +234,10 @@ export interface HelmChart {
   version?: string;
   namespace: string;
   values: Record<string, unknown>;
+  /** Wait until the release's objects are ready (Helm's --wait; Deployments need running pods). Default true. */
+  wait: boolean;
+  /** How long Helm may take to install or upgrade (and wait), seconds. Default 300 (Helm's). */
+  timeoutSeconds: number;
 }
 
 export interface WorkloadSettings {

@@ -85,7 +85,7 @@ function fleet() {
         namespace: "longhorn-system",
         values: { defaultSettings: { defaultReplicaCount: 2 } },
       },
-      { name: "local", chart: "./charts/local", namespace: "vendor-apps", values: {} },
+      { name: "local", chart: "./charts/local", namespace: "vendor-apps", values: {}, wait: false, timeoutSeconds: 60 },
     ],
   };
   return parseFleet(raw);
@@ -191,7 +191,15 @@ test("token, join chain, kubeconfig secret, Kubernetes provider and workloads", 
   // kubeconfig resource: first server's address, the stack's cluster name
   const kc = registered.find((r) => r.type.endsWith(":K3sKubeconfig"))!;
   expect(kc.inputs).toMatchObject({ server: "https://10.0.0.11:6443", clusterName: "test" });
-  expect((kc.inputs.members as string[]).sort()).toEqual(["join-lab-agent2", "join-lab-jetson1", "join-lab-srv1", "join-lab-srv2", "join-lab-srv3"]);
+  // read from any server (first server first); re-read only when the cluster is new, never on the
+  // members' join ids (a rejoin must not touch the provider)
+  expect((kc.inputs.servers as Srv[]).map((x) => [x.node, x.ssh.address])).toEqual([
+    ["srv1", "10.0.0.11"],
+    ["srv2", "10.0.0.12"],
+    ["srv3", "10.0.0.10"],
+  ]);
+  expect(kc.inputs.cluster).toBe(""); // three servers: a re-flashed one rejoins the live ones (same CA)
+  expect(kc.inputs.members).toBeUndefined();
 
   // Kubernetes provider from the kubeconfig; every workload uses it
   const prov = registered.filter((r) => r.type === "pulumi:providers:kubernetes");
@@ -222,12 +230,14 @@ test("token, join chain, kubeconfig secret, Kubernetes provider and workloads", 
     namespace: "longhorn-system",
     createNamespace: false,
     repositoryOpts: { repo: "https://charts.longhorn.io" },
+    skipAwait: false, // Helm waits until the objects are ready, for Helm's 300 s by default
+    timeout: 300,
   });
   expect(helm.inputs.values).toEqual({ defaultSettings: { defaultReplicaCount: 2 } });
   expect(deps.get("lab-helm-longhorn")!.sort()).toEqual(["lab-ns-longhorn-system", "lab-ns-vendor-apps"]);
   // a local chart directory is resolved against the project directory, no repository
   const local = k8sRes.find((r) => r.type.endsWith(":Release") && r.inputs.name === "local")!;
-  expect(local.inputs).toMatchObject({ chart: path.join(tmp, "charts/local"), namespace: "vendor-apps", createNamespace: false });
+  expect(local.inputs).toMatchObject({ chart: path.join(tmp, "charts/local"), namespace: "vendor-apps", createNamespace: false, skipAwait: true, timeout: 60 });
   expect(local.inputs.repositoryOpts).toBeUndefined();
 
   // post-join command: @pulumi/command remote.Command on the node after its join, pinned host key,

@@ -4,7 +4,8 @@
  * in the order Pulumi's dependsOn chain gives (servers one at a time, agents in parallel):
  * - join order proven by the stand-in's join.log timestamps; every node Ready from the first server; the
  *   first server initialised the cluster, the others joined through a live member, all with its identity;
- * - the kubeconfig points at the first server with the stack's names, and works;
+ * - the kubeconfig points at the first server with the stack's names, is the same read from any server
+ *   (a dead one is skipped), and works;
  * - label / taint changes are applied with kubectl without a rejoin;
  * - a re-flashed agent is rejected by k3s ("Node password rejected") until its stale Node is deleted,
  *   and our join does exactly that: it rejoins under its name;
@@ -33,6 +34,7 @@ import {
   deleteNode,
   Deps,
   diffNode,
+  K3sKubeconfigInputs,
   K3sNodeInputs,
   K3sNodeOutputs,
   readNode,
@@ -286,17 +288,25 @@ test("servers join one at a time, agents in parallel after them; all Ready from 
   for (const o of Object.values(outs)) expect(JSON.stringify({ ...o, token: undefined, privateKey: undefined })).not.toContain(TOKEN);
 });
 
-test("kubeconfig: first server's address, the stack's names, and it works", async () => {
-  const kc = await createKubeconfig(
-    {
-      resourceType: "K3sKubeconfig",
-      apiSsh: inputs(node("s1")).servers[0].ssh,
-      privateKey: lab.deployKey.privateKey,
-      server: plan.serverUrl,
-      clusterName: fleet.clusterName,
-      members: [],
-    },
-    deps,
+test("kubeconfig: first server's address, the stack's names, the same from every server, and it works", async () => {
+  const all = inputs(node("s1")).servers;
+  const kcInputs = (servers: K3sKubeconfigInputs["servers"]): K3sKubeconfigInputs => ({
+    resourceType: "K3sKubeconfig",
+    servers,
+    privateKey: lab.deployKey.privateKey,
+    server: plan.serverUrl,
+    clusterName: fleet.clusterName,
+    cluster: "",
+  });
+  const kc = await createKubeconfig(kcInputs(all), deps);
+  // k3s's CA and admin credentials are cluster-wide: read from s2 or s3 it is the same text, byte for byte
+  expect((await createKubeconfig(kcInputs([all[1]]), deps)).kubeconfig).toBe(kc.kubeconfig);
+  expect((await createKubeconfig(kcInputs([all[2]]), deps)).kubeconfig).toBe(kc.kubeconfig);
+  // a server that does not answer (nothing listens on its SSH port) is skipped for the next one
+  const dead = { ...all[0], ssh: { ...all[0].ssh, port: 1 } };
+  expect((await createKubeconfig(kcInputs([dead, all[1]]), deps, 15_000)).kubeconfig).toBe(kc.kubeconfig);
+  await expect(createKubeconfig(kcInputs([dead]), deps, 2_000)).rejects.toThrow(
+    /kubeconfig: no server could be read \(s1 \(\w+@[\d.]+:1\): .*\); check that a k3s server runs/,
   );
   const doc = parseYaml(kc.kubeconfig);
   expect(doc.clusters).toHaveLength(1);

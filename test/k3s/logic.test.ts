@@ -19,7 +19,7 @@ import {
   UNKNOWN_CLUSTER,
 } from "../../lib/k3s/join";
 import { checkLabelsAndTaints, labelArgv, labelChange, parseNodeJson, taintArgv, taintChange } from "../../lib/k3s/node";
-import { checkNode, diffKubeconfig, diffNode, fromState, needsRejoin, recordedCluster, UNKNOWN } from "../../lib/k3s/k3s-provider";
+import { checkKubeconfig, checkNode, diffKubeconfig, diffNode, fromState, needsRejoin, recordedCluster, UNKNOWN } from "../../lib/k3s/k3s-provider";
 import { validRaw } from "../model/fixtures";
 
 const fleet = parseFleet(validRaw());
@@ -221,7 +221,10 @@ describe("resource diff", () => {
     expect(fromState(legacy).ssh).toEqual(base.ssh);
     // the first server of old state (apiSsh) becomes the one server it knows
     expect(diffNode(fromState(legacy), news)).toEqual({ changes: false, replaces: [], deleteBeforeReplace: true });
-    expect(diffKubeconfig(fromState({ apiSsh: legacy.apiSsh, server: "s" }), { apiSsh: news.servers[0].ssh, server: "s" }).changes).toBe(false);
+    // a kubeconfig recorded when it was read from the first server (apiSsh) and re-read on every join (members)
+    const kcLegacy = fromState({ resourceType: "K3sKubeconfig", apiSsh: legacy.apiSsh, server: "s", clusterName: "c", members: ["j1"] });
+    expect((kcLegacy as Record<string, unknown>).servers).toEqual(news.servers);
+    expect(diffKubeconfig(kcLegacy, { resourceType: "K3sKubeconfig", servers: news.servers, server: "s", clusterName: "c", cluster: "" }).changes).toBe(false);
     expect(fromState(base)).toEqual(base);
   });
   test("check tolerates unknown values in preview and reports real problems", () => {
@@ -273,5 +276,47 @@ describe("where a node joins (chooseJoin)", () => {
       kind: "refuse",
     });
     expect(chooseJoin({ node: "a1", role: "agent", bootstrap: false, recordedCluster: "", peers: [] })).toMatchObject({ kind: "refuse" });
+  });
+});
+
+describe("kubeconfig diff: only what it contains", () => {
+  const ref = (node: string, a: string, hostKey = "ssh-ed25519 K") => ({ node, address: a, ssh: { address: a, port: 22, user: "deploy", hostKey } });
+  const olds = {
+    resourceType: "K3sKubeconfig",
+    servers: [ref("srv1", "10.0.0.11"), ref("srv2", "10.0.0.12")],
+    server: "https://10.0.0.11:6443",
+    clusterName: "lab",
+    cluster: "",
+    kubeconfig: "apiVersion: v1",
+  };
+  const inputs = { ...olds, kubeconfig: undefined };
+  test("a member rejoining, a re-flashed server (new host key, unknown at preview), an added server, a new SSH key: no change", () => {
+    for (const news of [
+      inputs,
+      { ...inputs, servers: [UNKNOWN, ref("srv2", "10.0.0.12")] },
+      { ...inputs, servers: UNKNOWN },
+      { ...inputs, servers: [ref("srv1", "10.0.0.11", "ssh-ed25519 NEW"), ref("srv2", "10.0.0.12"), ref("srv3", "10.0.0.13")] },
+      { ...inputs, privateKey: UNKNOWN },
+    ])
+      expect(diffKubeconfig(olds, news)).toEqual({ changes: false, replaces: [], deleteBeforeReplace: false });
+  });
+  test("a new server URL, cluster name or cluster (new CA and credentials, or unknown at preview) re-reads it in place", () => {
+    for (const news of [
+      { ...inputs, server: "https://10.0.0.12:6443" },
+      { ...inputs, clusterName: "lab2" },
+      { ...inputs, cluster: "join-srv1-b" },
+      { ...inputs, cluster: UNKNOWN },
+    ])
+      expect(diffKubeconfig(olds, news)).toEqual({ changes: true, replaces: [], deleteBeforeReplace: false });
+  });
+  test("check: servers is a non-empty list of server references; unknowns pass at preview", () => {
+    expect(checkKubeconfig({ ...inputs, servers: [UNKNOWN], cluster: UNKNOWN }).failures).toEqual([]);
+    expect(checkKubeconfig({ ...inputs, servers: UNKNOWN }).failures).toEqual([]);
+    expect(checkKubeconfig({ ...inputs, servers: [] }).failures.map((f) => f.property)).toEqual(["servers"]);
+    expect(
+      checkKubeconfig({ ...inputs, servers: [{ node: "srv1", address: "x", ssh: { address: "", port: 22, user: "deploy" } }] }).failures.map((f) => f.property),
+    ).toEqual(["servers[0].ssh.address"]);
+    const { cluster: _c, ...noCluster } = inputs;
+    expect(checkKubeconfig(noCluster).inputs.cluster).toBe("");
   });
 });

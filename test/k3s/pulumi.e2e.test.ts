@@ -64,7 +64,7 @@ for (const s of spec.servers) {
   first = first || r; prev = r; all.push(r);
 }
 for (const a of spec.agents) all.push(new K3sNode(a.name, { ...common(a), role: "agent" }, { dependsOn: [prev] }));
-const kc = new K3sKubeconfig("kubeconfig", { apiSsh: spec.api, privateKey, server: spec.server, clusterName: spec.clusterName, members: all.map((r) => r.joinId) }, { dependsOn: all });
+const kc = new K3sKubeconfig("kubeconfig", { servers: spec.serverRefs, privateKey, server: spec.server, clusterName: spec.clusterName }, { dependsOn: all });
 exports.kubeconfig = kc.kubeconfig;
 exports.joined = all.map((r) => r.hostname);
 `;
@@ -254,6 +254,12 @@ maybe("k3s resources under the Pulumi engine", () => {
     const t = Date.now();
     const labels = { a2: { ...nodeLabels(fleet.nodes.find((n) => n.name === "a2")!), "example.com/zone": "moved" } };
     writeSpec({ agents: ["a2"], labels, generation: { a2: "image-2" } });
+    // the preview: a2 rejoins (its join id unknown until it has), the kubeconfig untouched (it follows the
+    // joins through dependsOn, not their ids), so nothing built from it would be replaced either
+    const plan = JSON.parse((await pulumi(["preview", "--json", "--show-sames"])).stdout) as { steps: { op: string; urn: string }[] };
+    const ops = plan.steps.filter((x) => x.op !== "same").map((x) => `${x.op} ${x.urn.split("::").pop()}`);
+    expect(ops).toEqual(["update a2"]); // with the kubeconfig's former members input (every join id): also "update kubeconfig"
+    expect(plan.steps.find((x) => x.urn.endsWith("::kubeconfig"))!.op).toBe("same");
     const out = (await pulumi(["up", "--yes", "--skip-preview"])).stdout;
     expect(out).toMatch(/a2\s+updated/);
     expect(out).not.toMatch(/replaced/);

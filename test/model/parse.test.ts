@@ -80,6 +80,18 @@ const BAD: [string, (r: Raw) => void, string, RegExp][] = [
     /"" is not a valid release name/,
   ],
   [
+    "Helm timeout not a whole number of seconds",
+    (r) => (r.workloads = { helmCharts: [{ name: "x", chart: "./charts/x", timeoutSeconds: 1.5 }] }),
+    "workloads.helmCharts[0].timeoutSeconds",
+    /1\.5 must be an integer from 1 to 86400/,
+  ],
+  [
+    "Helm wait not a boolean",
+    (r) => (r.workloads = { helmCharts: [{ name: "x", chart: "./charts/x", wait: "no" }] }),
+    "workloads.helmCharts[0].wait",
+    /must be true or false/,
+  ],
+  [
     "SWUpdate node without a pinned host key",
     (r) => delete r.nodes[3].ssh.hostKey,
     "nodes[3].ssh.hostKey",
