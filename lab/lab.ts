@@ -425,6 +425,9 @@ export class Lab {
     if (!fs.existsSync(hn)) await this.writeFileIn(r, "/etc/hostname", (r.spec.hostname ?? r.spec.name) + "\n");
     if (r.spec.hwRevision && !fs.existsSync(this.backingPath(r.spec.name, "/etc/hwrevision")))
       await this.writeFileIn(r, "/etc/hwrevision", r.spec.hwRevision + "\n");
+    const cert = r.spec.swupdate?.certificate;
+    if (cert && !fs.existsSync(this.backingPath(r.spec.name, "/etc/swupdate/swupdate.pem")))
+      await this.writeFileIn(r, "/etc/swupdate/swupdate.pem", cert.trim() + "\n"); // the board's factory image
     const keys = [this.deployKey.publicKey, ...(this.spec.authorizedKeys ?? [])].join("\n") + "\n";
     await this.authorize(r, keys);
     if (r.spec.role === "node" && r.info.user !== "root") {

@@ -15,6 +15,12 @@ export interface LabSwupdateSpec {
   devices: Record<string, number>;
   /** Devices the node can boot a root filesystem from (default: all). After a reboot the most recently written one with an ext4 /etc is booted. */
   rootDevices?: string[];
+  /**
+   * The SWUpdate verification certificate the board was provisioned with (its factory image's
+   * /etc/swupdate/swupdate.pem), written once when the node is first created. Later images bring their
+   * own. Default: none (swupdate on the node refuses every signed bundle until an image carries one).
+   */
+  certificate?: string;
 }
 
 export interface LabHostSpec {
@@ -105,7 +111,7 @@ export function labSpecFromFleet(fleet: Fleet, extra: Partial<LabSpec> & { hostK
           throw new Error(`lab: node ${n.name}: root device ${d} must be a plain /dev/<name> path for the simulated lab`);
         devices[d.slice("/dev/".length)] = 1 << 30;
       }
-      h.swupdate = { devices };
+      h.swupdate = { devices, ...(fleet.swupdate.certificate ? { certificate: fleet.swupdate.certificate } : {}) };
       h.hwRevision = `${n.hardware} ${n.hwRevision}`;
     }
     // data disks under a plain /dev/<name> become attached ext4 disks (others stay absent: "missing")
