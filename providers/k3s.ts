@@ -99,6 +99,12 @@ export interface K3sNodeArgs {
   installScript?: pulumi.Input<string>;
   /** Anything that changes when the node is re-flashed (the delivered image's id); a change rejoins the node (an update). Default "". */
   generation?: pulumi.Input<string>;
+  /**
+   * The OS image the node runs, for nodes whose k3s state is persistent (SWUpdate: the data partition).
+   * A change (an OS update) restarts k3s on the kept state as the same member: an update, never a
+   * rejoin. Default "" (none).
+   */
+  image?: pulumi.Input<string>;
   /** The node's data disks (fleet `nodes[].dataDisks`); their state is the `dataDiskStatus` output. Default []. */
   dataDisks?: pulumi.Input<DataDisk[]>;
 }
@@ -131,6 +137,7 @@ function nodeProps(args: K3sNodeArgs, resourceType: string, role: pulumi.Input<s
     drainTimeoutSeconds: args.drainTimeoutSeconds,
     installScript: args.installScript,
     generation: args.generation ?? "",
+    image: args.image ?? "",
     dataDisks: args.dataDisks ?? [],
     joinId: undefined,
     joinedAt: undefined,
