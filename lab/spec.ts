@@ -121,7 +121,7 @@ export function labSpecFromFleet(fleet: Fleet, extra: Partial<LabSpec> & { hostK
         throw new Error(`lab: node ${n.name}: data device ${data} must be a plain /dev/<name> path for the simulated lab`);
       h.disks = {
         ...h.disks,
-        [data.slice("/dev/".length)]: { sizeBytes: 256 << 20, filesystem: "ext4", files: { hwrevision: `${n.hardware} ${n.hwRevision}\n` } },
+        [data.slice("/dev/".length)]: { sizeBytes: 1 << 30, filesystem: "ext4", files: { hwrevision: `${n.hardware} ${n.hwRevision}\n` } },
       };
     }
     // data disks under a plain /dev/<name> become attached ext4 disks (others stay absent: "missing")
