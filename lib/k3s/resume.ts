@@ -15,8 +15,7 @@
  *   3. waits until the Node is Ready as the first server sees it (joinTimeoutSeconds).
  * The Node object and its UID, the node-password Secret and the etcd member are never touched.
  */
-import { DEFAULT_INSTALL_SCRIPT, installArgv, K3sContext, K3sError, NodeJoinSpec, nodeDiagnostics, waitReady, writeNodeFiles } from "./join";
-import { tailLines } from "../transport/host";
+import { installArgv, K3sContext, K3sError, NodeJoinSpec, nodeDiagnostics, waitReady, writeNodeFiles } from "./join";
 
 /** What k3s must find on a node to come back as the same member (lab/k3s/BEHAVIOURS.md, "What k3s keeps where"). */
 export function persistentStatePaths(role: "server" | "agent"): string[] {
@@ -38,22 +37,14 @@ export async function resumeNode(ctx: K3sContext, spec: NodeJoinSpec, token: str
     if (missing.length) {
       throw new K3sError(
         `${what}: the node runs image ${image} but its k3s state is gone (${missing.join(", ")} missing), so it cannot come back as the same cluster member; nothing was changed in the cluster.` +
-          `\nHow to fix: check that its persistent data partition (nodes.${spec.node}.delivery.dataDevice) is attached and mounted (findmnt /var/lib/rancher /etc/rancher), then run \`pulumi up\` again;` +
-          ` if the state is lost for good, increase nodes.${spec.node}.rejoin to make it leave and rejoin the cluster.`,
+          `\nHow to fix: check that its persistent data partition (nodes[${spec.node}].delivery.dataDevice) is attached and mounted (findmnt /var/lib/rancher /etc/rancher), then run \`pulumi up\` again;` +
+          ` if the state is lost for good, increase nodes[${spec.node}].rejoin to make it leave and rejoin the cluster.`,
         secrets,
       );
     }
     c.log?.(`${spec.hostname}: new OS image ${image}, k3s state kept on the data partition: restarting k3s as the same member (no rejoin)`);
     await writeNodeFiles(c.node, spec, token, joinId, Math.min(60_000, left()));
-    const argv = installArgv(spec);
-    const r = await c.node.run(argv, { timeoutMs: left() });
-    if (r.code !== 0) {
-      throw new K3sError(
-        `${what}: \`${argv.join(" ")}\` exited ${r.code ?? "by signal " + r.signal} on ${c.node.label}:\n${tailLines(Buffer.concat([r.stdout, r.stderr]), 40)}` +
-          `\nHow to fix: the image must ship k3s (/usr/local/bin/k3s) and the install script ${spec.installScript ?? DEFAULT_INSTALL_SCRIPT}.`,
-        secrets,
-      );
-    }
+    await c.node.check(installArgv(spec), { timeoutMs: left() });
     await waitReady(c, spec.hostname, deadline, what, () => nodeDiagnostics(c.node, spec.role));
     c.log?.(`${spec.hostname}: Ready again after the OS update`);
   } catch (e) {

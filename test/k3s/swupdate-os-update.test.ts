@@ -396,7 +396,7 @@ test("an OS update that lost the data partition: the resume refuses, naming the 
     /^k3s agent j2: the node runs image image-without-its-data but its k3s state is gone \(\/etc\/rancher\/node\/password, \/var\/lib\/rancher\/k3s\/agent missing\), so it cannot come back as the same cluster member; nothing was changed in the cluster\./,
   );
   expect(err?.message).toMatch(
-    /How to fix: check that its persistent data partition \(nodes\.j2\.delivery\.dataDevice\) is attached and mounted .* increase nodes\.j2\.rejoin/,
+    /How to fix: check that its persistent data partition \(nodes\[j2\]\.delivery\.dataDevice\) is attached and mounted .* increase nodes\[j2\]\.rejoin/,
   );
   expect(await uidOf("node", "j2")).toBe(uid);
 });
