@@ -72,6 +72,15 @@ async function makeBundle(
     postUpdate: false,
     outPath: path.join(dir, "bundles", `${name}.swu`),
   });
+  // every bundle is valid for the real swupdate (signature by its signer, hashes, hardware compatibility)
+  const check = await swupdateCheck(
+    r.path,
+    await certFile(`${name}-signer`, by),
+    HW,
+    (o.hwRevisions ?? ["1.0"])[0],
+    selection ? { select: "stable,main" } : {},
+  );
+  expect({ bundle: name, accepted: check.accepted }).toEqual({ bundle: name, accepted: true });
   return { path: r.path, sha256: r.sha256, image };
 }
 
