@@ -144,7 +144,7 @@ test("issue 15: a SWUpdate node's join generation is its rejoin counter (an OS u
   const program = await import("../../index");
   await value(program.kubeconfig as pulumi.Output<string>);
   await new Promise((r) => setTimeout(r, 200));
-  const join = (n: string) => registered.find((r) => /K3s(Server|Agent)$/.test(r.type) && r.name === `test-k3s-${n}`)!;
+  const join = (n: string) => registered.find((r) => /:K3sNode$/.test(r.type) && r.name === `test-k3s-${n}`)!;
   expect(join("srv3").inputs.generation).toBe("rejoin-0");
   expect(join("jetson1").inputs.generation).toBe("rejoin-2");
   // tpi nodes: a re-flash (a new running image) is a rejoin

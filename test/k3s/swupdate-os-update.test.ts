@@ -28,7 +28,17 @@ import { deploymentPlan, DeploymentPlan } from "../../lib/plan/plan";
 import { nodeLabels, renderK3sConfig } from "../../lib/render/k3s-config";
 import { renderPersistFiles } from "../../lib/render/persist";
 import { RootShell } from "../../lib/k3s/join";
-import { createKubeconfig, createNode, Deps, diffNode, K3sNodeInputs, K3sNodeOutputs, readNode, updateNodeResource } from "../../lib/k3s/k3s-provider";
+import {
+  createKubeconfig,
+  createNode,
+  Deps,
+  diffNode,
+  K3sNodeInputs,
+  K3sNodeOutputs,
+  needsRejoin,
+  readNode,
+  updateNodeResource,
+} from "../../lib/k3s/k3s-provider";
 import { installBundle, SwupdateSpec } from "../../lib/delivery/swupdate";
 import { buildBundle } from "../../lib/swupdate/bundle";
 import { connectSsh } from "../../lib/transport/ssh";
@@ -64,16 +74,15 @@ const node = (name: string): NodeSpec => fleet.nodes.find((n) => n.name === name
 
 function inputs(n: NodeSpec, over: Partial<K3sNodeInputs> = {}): K3sNodeInputs {
   const h = lab.hosts[n.name];
-  const api = lab.hosts[plan.firstServer.name];
-  const first = n.name === plan.firstServer.name;
+  const ep = (name: string) => ({ address: lab.hosts[name].address, port: lab.hosts[name].port, user: lab.hosts[name].user, hostKey: lab.hosts[name].hostKey });
   return {
-    resourceType: n.role === "server" ? "K3sServer" : "K3sAgent",
+    resourceType: "K3sNode",
     node: n.name,
     hostname: n.hostname,
     role: n.role,
-    firstServer: first,
+    bootstrap: n.name === plan.firstServer.name,
     ssh: { address: h.address, port: h.port, user: h.user, hostKey: h.hostKey },
-    apiSsh: { address: api.address, port: api.port, user: api.user, hostKey: api.hostKey },
+    servers: [plan.firstServer, ...plan.joiningServers].map((s) => ({ node: s.name, address: s.address, ssh: ep(s.name) })),
     privateKey: lab.deployKey.privateKey,
     token: TOKEN,
     config: renderK3sConfig(fleet, plan, n),
@@ -83,7 +92,6 @@ function inputs(n: NodeSpec, over: Partial<K3sNodeInputs> = {}): K3sNodeInputs {
     drainTimeoutSeconds: fleet.k3s.drainTimeoutSeconds,
     // as components/fleet.ts: a SWUpdate node's generation is its rejoin counter, its image a plain input
     generation: n.delivery.method === "swupdate" ? `rejoin-${n.rejoin}` : "image-1",
-    cluster: first ? "" : (outs[plan.firstServer.name]?.joinId ?? ""),
     dataDisks: n.dataDisks,
     ...over,
   };
@@ -323,7 +331,7 @@ async function osUpdate(
         await createKubeconfig(
           {
             resourceType: "K3sKubeconfig",
-            apiSsh: inputs(n).apiSsh,
+            apiSsh: inputs(node("s1")).servers[0].ssh,
             privateKey: lab.deployKey.privateKey,
             server: `https://${lab.hosts.s1.address}:6443`,
             clusterName: fleet.clusterName,
@@ -347,6 +355,7 @@ async function osUpdate(
   const news = inputs(n, { image: b.image.imageId });
   const d = diffNode(outs[name] as unknown as Record<string, unknown>, news as unknown as Record<string, unknown>);
   expect(d).toMatchObject({ changes: true, replaces: [] });
+  expect(needsRejoin(outs[name] as unknown as Record<string, unknown>, news as unknown as Record<string, unknown>)).toBe(false);
   outs[name] = await updateNodeResource(outs[name], news, deps);
   const seconds = (Date.now() - t0) / 1000;
   const readyz = await poll?.stop();
