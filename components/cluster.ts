@@ -50,6 +50,12 @@ export interface K3sClusterNodeArgs {
    * rejoins the existing cluster under its name through a live server. Default "" (never).
    */
   generation?: pulumi.Input<string>;
+  /**
+   * For a node whose k3s state survives an OS update (SWUpdate: the data partition), the image it runs,
+   * e.g. the delivery's `runningImageId`: a change restarts k3s as the same member (no rejoin; its
+   * generation then stays the same). Default "" (none).
+   */
+  image?: pulumi.Input<string>;
 }
 
 export interface K3sClusterArgs {
@@ -181,6 +187,7 @@ function createJoins(parent: pulumi.Resource, name: string, args: K3sClusterArgs
     installScript: args.installScript,
     snapshotDir: args.snapshotDir,
     generation: per[n.name]?.generation ?? "",
+    image: per[n.name]?.image ?? "",
     dataDisks: n.dataDisks,
   });
   const deliveredOf = (n: NodeSpec): pulumi.Resource[] => (per[n.name]?.delivered ? [per[n.name]!.delivered!] : []);

@@ -5,7 +5,7 @@
  */
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
-import { Fleet as FleetModel, Hardware } from "../lib/model/types";
+import { Fleet as FleetModel, Hardware, NodeSpec } from "../lib/model/types";
 import { deploymentPlan, DeploymentPlan } from "../lib/plan/plan";
 import { nodeFilesDigest, renderNodeFiles } from "../lib/render/node-files";
 import { deliveryDependencies } from "../lib/delivery/rollout";
@@ -238,8 +238,10 @@ function createLeave(
       role: n.role,
       generation: fnode.image.imageId,
       why: n.delivery.method === "tpi" ? "re-flash" : "re-image",
-      // The delivery replaces the root file system and with it k3s's state: the node rejoins as a new member.
-      deleteNode: true,
+      // A flash wipes k3s's state: the node rejoins as a new member (its Node goes first). A SWUpdate node
+      // keeps its state on the data partition and comes back as the same member (lib/k3s/resume.ts
+      // uncordons it): drained, never deleted.
+      deleteNode: n.delivery.method !== "swupdate",
       servers,
       privateKey: secrets.sshPrivateKey,
       drainTimeoutSeconds: fleet.k3s.drainTimeoutSeconds,
@@ -282,6 +284,17 @@ function createUpdateManifest(
 }
 
 /**
+ * Issue 15 item 4: what replaces a node's k3s join (its `generation`) and what only restarts it (`image`).
+ * SWUpdate nodes keep k3s's state on their data partition, so an OS update is not a rejoin: their
+ * generation is the rejoin counter alone, and the running image restarts k3s as the same member. A
+ * tpi re-flash rewrites the whole eMMC: the running image is the generation (plus the counter once set).
+ */
+function joinGeneration(n: NodeSpec, runningImageId: pulumi.Output<string>): { generation: pulumi.Input<string>; image?: pulumi.Input<string> } {
+  if (n.delivery.method === "swupdate") return { generation: `rejoin-${n.rejoin}`, image: runningImageId };
+  return { generation: n.rejoin === 0 ? runningImageId : pulumi.interpolate`${runningImageId}/rejoin-${n.rejoin}` };
+}
+
+/**
  * k3s join on the delivered nodes: each node's join waits for its delivery; a re-flash (new running
  * image) replaces its join so it rejoins under its name. Turing Pi nodes are reached with the host key
  * their flash recorded.
@@ -313,7 +326,12 @@ function createCluster(
           // join's server list must not wait for that server's delivery (which waits for this join's unit)
           return [
             n.name,
-            { ssh: { address: n.address, port: n.ssh.port, user: n.ssh.user, hostKey: n.ssh.hostKey }, hostKey, delivered: d, generation: d.runningImageId },
+            {
+              ssh: { address: n.address, port: n.ssh.port, user: n.ssh.user, hostKey: n.ssh.hostKey },
+              hostKey,
+              delivered: d,
+              ...joinGeneration(n, d.runningImageId),
+            },
           ];
         }),
       ),

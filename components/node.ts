@@ -189,7 +189,6 @@ function createDelivery(
       bundle: { path: bundle!.path, sha256: bundle!.sha256 },
       imageId: image.imageId,
       version: fleet.swupdate.version,
-      certificate: fleet.swupdate.certificate,
       aesKey: fleet.swupdate.encrypt ? args.swupdateAesKey : undefined,
     },
     after,

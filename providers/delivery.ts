@@ -91,7 +91,7 @@ export interface TuringPiFlashArgs extends CommonArgs {
 }
 
 export interface SwupdateDeliveryArgs extends CommonArgs {
-  /** Board name of the bundle (the node's hardware) and the node's revision: `-H hardware:hwRevision`. */
+  /** Board name of the bundle (the node's hardware) and the configured revision: the board's own /etc/hwrevision must match them (never passed as `-H`). */
   hardware: pulumi.Input<string>;
   hwRevision: pulumi.Input<string>;
   /** A/B selection "set,mode". Default none. */
@@ -101,8 +101,7 @@ export interface SwupdateDeliveryArgs extends CommonArgs {
   /** Image id the node must report after the update. A change installs. */
   imageId: pulumi.Input<string>;
   version?: pulumi.Input<string>;
-  /** Signing certificate (PEM) uploaded next to the bundle. Default: `certPath` must exist on the node. */
-  certificate?: pulumi.Input<string>;
+  /** The verification certificate on the node, from its image (never uploaded). Default /etc/swupdate/swupdate.pem. */
   certPath?: pulumi.Input<string>;
   certPurpose?: pulumi.Input<"emailProtection" | "codeSigning">;
   /** Default /var/tmp/isar-k3s. */

@@ -102,6 +102,12 @@ export interface K3sNodeArgs {
   installScript?: pulumi.Input<string>;
   /** Anything that changes when the node is re-flashed (the delivered image's id); a change rejoins the node (an update). Default "". */
   generation?: pulumi.Input<string>;
+  /**
+   * The OS image the node runs, for nodes whose k3s state is persistent (SWUpdate: the data partition).
+   * A change (an OS update) restarts k3s on the kept state as the same member: an update, never a
+   * rejoin. Default "" (none).
+   */
+  image?: pulumi.Input<string>;
   /** The node's data disks (fleet `nodes[].dataDisks`); their state is the `dataDiskStatus` output. Default []. */
   dataDisks?: pulumi.Input<DataDisk[]>;
   /** Deployer directory for the etcd snapshot taken before this server is removed. Default: none (no snapshot). */
@@ -136,6 +142,7 @@ function nodeProps(args: K3sNodeArgs, resourceType: string, role: pulumi.Input<s
     drainTimeoutSeconds: args.drainTimeoutSeconds,
     installScript: args.installScript,
     generation: args.generation ?? "",
+    image: args.image ?? "",
     dataDisks: args.dataDisks ?? [],
     snapshotDir: args.snapshotDir,
     joinId: undefined,

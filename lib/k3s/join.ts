@@ -222,6 +222,11 @@ async function kubectl(api: RootShell, args: string[], timeoutMs: number): Promi
   return api.check([...KUBECTL, ...args], { timeoutMs });
 }
 
+/** Make a Node schedulable again (the leave before its OS update cordoned it; ./leave.ts). Idempotent. */
+export async function uncordon(api: RootShell, hostname: string, timeoutMs: number): Promise<void> {
+  await kubectl(api, ["uncordon", hostname], timeoutMs);
+}
+
 /**
  * Wait until the Node is Ready as seen from the live server `ctx.api`. Throws (after `deadline`, epoch ms) with
  * the last state seen and `diagnose()`'s output.

@@ -47,6 +47,7 @@ import {
 } from "./join";
 import { assessLeave, memberOf, readClusterView } from "./health";
 import { refusal, snapshotToDeployer } from "./leave";
+import { resumeNode } from "./resume";
 
 /** The value Pulumi hands a dynamic provider for an input that is not known yet (preview). */
 /** Pulumi's preview "unknown" marker (one definition: lib/unknown.ts). */
@@ -81,6 +82,12 @@ export interface K3sNodeInputs extends NodeJoinSpec {
   generation: string;
   /** Deployer directory for the etcd snapshot taken before this server is removed (./leave.ts). Default: none. */
   snapshotDir?: string;
+  /**
+   * The OS image the node runs when its k3s state is persistent (SWUpdate nodes; "" otherwise). A
+   * change (an OS update) restarts k3s on the kept state as the same member (./resume.ts): an update,
+   * never a rejoin.
+   */
+  image?: string;
 }
 
 export interface K3sNodeOutputs extends K3sNodeInputs {
@@ -262,6 +269,7 @@ const NODE_UPDATE_KEYS = [
   "drainTimeoutSeconds",
   "installScript",
   "dataDisks",
+  "image",
 ] as const;
 
 function same(a: unknown, b: unknown): boolean {
@@ -465,7 +473,14 @@ export async function updateNodeResource(olds: K3sNodeOutputs, news: K3sNodeInpu
       const api = await liveServer(news, shells, node, deps.peerRetryMs ?? 10_000);
       if (!(api instanceof RootShell)) throw new K3sError(`k3s ${news.role} ${news.node}: cannot update: ${api.unreachable}`, secrets);
       const ctx = { node, api, log: deps.log, pollMs: deps.pollMs, secrets: news.privateKey ? [news.privateKey] : [] };
-      await updateNode(ctx, specOf(olds), specOf(news), news.token, olds.joinId);
+      let before = specOf(olds);
+      // an OS update of a node whose k3s state is persistent: the same member comes back (no rejoin);
+      // it writes the new config and restarts k3s, so the update below only reconciles labels and taints
+      if (news.image && (olds.image ?? "") !== news.image) {
+        await resumeNode(ctx, specOf(news), news.token, olds.joinId, news.image);
+        before = { ...before, config: news.config, installScript: news.installScript };
+      }
+      await updateNode(ctx, before, specOf(news), news.token, olds.joinId);
       const dataDiskStatus = await dataDiskReport({ node, log: deps.log }, specOf(news));
       const clusterId = olds.clusterId || (await clusterIdOf(api).catch(() => undefined));
       return { ...news, joinId: olds.joinId, joinedAt: olds.joinedAt, joinedVia: olds.joinedVia, clusterId, dataDiskStatus, readiness: "Ready" };

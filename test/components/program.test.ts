@@ -137,6 +137,25 @@ test("a clusterToken secret adopts an existing cluster's token: no RandomPasswor
   for (const j of joins) expect(j.inputs.token).toEqual({ [SIG]: SECRET_SIG, value: "K10existing-cluster-token" });
 });
 
+test("issue 15: a SWUpdate node's join generation is its rejoin counter (an OS update is not a rejoin); its delivery uploads no certificate", async () => {
+  const raw = validRaw();
+  raw.nodes[3].rejoin = 2;
+  setConfig(raw);
+  const program = await import("../../index");
+  await value(program.kubeconfig as pulumi.Output<string>);
+  await new Promise((r) => setTimeout(r, 200));
+  const join = (n: string) => registered.find((r) => /:K3sNode$/.test(r.type) && r.name === `test-k3s-${n}`)!;
+  expect(join("srv3").inputs.generation).toBe("rejoin-0");
+  expect(join("jetson1").inputs.generation).toBe("rejoin-2");
+  // tpi nodes: a re-flash (a new running image) is a rejoin
+  for (const n of ["srv1", "srv2"]) expect(String(join(n).inputs.generation ?? "")).not.toMatch(/^rejoin-/);
+  for (const n of ["jetson1", "srv3"]) {
+    const d = registered.find((r) => r.name === `test-${n}-swupdate`)!;
+    expect(d.inputs.certificate).toBeUndefined();
+    expect(d.inputs.hwRevision).toBe("1.0");
+  }
+});
+
 test("a bad config fails before any resource is registered", async () => {
   const raw = validRaw();
   raw.nodes[0].address = "300.1.1.1";

@@ -103,4 +103,7 @@ test("each delivery waits for its leave, each leave for the previous units' join
     generation: `id-${order[1]}`,
     snapshotDir: path.join(os.tmpdir(), "wiring-out", "etcd-snapshots"),
   });
+  // a flash wipes k3s's state (the Node goes before it); a SWUpdate node keeps it (drained, never deleted)
+  const deletes = Object.fromEntries(fleet.nodes.map((n) => [n.delivery.method, inputsOf.get(`lab-${n.name}-leave`)!.deleteNode]));
+  expect(deletes).toEqual({ tpi: true, swupdate: false });
 });

@@ -19,7 +19,14 @@ describe("parseFleet accepts a valid fleet", () => {
     expect(f.bmcs[0].imageDir).toBe("/mnt/sdcard/isar-k3s");
     expect(f.swupdate.signing).toBe("cms");
     expect(f.network.profile).toBe("simple");
-    expect(f.nodes[3].delivery).toEqual({ method: "swupdate", selection: "stable,main", rootDevice: "/dev/mmcblk0p1", altRootDevice: undefined });
+    expect(f.nodes[3].delivery).toEqual({
+      method: "swupdate",
+      selection: "stable,main",
+      rootDevice: "/dev/mmcblk0p1",
+      altRootDevice: undefined,
+      dataDevice: "/dev/mmcblk0p3",
+    });
+    expect(f.nodes.map((n) => n.rejoin)).toEqual([0, 0, 0, 0]);
     expect(f.images.pkgsSource).toBe("nixpkgs");
     expect(f.nodes[3].taints).toEqual([{ key: "nvidia.com/gpu", value: "true", effect: "NoSchedule" }]);
   });

@@ -174,12 +174,16 @@ describe("networkd", () => {
 describe("node files", () => {
   const fleet = fleetWithServerOrder();
   const plan = deploymentPlan(fleet);
-  test("each node gets its hostname, role, hwrevision, keys; modes are tight for secrets-adjacent files", () => {
+  test("each node gets its hostname, role, keys; modes are tight for secrets-adjacent files; hwrevision only in flashed images", () => {
     const files = renderNodeFiles(fleet, plan, fleet.nodes[3]);
     const get = (p: string) => files.find((f) => f.path === p)!;
     expect(get("/etc/hostname").content).toBe("jetson1\n");
     expect(get("/etc/k3s-role").content).toBe("agent\n");
-    expect(get("/etc/hwrevision").content).toBe("jetson-orin-nano 1.0\n");
+    // a SWUpdate board's own /etc/hwrevision decides: its image never carries one
+    expect(fleet.nodes[3].delivery.method).toBe("swupdate");
+    expect(files.find((f) => f.path === "/etc/hwrevision")).toBeUndefined();
+    expect(fleet.nodes[0].delivery.method).toBe("tpi");
+    expect(renderNodeFiles(fleet, plan, fleet.nodes[0]).find((f) => f.path === "/etc/hwrevision")?.content).toBe(`${fleet.nodes[0].hardware} 1.0\n`);
     expect(get("/etc/ssh/isar-k3s/authorized_keys/deploy").mode).toBe(0o644);
     expect(get("/etc/rancher/k3s/config.yaml").mode).toBe(0o600);
     expect(files.map((f) => f.path)).toEqual([...files.map((f) => f.path)].sort());
