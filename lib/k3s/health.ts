@@ -136,18 +136,29 @@ export async function readClusterView(server: RootShell, self: { hostname?: stri
   const r = await server.run(["k3s", "kubectl", "get", "nodes", "-o", "json"], { timeoutMs });
   if (r.code !== 0) throw new Error(`${server.label}: k3s kubectl get nodes failed: ${tailLines(r.stderr, 3)}`);
   const nodes = parseNodeList(r.stdout.toString("utf8"));
-  // named: that server's etcd; unnamed ({}): any Ready server's (every member lists the same members)
-  const me =
-    self.hostname === undefined && self.address === undefined
-      ? nodes.find((n) => n.server && n.ready && n.etcdAddress)
-      : nodes.find((n) => (self.hostname !== undefined && n.name === self.hostname) || (self.address !== undefined && n.etcdAddress === self.address));
-  if (!me?.etcdAddress)
+  // named: that server's etcd; unnamed ({}): any server's (every member lists the same members), Ready
+  // ones first and the next one when a member does not answer (a Node can still say Ready for its grace
+  // period after its board was re-flashed or powered off)
+  const named = self.hostname !== undefined || self.address !== undefined;
+  const candidates = named
+    ? nodes.filter((n) => (self.hostname !== undefined && n.name === self.hostname) || (self.address !== undefined && n.etcdAddress === self.address))
+    : nodes.filter((n) => n.server && n.etcdAddress).sort((a, b) => Number(b.ready) - Number(a.ready));
+  if (!candidates.some((n) => n.etcdAddress))
     throw new Error(
-      `${server.label}: no Node ${self.hostname ?? `with etcd address ${self.address}`} carrying the ${ETCD_ADDRESS_ANNOTATION} annotation (not a k3s server with embedded etcd?)`,
+      `${server.label}: no Node ${named ? (self.hostname ?? `with etcd address ${self.address}`) : "of a server"} carrying the ${ETCD_ADDRESS_ANNOTATION} annotation (not a k3s server with embedded etcd?)`,
     );
-  const url = `https://${me.etcdAddress.includes(":") ? `[${me.etcdAddress}]` : me.etcdAddress}:2379`;
-  const ml = await server.run(etcdCurlArgv(`${url}/v3/cluster/member/list`, "{}"), { timeoutMs });
-  if (ml.code !== 0) throw new Error(`${server.label}: cannot list etcd members at ${url}: ${tailLines(ml.stderr, 3) || tailLines(ml.stdout, 3)}`);
+  let ml: Awaited<ReturnType<RootShell["run"]>> | undefined;
+  const failures: string[] = [];
+  for (const me of candidates.filter((n) => n.etcdAddress)) {
+    const url = `https://${me.etcdAddress!.includes(":") ? `[${me.etcdAddress}]` : me.etcdAddress}:2379`;
+    const r = await server.run(etcdCurlArgv(`${url}/v3/cluster/member/list`, "{}"), { timeoutMs });
+    if (r.code === 0) {
+      ml = r;
+      break;
+    }
+    failures.push(`cannot list etcd members at ${url}: ${tailLines(r.stderr, 3) || tailLines(r.stdout, 3)}`);
+  }
+  if (!ml) throw new Error(`${server.label}: ${failures.join("; ")}`);
   const members = parseMemberList(ml.stdout.toString("utf8"));
   const health = await Promise.all(
     members.map(async (m): Promise<MemberHealth> => {

@@ -8,7 +8,7 @@ import { spawn } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { assessLeave, ClusterNode, ClusterView, MemberHealth, parseMemberList, parseNodeList, quorumOf } from "../../lib/k3s/health";
+import { assessLeave, ClusterNode, ClusterView, MemberHealth, parseMemberList, parseNodeList, quorumOf, readClusterView } from "../../lib/k3s/health";
 import { leaveCluster, refusal } from "../../lib/k3s/leave";
 import { RootShell } from "../../lib/k3s/join";
 import { checkLeave, diffLeave } from "../../lib/k3s/leave-provider";
@@ -195,6 +195,28 @@ class FakeServer implements Host {
   }
   async close(): Promise<void> {}
 }
+
+test("cluster view: a Node still Ready while its etcd is gone (re-flashed, within the grace period) is passed over for the next server", async () => {
+  const cluster = { nodes: [server("s1"), server("s2"), server("s3")], members: [member("s1"), member("s2"), member("s3")], snapshot: Buffer.alloc(0) };
+  class S1Gone extends FakeServer {
+    async run(argv: string[], o?: RunOptions): Promise<RunResult> {
+      if (argv[0] === "curl" && argv.join(" ").includes("https://10.0.0.1:2379/v3/cluster/member/list")) {
+        this.argv.push(argv);
+        return { code: 7, signal: null, stdout: Buffer.alloc(0), stderr: Buffer.from("curl: (7) Failed to connect"), stdoutTruncated: false } as RunResult;
+      }
+      return super.run(argv, o);
+    }
+  }
+  const via = new S1Gone("deploy@s2", cluster);
+  const view = await readClusterView(new RootShell(via), {});
+  expect(view.members.map((m) => m.name)).toEqual(["s1-0000abcd", "s2-0000abcd", "s3-0000abcd"]);
+  expect(via.argv.filter((a) => a.join(" ").endsWith("/v3/cluster/member/list")).map((a) => a.find((x) => x.startsWith("https://")))).toEqual([
+    "https://10.0.0.1:2379/v3/cluster/member/list",
+    "https://10.0.0.2:2379/v3/cluster/member/list",
+  ]);
+  // a named server's etcd is not replaced by another's
+  await expect(readClusterView(new RootShell(via), { hostname: "s1" })).rejects.toThrow(/cannot list etcd members at https:\/\/10.0.0.1:2379/);
+});
 
 describe("leaveCluster against scripted servers", () => {
   let dir: string;
