@@ -4,18 +4,13 @@
  * Children, in dependency order:
  * - the cluster token: a `@pulumi/random` RandomPassword (48 characters, no specials), a secret that
  *   reaches nodes only on stdin (providers/k3s.ts → lib/k3s/join.ts);
- * - one K3sNode per node (role server or agent; a role change is an update of the same resource that
- *   removes the old role before joining in the new one): servers chained, the first after its delivery,
- *   each further server after the previous one is Ready; agents after the last server (in parallel). Pulumi destroys
- *   dependents first, so removal runs agents, then servers last-joined first. Every node joins through
- *   whichever configured server is a live member (the first server only initialises the cluster when
- *   none exists); no node takes another node's join as an input, so a change to one node (a re-flash,
- *   a label edit) touches only that node's resource;
+ * - one K3sServer per server, chained: the first (cluster-init) after its delivery, each further server
+ *   after the previous one is Ready; one K3sAgent per agent after the last server (in parallel). Pulumi
+ *   destroys dependents first, so removal runs agents, then servers last-joined first;
  * - per node with `postJoinCommand`: a `@pulumi/command` remote.Command that runs it on the node over
  *   SSH (pinned host key, the fleet's private key) after the node joined, again when it rejoins;
- * - K3sKubeconfig: the cluster's admin kubeconfig (read from any server) rewritten to the first server's
- *   address and the cluster name, after every node joined (secret output `kubeconfig`); it changes only
- *   when the cluster is new (a sole server re-flashed), never because a member rejoined;
+ * - K3sKubeconfig: the first server's kubeconfig rewritten to its address and the cluster name, after
+ *   every node joined (secret output `kubeconfig`);
  * - a `@pulumi/kubernetes` Provider built from it, and the platform workloads of `fleet.workloads`
  *   (namespaces, manifests through k8s.yaml.ConfigFile, Helm charts through k8s.helm.v3.Release).
  * The ordering comes from lib/plan (deploymentPlan); the per-node configs from lib/render/k3s-config.
@@ -30,7 +25,7 @@ import { localChartDir, manifestPath } from "../lib/model/workload-files";
 import { deploymentPlan, DeploymentPlan } from "../lib/plan/plan";
 import { nodeLabels, renderK3sConfig } from "../lib/render/k3s-config";
 import { renderKnownHosts } from "../lib/render/known-hosts";
-import { K3sKubeconfig, K3sNode } from "../providers/k3s";
+import { K3sAgent, K3sKubeconfig, K3sServer } from "../providers/k3s";
 import type { SshEndpointArgs } from "../providers/endpoint";
 
 /** How to reach one node, and what its join waits for. */
@@ -46,16 +41,10 @@ export interface K3sClusterNodeArgs {
   delivered?: pulumi.Resource;
   /**
    * Anything that changes when the node is re-flashed or re-imaged, e.g. the delivery's `runningImageId`.
-   * A change rejoins the node (an update of its k3s resource): the old join is removed and the node
-   * rejoins the existing cluster under its name through a live server. Default "" (never).
+   * A change replaces the node's k3s resource: the old join is removed and the node rejoins under its
+   * name (its stale Node is deleted first). Default "" (never).
    */
   generation?: pulumi.Input<string>;
-  /**
-   * For a node whose k3s state survives an OS update (SWUpdate: the data partition), the image it runs,
-   * e.g. the delivery's `runningImageId`: a change restarts k3s as the same member (no rejoin; its
-   * generation then stays the same). Default "" (none).
-   */
-  image?: pulumi.Input<string>;
 }
 
 export interface K3sClusterArgs {
@@ -78,8 +67,6 @@ export interface K3sClusterArgs {
   installScript?: string;
   /** Deploy `fleet.workloads` through the cluster's Kubernetes provider. Default true. */
   workloads?: boolean;
-  /** Deployer directory for the etcd snapshot taken before a server is removed (lib/k3s/leave.ts). Default: none (no snapshot). */
-  snapshotDir?: string;
   /** Directory relative manifest paths are resolved against. Default: the program's working directory. */
   projectDir?: string;
 }
@@ -90,7 +77,7 @@ export class K3sCluster extends pulumi.ComponentResource {
   /** Kubernetes provider for the cluster; present when the fleet has workloads to deploy. */
   public readonly provider?: k8s.Provider;
   /** The k3s resource of each node, by node name. */
-  public readonly nodes: Record<string, K3sNode>;
+  public readonly nodes: Record<string, K3sServer | K3sAgent>;
   /** Join order: server node names in join order, then agents (joined in parallel). */
   public readonly joinOrder: { servers: string[]; agents: string[] };
   /** OpenSSH known_hosts lines of the nodes (pinned or learned host keys), for `ssh -o UserKnownHostsFile=`. */
@@ -112,21 +99,11 @@ export class K3sCluster extends pulumi.ComponentResource {
     this.knownHosts = joined.knownHosts;
     this.postJoin = createPostJoinCommands(this, name, args.fleet, joined);
     this.joinOrder = { servers: [plan.firstServer, ...plan.joiningServers].map((n) => n.name), agents: plan.agents.map((n) => n.name) };
-    // After every join (dependsOn), but not on their outputs: a rejoining member must not change the
-    // kubeconfig, or the Kubernetes provider and every workload on it would be planned for replacement.
-    // It is re-read only when the cluster is new (new CA and admin credentials): with one server, its
-    // rejoin initialises a new cluster; with more, a rejoining server joins the live ones (same CA).
-    const servers = [plan.firstServer, ...plan.joiningServers];
+    const all = Object.values(this.nodes);
     const kc = new K3sKubeconfig(
       `${name}-kubeconfig`,
-      {
-        servers: servers.map((s) => ({ node: s.name, address: s.address, ssh: joined.sshOf(s) })),
-        privateKey: joined.privateKey,
-        server: plan.serverUrl,
-        clusterName: args.fleet.clusterName,
-        cluster: servers.length === 1 ? this.nodes[plan.firstServer.name].joinId : "",
-      },
-      { parent: this, dependsOn: Object.values(this.nodes) },
+      { apiSsh: joined.apiSsh, privateKey: joined.privateKey, server: plan.serverUrl, clusterName: args.fleet.clusterName, members: all.map((r) => r.joinId) },
+      { parent: this, dependsOn: all },
     );
     this.kubeconfig = pulumi.secret(kc.kubeconfig);
     const w = args.fleet.workloads;
@@ -155,17 +132,6 @@ function createJoins(parent: pulumi.Resource, name: string, args: K3sClusterArgs
     return learned === undefined ? ep : { ...ep, hostKey: learned };
   };
   const apiSsh = sshOf(plan.firstServer);
-  const servers = [plan.firstServer, ...plan.joiningServers];
-  // The servers a node may join through. A host key learned by a delivery is used only for servers
-  // that join before the node (already upstream of it); a later server's entry carries only a pinned
-  // key, so no join ever waits for a delivery that may itself wait for that join.
-  const serversFor = (n: NodeSpec) => {
-    const me = n.role === "server" ? servers.findIndex((s) => s.name === n.name) : servers.length;
-    return servers.map((s, j) => {
-      const ep = j <= me ? sshOf(s) : (per[s.name]?.ssh ?? { address: s.address, port: s.ssh.port, user: s.ssh.user, hostKey: s.ssh.hostKey });
-      return { node: s.name, address: s.address, ssh: ep };
-    });
-  };
   const privateKey = args.sshPrivateKey === undefined ? undefined : pulumi.secret(args.sshPrivateKey);
   const token =
     args.token === undefined
@@ -176,7 +142,7 @@ function createJoins(parent: pulumi.Resource, name: string, args: K3sClusterArgs
     node: n.name,
     hostname: n.hostname,
     ssh: sshOf(n),
-    servers: serversFor(n),
+    apiSsh,
     privateKey,
     token,
     config: config(n),
@@ -185,28 +151,26 @@ function createJoins(parent: pulumi.Resource, name: string, args: K3sClusterArgs
     joinTimeoutSeconds: fleet.k3s.joinTimeoutSeconds,
     drainTimeoutSeconds: fleet.k3s.drainTimeoutSeconds,
     installScript: args.installScript,
-    snapshotDir: args.snapshotDir,
     generation: per[n.name]?.generation ?? "",
-    image: per[n.name]?.image ?? "",
     dataDisks: n.dataDisks,
   });
   const deliveredOf = (n: NodeSpec): pulumi.Resource[] => (per[n.name]?.delivered ? [per[n.name]!.delivered!] : []);
 
-  const nodes: Record<string, K3sNode> = {};
-  const first = new K3sNode(
+  const nodes: Record<string, K3sServer | K3sAgent> = {};
+  const first = new K3sServer(
     `${name}-${plan.firstServer.name}`,
-    { ...common(plan.firstServer), role: "server", bootstrap: true },
+    { ...common(plan.firstServer), firstServer: true },
     { parent, dependsOn: deliveredOf(plan.firstServer) },
   );
   nodes[plan.firstServer.name] = first;
-  let previous: K3sNode = first;
+  let previous: K3sServer = first;
   for (const s of plan.joiningServers) {
-    const r = new K3sNode(`${name}-${s.name}`, { ...common(s), role: "server" }, { parent, dependsOn: [previous, ...deliveredOf(s)] });
+    const r = new K3sServer(`${name}-${s.name}`, { ...common(s), cluster: first.joinId }, { parent, dependsOn: [previous, ...deliveredOf(s)] });
     nodes[s.name] = r;
     previous = r;
   }
   for (const a of plan.agents) {
-    nodes[a.name] = new K3sNode(`${name}-${a.name}`, { ...common(a), role: "agent" }, { parent, dependsOn: [previous, ...deliveredOf(a)] });
+    nodes[a.name] = new K3sAgent(`${name}-${a.name}`, { ...common(a), cluster: first.joinId }, { parent, dependsOn: [previous, ...deliveredOf(a)] });
   }
   const knownHosts = pulumi
     .all(fleet.nodes.map((n) => pulumi.output(sshOf(n))))
@@ -276,9 +240,6 @@ function createWorkloads(
         namespace: h.namespace,
         createNamespace: !w.namespaces.includes(h.namespace),
         values: h.values,
-        // wait: false installs without waiting for readiness (objects a cluster cannot make ready)
-        skipAwait: !h.wait,
-        timeout: h.timeoutSeconds,
       },
       { ...k8sOpts, dependsOn: nsDeps },
     );

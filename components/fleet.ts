@@ -5,13 +5,12 @@
  */
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
-import { Fleet as FleetModel, Hardware, NodeSpec } from "../lib/model/types";
+import { Fleet as FleetModel, Hardware } from "../lib/model/types";
 import { deploymentPlan, DeploymentPlan } from "../lib/plan/plan";
 import { nodeFilesDigest, renderNodeFiles } from "../lib/render/node-files";
 import { deliveryDependencies } from "../lib/delivery/rollout";
 import { projectRoot } from "../lib/project";
 import { FleetUpdate } from "../providers/swupdate";
-import { NodeLeave } from "../providers/leave";
 import { MachineArtifacts } from "./artifacts";
 import { K3sCluster } from "./cluster";
 import { FleetSecrets } from "./config";
@@ -74,11 +73,9 @@ export class Fleet extends pulumi.ComponentResource {
     this.phases = pulumi.output(this.plan.phases.map((p) => ({ name: p.name, nodes: p.nodes.map((n) => n.name) })));
     this.nodes = pulumi.output(nodeSummaries(fleet, this.plan));
     this.artifacts = createMachineArtifacts(this, name, fleet, projectDir);
-    const joins = deferredJoins(fleet);
-    this.fleetNodes = createFleetNodes(this, name, fleet, this.plan, this.artifacts, secrets, outputDir, projectDir, joins);
+    this.fleetNodes = createFleetNodes(this, name, fleet, this.plan, this.artifacts, secrets, outputDir, projectDir);
     this.updateManifest = createUpdateManifest(this, name, fleet, this.fleetNodes, outputDir);
-    this.cluster = createCluster(this, name, fleet, this.plan, this.fleetNodes, secrets, projectDir, path.join(outputDir, "etcd-snapshots"));
-    for (const [n, d] of joins) d.resolve(this.cluster.nodes[n]);
+    this.cluster = createCluster(this, name, fleet, this.plan, this.fleetNodes, secrets, projectDir);
     this.kubeconfig = this.cluster.kubeconfig;
     this.knownHosts = this.cluster.knownHosts;
 
@@ -136,27 +133,7 @@ function createMachineArtifacts(parent: pulumi.Resource, name: string, fleet: Fl
   return out;
 }
 
-interface Deferred<T> {
-  promise: Promise<T>;
-  resolve(v: T): void;
-}
-function deferred<T>(): Deferred<T> {
-  let resolve!: (v: T) => void;
-  const promise = new Promise<T>((r) => (resolve = r));
-  return { promise, resolve };
-}
-
-/** Each node's k3s join resource, known once the cluster is built (after the deliveries that wait for them). */
-function deferredJoins(fleet: FleetModel): Map<string, Deferred<pulumi.Resource>> {
-  return new Map(fleet.nodes.map((n) => [n.name, deferred<pulumi.Resource>()]));
-}
-
-/**
- * The FleetNodes, built in rollout order. The rollout's unit is delivery + join + Ready: each node's
- * NodeLeave (lib/k3s/leave.ts: quorum check for servers, etcd snapshot, drain, Node deleted when its
- * image changes) waits for the k3s joins of the units before it (lib/delivery/rollout.ts), and its
- * delivery waits for the leave, so a failed join or a refused leave stops everything after it.
- */
+/** The FleetNodes, built in rollout order so each delivery can wait for the ones before it. */
 function createFleetNodes(
   parent: pulumi.Resource,
   name: string,
@@ -166,14 +143,12 @@ function createFleetNodes(
   secrets: FleetSecrets,
   outputDir: string,
   projectDir: string,
-  joins: Map<string, Deferred<pulumi.Resource>>,
 ): Record<string, FleetNode> {
   const out: Record<string, FleetNode> = {};
   const byName = new Map(fleet.nodes.map((n) => [n.name, n]));
   for (const dep of deliveryDependencies(plan, fleet.delivery.maxAgentsInFlight)) {
     const n = byName.get(dep.node)!;
     const files = renderNodeFiles(fleet, plan, n);
-    const leave = deferred<pulumi.Resource>();
     out[n.name] = new FleetNode(
       `${name}-${n.name}`,
       {
@@ -188,67 +163,12 @@ function createFleetNodes(
         projectDir,
         bmc: n.delivery.method === "tpi" ? fleet.bmcs.find((b) => b.name === (n.delivery as { bmc: string }).bmc) : undefined,
         sshPrivateKey: secrets.sshPrivateKey,
-        deliverAfter: [leave.promise, ...dep.dependsOn.map((d) => out[d].delivery)],
+        deliverAfter: dep.dependsOn.map((d) => out[d].delivery),
       },
       { parent },
     );
-    leave.resolve(
-      createLeave(
-        name,
-        out[n.name],
-        n,
-        fleet,
-        out,
-        secrets,
-        outputDir,
-        dep.dependsOn.map((d) => joins.get(d)!.promise),
-      ),
-    );
   }
   return out;
-}
-
-/**
- * The node's NodeLeave: runs when the image to deliver changes, before the delivery. It reads the cluster
- * through the other servers: those earlier in the rollout with the host key their delivery learned,
- * the later ones only with a pinned key (their delivery depends on this node's unit).
- */
-function createLeave(
-  name: string,
-  fnode: FleetNode,
-  n: FleetModel["nodes"][number],
-  fleet: FleetModel,
-  built: Record<string, FleetNode>,
-  secrets: FleetSecrets,
-  outputDir: string,
-  after: Promise<pulumi.Resource>[],
-): NodeLeave {
-  const servers = fleet.nodes
-    .filter((s) => s.role === "server" && s.name !== n.name)
-    .map((s) => {
-      const learned =
-        built[s.name] && s.delivery.method === "tpi" ? (built[s.name].delivery as { nodeHostKey?: pulumi.Output<string> }).nodeHostKey : undefined;
-      return { name: s.name, hostname: s.hostname, ssh: { address: s.address, port: s.ssh.port, user: s.ssh.user, hostKey: s.ssh.hostKey ?? learned } };
-    });
-  return new NodeLeave(
-    `${name}-${n.name}-leave`,
-    {
-      node: n.name,
-      hostname: n.hostname,
-      role: n.role,
-      generation: fnode.image.imageId,
-      why: n.delivery.method === "tpi" ? "re-flash" : "re-image",
-      // A flash wipes k3s's state: the node rejoins as a new member (its Node goes first). A SWUpdate node
-      // keeps its state on the data partition and comes back as the same member (lib/k3s/resume.ts
-      // uncordons it): drained, never deleted.
-      deleteNode: n.delivery.method !== "swupdate",
-      servers,
-      privateKey: secrets.sshPrivateKey,
-      drainTimeoutSeconds: fleet.k3s.drainTimeoutSeconds,
-      snapshotDir: path.join(outputDir, "etcd-snapshots"),
-    },
-    { parent: fnode, dependsOn: after },
-  );
 }
 
 /** The fleet update manifest, when any node is delivered with SWUpdate. */
@@ -284,17 +204,6 @@ function createUpdateManifest(
 }
 
 /**
- * Issue 15 item 4: what replaces a node's k3s join (its `generation`) and what only restarts it (`image`).
- * SWUpdate nodes keep k3s's state on their data partition, so an OS update is not a rejoin: their
- * generation is the rejoin counter alone, and the running image restarts k3s as the same member. A
- * tpi re-flash rewrites the whole eMMC: the running image is the generation (plus the counter once set).
- */
-function joinGeneration(n: NodeSpec, runningImageId: pulumi.Output<string>): { generation: pulumi.Input<string>; image?: pulumi.Input<string> } {
-  if (n.delivery.method === "swupdate") return { generation: `rejoin-${n.rejoin}`, image: runningImageId };
-  return { generation: n.rejoin === 0 ? runningImageId : pulumi.interpolate`${runningImageId}/rejoin-${n.rejoin}` };
-}
-
-/**
  * k3s join on the delivered nodes: each node's join waits for its delivery; a re-flash (new running
  * image) replaces its join so it rejoins under its name. Turing Pi nodes are reached with the host key
  * their flash recorded.
@@ -307,7 +216,6 @@ function createCluster(
   fleetNodes: Record<string, FleetNode>,
   secrets: FleetSecrets,
   projectDir: string,
-  snapshotDir: string,
 ): K3sCluster {
   return new K3sCluster(
     `${name}-k3s`,
@@ -317,22 +225,11 @@ function createCluster(
       sshPrivateKey: secrets.sshPrivateKey,
       token: secrets.clusterToken,
       projectDir,
-      snapshotDir,
       nodes: Object.fromEntries(
         fleet.nodes.map((n) => {
           const d = fleetNodes[n.name].delivery;
           const hostKey = n.delivery.method === "tpi" && !n.ssh.hostKey ? (d as { nodeHostKey: pulumi.Output<string> }).nodeHostKey : n.ssh.hostKey;
-          // `ssh` carries only the pinned key and `hostKey` the learned one: a later server's entry in a
-          // join's server list must not wait for that server's delivery (which waits for this join's unit)
-          return [
-            n.name,
-            {
-              ssh: { address: n.address, port: n.ssh.port, user: n.ssh.user, hostKey: n.ssh.hostKey },
-              hostKey,
-              delivered: d,
-              ...joinGeneration(n, d.runningImageId),
-            },
-          ];
+          return [n.name, { ssh: { address: n.address, port: n.ssh.port, user: n.ssh.user, hostKey }, delivered: d, generation: d.runningImageId }];
         }),
       ),
     },

@@ -40,8 +40,8 @@ export interface FleetNodeArgs {
   bmc?: BmcSpec;
   /** Private key for SSH to the node and its BMC (secret). Default: the SSH agent. */
   sshPrivateKey?: pulumi.Output<string>;
-  /** Resources that must succeed before this node's delivery (rollout order; may be promised). Default: none. */
-  deliverAfter?: pulumi.Input<pulumi.Resource>[];
+  /** Deliveries that must succeed before this node's (rollout order). Default: none. */
+  deliverAfter?: pulumi.Resource[];
 }
 
 export class FleetNode extends pulumi.ComponentResource {
@@ -189,6 +189,7 @@ function createDelivery(
       bundle: { path: bundle!.path, sha256: bundle!.sha256 },
       imageId: image.imageId,
       version: fleet.swupdate.version,
+      certificate: fleet.swupdate.certificate,
       aesKey: fleet.swupdate.encrypt ? args.swupdateAesKey : undefined,
     },
     after,

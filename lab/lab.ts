@@ -411,11 +411,8 @@ export class Lab {
     await fs.promises.chmod(f, mode);
   }
 
-  /**
-   * BMC or SWUpdate node: host key, hostname, authorized keys, devices. Keeps what an earlier run left.
-   * `reimaged`: after a new root file system was booted (the factory certificate is not put back).
-   */
-  private async prepareAlwaysOn(r: HostRuntime, reimaged = false): Promise<void> {
+  /** BMC or SWUpdate node: host key, hostname, authorized keys, devices. Keeps what an earlier run left. */
+  private async prepareAlwaysOn(r: HostRuntime): Promise<void> {
     const key = this.backingPath(r.spec.name, "/etc/ssh/ssh_host_ed25519_key");
     if (r.spec.hostKeyFile) {
       await fs.promises.mkdir(path.dirname(key), { recursive: true });
@@ -428,9 +425,6 @@ export class Lab {
     if (!fs.existsSync(hn)) await this.writeFileIn(r, "/etc/hostname", (r.spec.hostname ?? r.spec.name) + "\n");
     if (r.spec.hwRevision && !fs.existsSync(this.backingPath(r.spec.name, "/etc/hwrevision")))
       await this.writeFileIn(r, "/etc/hwrevision", r.spec.hwRevision + "\n");
-    const cert = reimaged ? undefined : r.spec.swupdate?.certificate;
-    if (cert && !fs.existsSync(this.backingPath(r.spec.name, "/etc/swupdate/swupdate.pem")))
-      await this.writeFileIn(r, "/etc/swupdate/swupdate.pem", cert.trim() + "\n"); // the board's factory image
     const keys = [this.deployKey.publicKey, ...(this.spec.authorizedKeys ?? [])].join("\n") + "\n";
     await this.authorize(r, keys);
     if (r.spec.role === "node" && r.info.user !== "root") {
@@ -499,19 +493,7 @@ export class Lab {
       await fs.promises.mkdir(path.dirname(f), { recursive: true });
       await fs.promises.writeFile(f + ".new", Buffer.alloc(0));
       await fs.promises.truncate(f + ".new", d.sizeBytes);
-      if (d.filesystem === "ext4") {
-        // made with its files (mkfs.ext4 -d), as a provisioned partition would be
-        const seed = path.join(r.dir, "disk-seed");
-        await fs.promises.rm(seed, { recursive: true, force: true });
-        for (const [rel, content] of Object.entries(d.files ?? {})) {
-          const t = path.join(seed, rel);
-          if (!t.startsWith(seed + path.sep)) throw new Error(`lab: disk ${name} of ${r.spec.name}: file ${rel} is outside the disk`);
-          await fs.promises.mkdir(path.dirname(t), { recursive: true });
-          await fs.promises.writeFile(t, content, { mode: 0o644 });
-        }
-        await execP("mkfs.ext4", ["-q", "-F", "-L", name, ...(d.files ? ["-d", seed] : []), f + ".new"]);
-        await fs.promises.rm(seed, { recursive: true, force: true });
-      }
+      if (d.filesystem === "ext4") await execP("mkfs.ext4", ["-q", "-F", "-L", name, f + ".new"]);
       await fs.promises.rename(f + ".new", f);
     }
   }
@@ -756,7 +738,6 @@ export class Lab {
     const img = path.join(r.dir, "dev", best.dev);
     const off = await findRootFilesystem(img);
     if (off === undefined) return;
-    await this.wipeRootFilesystem(r);
     const stage = path.join(r.dir, "stage");
     await fs.promises.rm(stage, { recursive: true, force: true });
     await fs.promises.mkdir(stage, { recursive: true });
@@ -777,40 +758,6 @@ export class Lab {
     if (got.includes("/etc/ssh/ssh_host_ed25519_key")) r.info.hostKey = await publicKeyOf(this.backingPath(r.spec.name, "/etc/ssh/ssh_host_ed25519_key"));
     await fs.promises.writeFile(markFile, mark);
     this.log(`${r.spec.name}: booting root device /dev/${best.dev} (${got.join(" ")})`);
-  }
-
-  /**
-   * A SWUpdate node boots another root file system than before: everything the old one held is gone
-   * (/etc, /var, /opt, /srv, /root, /home, ...: k3s's units and, without the persistent data partition,
-   * its state), as on a board whose root partition was rewritten. What stays is the board's: its block
-   * devices and data disks (HOSTDIR/dev, HOSTDIR/disks: the persistent data partition), its SSH host key
-   * and /etc/hwrevision (the lab writes them back; a board keeps them outside the root file system), the
-   * lab's own machinery (/etc/lab boot hooks, /usr/local tools) and the lab's login for the deploy user.
-   */
-  private async wipeRootFilesystem(r: HostRuntime): Promise<void> {
-    const keep = path.join(r.dir, "reimage-keep");
-    await fs.promises.rm(keep, { recursive: true, force: true });
-    await fs.promises.mkdir(keep, { recursive: true });
-    const kept: string[] = [];
-    for (const p of ["/etc/lab", "/etc/hwrevision", ...BOOT_FILES.filter((f) => f.startsWith("/etc/ssh/ssh_host_"))]) {
-      const src = this.backingPath(r.spec.name, p);
-      if (!fs.existsSync(src)) continue;
-      await fs.promises.mkdir(path.dirname(path.join(keep, p)), { recursive: true });
-      await fs.promises.rename(src, path.join(keep, p));
-      kept.push(p);
-    }
-    for (const d of ["upper", "work", "fs"]) {
-      await fs.promises.rm(path.join(r.dir, d), { recursive: true, force: true });
-      await fs.promises.mkdir(path.join(r.dir, d), { recursive: true });
-    }
-    for (const p of kept) {
-      const dst = this.backingPath(r.spec.name, p);
-      await fs.promises.mkdir(path.dirname(dst), { recursive: true });
-      await fs.promises.rename(path.join(keep, p), dst);
-    }
-    await fs.promises.rm(keep, { recursive: true, force: true });
-    await this.prepareAlwaysOn(r, true);
-    this.log(`${r.spec.name}: new root file system: the old one's files are gone (kept: ${kept.join(" ") || "nothing"}, the disks)`);
   }
 
   // ---------------------------------------------------------------- public controls

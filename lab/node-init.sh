@@ -103,7 +103,6 @@ for u in "$H"/upper/etc/systemd/system/*.mount; do
   what=$(sed -n 's/^What=//p' "$u" | tail -n 1)
   where=$(sed -n 's/^Where=//p' "$u" | tail -n 1)
   type=$(sed -n 's/^Type=//p' "$u" | tail -n 1)
-  case ",$(sed -n 's/^Options=//p' "$u" | tail -n 1)," in *,bind,*) continue ;; esac   # bind mounts: below
   disk="$H/disks/${what#/dev/}"
   if [ -n "$where" ] && [ "${what#/dev/}" != "$what" ] && [ -f "$disk" ]; then
     if mkdir -p "$where" && mnt -t "${type:-auto}" -o loop "$disk" "$where"; then
@@ -113,39 +112,6 @@ for u in "$H"/upper/etc/systemd/system/*.mount; do
     fi
   else
     echo "node-init: data disk $what for $where is missing (nofail: booting without it)" >&2
-  fi
-done
-# The image's directory-making oneshot units (e.g. isar-k3s-data-dirs.service: `ExecStart=/bin/mkdir -p
-# DIR...` on the persistent data partition), then its bind mounts (Options=bind: What= a directory or a
-# file, mounted over Where=, created as a directory or an empty file as systemd does). A bind whose
-# source is absent is skipped (nofail).
-# Both honour the unit's ConditionPathIsMountPoint= / RequiresMountsFor= the way systemd would: without
-# the data partition mounted, nothing is made or bound (k3s then finds no state and does not start).
-unmounted() {  # the first path named by key $2 in unit $1 that is not a mount point
-  for m in $(sed -n "s/^$2=//p" "$1"); do mountpoint -q "$m" || { echo "$m"; return; }; done
-}
-for u in "$H"/upper/etc/systemd/system/*.service; do
-  [ -f "$u" ] || continue
-  [ -z "$(unmounted "$u" ConditionPathIsMountPoint)" ] || continue
-  sed -n 's|^ExecStart=/bin/mkdir -p ||p' "$u" | while read -r dirs; do
-    # shellcheck disable=SC2086 # the unit's own word list
-    mkdir -p $dirs && echo "node-init: $(basename "$u"): mkdir -p $dirs" >&2
-  done
-done
-for u in "$H"/upper/etc/systemd/system/*.mount; do
-  [ -f "$u" ] || continue
-  case ",$(sed -n 's/^Options=//p' "$u" | tail -n 1)," in *,bind,*) ;; *) continue ;; esac
-  what=$(sed -n 's/^What=//p' "$u" | tail -n 1)
-  where=$(sed -n 's/^Where=//p' "$u" | tail -n 1)
-  m=$(unmounted "$u" RequiresMountsFor)
-  if [ -n "$m" ]; then
-    echo "node-init: $where not bound: $m is not mounted (nofail: booting without it)" >&2
-  elif [ -d "$what" ]; then
-    mkdir -p "$where" && mnt --bind "$what" "$where" && echo "node-init: $what bound on $where" >&2
-  elif [ -f "$what" ]; then
-    mkdir -p "$(dirname "$where")" && { [ -e "$where" ] || : > "$where"; } && mnt --bind "$what" "$where" && echo "node-init: $what bound on $where" >&2
-  else
-    echo "node-init: bind source $what for $where is missing (nofail: booting without it)" >&2
   fi
 done
 mnt --rbind "$H/dev" /dev || fail "bind /dev failed"

@@ -15,12 +15,6 @@ export interface LabSwupdateSpec {
   devices: Record<string, number>;
   /** Devices the node can boot a root filesystem from (default: all). After a reboot the most recently written one with an ext4 /etc is booted. */
   rootDevices?: string[];
-  /**
-   * The SWUpdate verification certificate the board was provisioned with (its factory image's
-   * /etc/swupdate/swupdate.pem), written once when the node is first created. Later images bring their
-   * own. Default: none (swupdate on the node refuses every signed bundle until an image carries one).
-   */
-  certificate?: string;
 }
 
 export interface LabHostSpec {
@@ -46,11 +40,9 @@ export interface LabHostSpec {
   sudoPassword?: boolean;
   /**
    * Disks attached to the node besides its root device (e.g. the CM4's SATA SSD): /dev name → size in
-   * bytes and file system ("none": blank), and for ext4 the files it is made with (path relative to its
-   * root → content, e.g. a SWUpdate board's provisioned "hwrevision"). Kept across flashes and image
-   * updates; mounted at boot by the image's mount units.
+   * bytes and file system ("none": blank). Kept across flashes; mounted at boot by the image's mount units.
    */
-  disks?: Record<string, { sizeBytes: number; filesystem: "ext4" | "none"; files?: Record<string, string> }>;
+  disks?: Record<string, { sizeBytes: number; filesystem: "ext4" | "none" }>;
 }
 
 export interface LabSpec {
@@ -113,16 +105,8 @@ export function labSpecFromFleet(fleet: Fleet, extra: Partial<LabSpec> & { hostK
           throw new Error(`lab: node ${n.name}: root device ${d} must be a plain /dev/<name> path for the simulated lab`);
         devices[d.slice("/dev/".length)] = 1 << 30;
       }
-      h.swupdate = { devices, ...(fleet.swupdate.certificate ? { certificate: fleet.swupdate.certificate } : {}) };
+      h.swupdate = { devices };
       h.hwRevision = `${n.hardware} ${n.hwRevision}`;
-      // the persistent data partition (k3s's state, the board's provisioned /etc/hwrevision): a disk that image updates never write
-      const data = n.delivery.dataDevice;
-      if (!/^\/dev\/[A-Za-z0-9._-]+$/.test(data))
-        throw new Error(`lab: node ${n.name}: data device ${data} must be a plain /dev/<name> path for the simulated lab`);
-      h.disks = {
-        ...h.disks,
-        [data.slice("/dev/".length)]: { sizeBytes: 1 << 30, filesystem: "ext4", files: { hwrevision: `${n.hardware} ${n.hwRevision}\n` } },
-      };
     }
     // data disks under a plain /dev/<name> become attached ext4 disks (others stay absent: "missing")
     for (const d of n.dataDisks ?? []) {

@@ -39,14 +39,12 @@ export const deliveryProvider: pulumi.dynamic.ResourceProvider = {
     return { changes: d.changes, replaces: d.replaces, deleteBeforeReplace: d.deleteBeforeReplace, detailedDiff: d.detailedDiff } as pulumi.dynamic.DiffResult;
   },
   async create(inputs) {
-    (require(ROOT + "/lib/engine-watch") as typeof import("../lib/engine-watch")).watchEngine();
     const impl = require(ROOT + "/lib/delivery/delivery-provider") as typeof import("../lib/delivery/delivery-provider");
     const common = require(ROOT + "/lib/delivery/common") as typeof import("../lib/delivery/common");
     const outs = await impl.createDelivery(inputs, { progress: common.consoleProgress });
     return { id: impl.deliveryId(inputs), outs };
   },
   async update(_id, olds, news) {
-    (require(ROOT + "/lib/engine-watch") as typeof import("../lib/engine-watch")).watchEngine();
     const impl = require(ROOT + "/lib/delivery/delivery-provider") as typeof import("../lib/delivery/delivery-provider");
     const common = require(ROOT + "/lib/delivery/common") as typeof import("../lib/delivery/common");
     return { outs: await impl.updateDelivery(olds, news, { progress: common.consoleProgress }) };
@@ -57,7 +55,6 @@ export const deliveryProvider: pulumi.dynamic.ResourceProvider = {
     return { id, props: await impl.readDelivery(props) };
   },
   async delete(_id, props) {
-    (require(ROOT + "/lib/engine-watch") as typeof import("../lib/engine-watch")).watchEngine();
     const impl = require(ROOT + "/lib/delivery/delivery-provider") as typeof import("../lib/delivery/delivery-provider");
     await impl.deleteDelivery(props);
   },
@@ -91,7 +88,7 @@ export interface TuringPiFlashArgs extends CommonArgs {
 }
 
 export interface SwupdateDeliveryArgs extends CommonArgs {
-  /** Board name of the bundle (the node's hardware) and the configured revision: the board's own /etc/hwrevision must match them (never passed as `-H`). */
+  /** Board name of the bundle (the node's hardware) and the node's revision: `-H hardware:hwRevision`. */
   hardware: pulumi.Input<string>;
   hwRevision: pulumi.Input<string>;
   /** A/B selection "set,mode". Default none. */
@@ -101,7 +98,8 @@ export interface SwupdateDeliveryArgs extends CommonArgs {
   /** Image id the node must report after the update. A change installs. */
   imageId: pulumi.Input<string>;
   version?: pulumi.Input<string>;
-  /** The verification certificate on the node, from its image (never uploaded). Default /etc/swupdate/swupdate.pem. */
+  /** Signing certificate (PEM) uploaded next to the bundle. Default: `certPath` must exist on the node. */
+  certificate?: pulumi.Input<string>;
   certPath?: pulumi.Input<string>;
   certPurpose?: pulumi.Input<"emailProtection" | "codeSigning">;
   /** Default /var/tmp/isar-k3s. */

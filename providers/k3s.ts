@@ -1,16 +1,13 @@
 /**
- * `K3sNode` (one node's k3s join, server or agent) and `K3sKubeconfig` (the rewritten admin kubeconfig
- * of a server): Pulumi dynamic resources, thin adapters over lib/k3s/k3s-provider.ts.
+ * `K3sServer`, `K3sAgent` (one node's k3s join) and `K3sKubeconfig` (the rewritten admin kubeconfig of
+ * the first server): Pulumi dynamic resources, thin adapters over lib/k3s/k3s-provider.ts.
  *
- * One provider object serves both; it dispatches on the `resourceType` input.
- * - Node resources: a changed hostname or token replaces the resource, deleting first (same machine).
- *   A new `generation` (the delivered image) or `role` is an update that rejoins: the old join is
- *   removed first (drain, delete Node, the old role's uninstall when the node still runs it), then the
- *   node joins, in its role, the cluster recorded in state through a live server (never cluster-init
- *   against an existing cluster). State of the former K3sServer / K3sAgent types is kept (aliases).
- *   Config, label and taint changes update in place (labels and taints through kubectl, no rejoin).
- * - No node's inputs hold another node's join: every node gets the list of configured servers and
- *   joins through whichever is live. Order comes from `dependsOn` only (set by components/cluster.ts): servers chained one after another,
+ * One provider object serves all three; it dispatches on the `resourceType` input.
+ * - Node resources: a changed role, hostname, first-server flag, token or `generation` (the delivered
+ *   image) replaces the resource, deleting first (same machine): the old join is removed (drain,
+ *   delete Node, uninstall when the node still runs it) and the node rejoins, after its stale Node is
+ *   deleted. Config, label and taint changes update in place (labels and taints through kubectl).
+ * - Order comes from `dependsOn` (set by components/cluster.ts): servers chained one after another,
  *   agents after the last server. Pulumi deletes dependents first, so destroy runs agents, then servers
  *   last-joined first.
  * - Secrets: `token` and `privateKey` must be passed as Pulumi secrets (then outputs of the same key stay
@@ -36,7 +33,6 @@ export const k3sProvider: pulumi.dynamic.ResourceProvider = {
     return news.resourceType === "K3sKubeconfig" ? impl.diffKubeconfig(impl.fromState(olds), news) : impl.diffNode(impl.fromState(olds), news);
   },
   async create(inputs) {
-    (require(ROOT + "/lib/engine-watch") as typeof import("../lib/engine-watch")).watchEngine();
     const impl = require(ROOT + "/lib/k3s/k3s-provider") as typeof import("../lib/k3s/k3s-provider");
     const log = (m: string) => console.log(m);
     if (inputs.resourceType === "K3sKubeconfig") {
@@ -47,7 +43,6 @@ export const k3sProvider: pulumi.dynamic.ResourceProvider = {
     return { id: `${outs.hostname}-${outs.joinId}`, outs };
   },
   async update(_id, olds, news) {
-    (require(ROOT + "/lib/engine-watch") as typeof import("../lib/engine-watch")).watchEngine();
     const impl = require(ROOT + "/lib/k3s/k3s-provider") as typeof import("../lib/k3s/k3s-provider");
     const log = (m: string) => console.log(m);
     if (news.resourceType === "K3sKubeconfig") return { outs: await impl.createKubeconfig(news, { log }) };
@@ -62,14 +57,13 @@ export const k3sProvider: pulumi.dynamic.ResourceProvider = {
     return next ? { id, props: next } : { id: "", props: {} };
   },
   async delete(_id, props) {
-    (require(ROOT + "/lib/engine-watch") as typeof import("../lib/engine-watch")).watchEngine();
     const impl = require(ROOT + "/lib/k3s/k3s-provider") as typeof import("../lib/k3s/k3s-provider");
     if (props.resourceType === "K3sKubeconfig") return;
     await impl.deleteNode(impl.fromState(props), { log: (m: string) => console.log(m) });
   },
 };
 
-/** Arguments of {@link K3sNode} (besides its role). */
+/** Arguments of {@link K3sServer} and {@link K3sAgent}. */
 export interface K3sNodeArgs {
   /** Fleet node name, used in messages. Required. */
   node: pulumi.Input<string>;
@@ -77,13 +71,8 @@ export interface K3sNodeArgs {
   hostname: pulumi.Input<string>;
   /** SSH endpoint of this node (non-root users need passwordless sudo; the host key is required at apply time: from the stack config or the delivery's learned key). Required. */
   ssh: pulumi.Input<SshEndpointArgs>;
-  /**
-   * Every configured server in fleet order (this node too when it is one): the join goes through the
-   * first that answers as a live member, kubectl through any live one. Required. Endpoints here must
-   * not depend on resources that wait for this node (no cycles): pass pinned host keys, or learned ones
-   * only of servers joined before.
-   */
-  servers: pulumi.Input<pulumi.Input<ServerRefArgs>[]>;
+  /** SSH endpoint of the first server, where kubectl runs. Required (for the first server: its own endpoint). */
+  apiSsh: pulumi.Input<SshEndpointArgs>;
   /** SSH private key, a Pulumi secret. Default: none (the ssh-agent at SSH_AUTH_SOCK). */
   privateKey?: pulumi.Input<string>;
   /** Cluster token, a Pulumi secret (e.g. RandomPassword.result). Required; a change replaces. */
@@ -100,39 +89,23 @@ export interface K3sNodeArgs {
   drainTimeoutSeconds: pulumi.Input<number>;
   /** The airgap install script on the node. Default /usr/local/bin/k3s-install.sh. */
   installScript?: pulumi.Input<string>;
-  /** Anything that changes when the node is re-flashed (the delivered image's id); a change rejoins the node (an update). Default "". */
+  /** Anything that changes when the node is re-flashed (the delivered image's id); a change replaces (rejoin). Default "". */
   generation?: pulumi.Input<string>;
-  /**
-   * The OS image the node runs, for nodes whose k3s state is persistent (SWUpdate: the data partition).
-   * A change (an OS update) restarts k3s on the kept state as the same member: an update, never a
-   * rejoin. Default "" (none).
-   */
-  image?: pulumi.Input<string>;
+  /** The first server's join id (its `joinId` output), for every node but the first server: when the first server is rebuilt, the node rejoins. Default "". */
+  cluster?: pulumi.Input<string>;
   /** The node's data disks (fleet `nodes[].dataDisks`); their state is the `dataDiskStatus` output. Default []. */
   dataDisks?: pulumi.Input<DataDisk[]>;
-  /** Deployer directory for the etcd snapshot taken before this server is removed. Default: none (no snapshot). */
-  snapshotDir?: pulumi.Input<string>;
 }
 
-/** One configured server in {@link K3sNodeArgs.servers}. */
-export interface ServerRefArgs {
-  /** Fleet node name (messages). Required. */
-  node: pulumi.Input<string>;
-  /** Address its API listens on (https://<address>:6443). Required. */
-  address: pulumi.Input<string>;
-  /** SSH endpoint (host key pinned). Required. */
-  ssh: pulumi.Input<SshEndpointArgs>;
-}
-
-function nodeProps(args: K3sNodeArgs, resourceType: string, role: pulumi.Input<string>, bootstrap: pulumi.Input<boolean>): Record<string, unknown> {
+function nodeProps(args: K3sNodeArgs, resourceType: string, role: string, firstServer: boolean): Record<string, unknown> {
   return {
     resourceType,
     role,
-    bootstrap,
+    firstServer,
     node: args.node,
     hostname: args.hostname,
     ssh: endpointOutput(args.ssh),
-    servers: pulumi.output(args.servers).apply((xs) => xs.map((x) => ({ node: x.node, address: x.address, ssh: endpointOutput(x.ssh) }))),
+    apiSsh: endpointOutput(args.apiSsh),
     privateKey: args.privateKey === undefined ? undefined : pulumi.secret(args.privateKey),
     token: pulumi.secret(args.token),
     config: args.config,
@@ -142,91 +115,74 @@ function nodeProps(args: K3sNodeArgs, resourceType: string, role: pulumi.Input<s
     drainTimeoutSeconds: args.drainTimeoutSeconds,
     installScript: args.installScript,
     generation: args.generation ?? "",
-    image: args.image ?? "",
+    cluster: args.cluster ?? "",
     dataDisks: args.dataDisks ?? [],
-    snapshotDir: args.snapshotDir,
     joinId: undefined,
     joinedAt: undefined,
-    clusterId: undefined,
-    joinedVia: undefined,
     dataDiskStatus: undefined,
   };
 }
 
-/** Type tokens the node resources had before the one K3sNode type (aliases: existing state is kept, no rejoin). */
-export const LEGACY_NODE_TYPES = ["pulumi-nodejs:dynamic/k3s:K3sServer", "pulumi-nodejs:dynamic/k3s:K3sAgent"];
-
-/** Arguments of {@link K3sNode}. */
-export interface K3sNodeResourceArgs extends K3sNodeArgs {
-  /** "server" or "agent". Required. A change is an update that removes the old role's join (drain, delete Node, uninstall) before the node joins in its new role. */
-  role: pulumi.Input<"server" | "agent">;
-  /** A server that may initialise a new cluster when none exists (the fleet's first server). Default false; read only at join time. */
-  bootstrap?: pulumi.Input<boolean>;
-}
-
-/**
- * One node's k3s join, server or agent. It joins through a live server; only a `bootstrap` server
- * initialises a cluster, and only when none exists. Chain servers with dependsOn (one join at a time),
- * agents after the last server. A role change happens inside one update, old role out before new role
- * in, so no step of the old role can touch the new member.
- */
-export class K3sNode extends pulumi.dynamic.Resource {
+/** A k3s server node. `firstServer` runs cluster-init; the others join the first server one at a time (chain them with dependsOn). */
+export class K3sServer extends pulumi.dynamic.Resource {
   /** Random id of this join (written to the node as /etc/rancher/k3s/isar-k3s-join). */
   declare readonly joinId: pulumi.Output<string>;
   /** When the node was Ready (ISO time). */
   declare readonly joinedAt: pulumi.Output<string>;
-  /** The cluster's identity (kube-system namespace UID) at the last join. */
-  declare readonly clusterId: pulumi.Output<string>;
-  /** The server the last join went through, or "cluster-init". */
-  declare readonly joinedVia: pulumi.Output<string>;
   declare readonly hostname: pulumi.Output<string>;
-  declare readonly role: pulumi.Output<string>;
   /** One line per data disk (join, update, refresh): "data disk /dev/sda1 on /var/lib/longhorn: mounted (...)" or MISSING with the fix. */
   declare readonly dataDiskStatus: pulumi.Output<string[]>;
 
-  constructor(name: string, args: K3sNodeResourceArgs, opts?: pulumi.CustomResourceOptions) {
+  constructor(
+    name: string,
+    args: K3sNodeArgs & { /** This server runs cluster-init. Default false; a change replaces. */ firstServer?: boolean },
+    opts?: pulumi.CustomResourceOptions,
+  ) {
     super(
       k3sProvider,
       name,
-      nodeProps(args, "K3sNode", args.role, args.bootstrap ?? false),
-      {
-        ...opts,
-        aliases: [...LEGACY_NODE_TYPES.map((type) => ({ type })), ...(opts?.aliases ?? [])],
-        additionalSecretOutputs: ["token", "privateKey", ...(opts?.additionalSecretOutputs ?? [])],
-      },
+      nodeProps(args, "K3sServer", "server", args.firstServer ?? false),
+      { ...opts, additionalSecretOutputs: ["token", "privateKey", ...(opts?.additionalSecretOutputs ?? [])] },
       "k3s",
-      "K3sNode",
+      "K3sServer",
+    );
+  }
+}
+
+/** A k3s agent node; joins after the servers (dependsOn the last server). */
+export class K3sAgent extends pulumi.dynamic.Resource {
+  declare readonly joinId: pulumi.Output<string>;
+  declare readonly joinedAt: pulumi.Output<string>;
+  declare readonly hostname: pulumi.Output<string>;
+  declare readonly dataDiskStatus: pulumi.Output<string[]>;
+
+  constructor(name: string, args: K3sNodeArgs, opts?: pulumi.CustomResourceOptions) {
+    super(
+      k3sProvider,
+      name,
+      nodeProps(args, "K3sAgent", "agent", false),
+      { ...opts, additionalSecretOutputs: ["token", "privateKey", ...(opts?.additionalSecretOutputs ?? [])] },
+      "k3s",
+      "K3sAgent",
     );
   }
 }
 
 /** Arguments of {@link K3sKubeconfig}. */
 export interface K3sKubeconfigArgs {
-  /**
-   * The configured servers (the first server first); the kubeconfig is read from the first that answers
-   * (k3s's CA and admin credentials are cluster-wide). Where it is read from is not part of what it
-   * contains: a change here alone changes nothing. Required, at least one.
-   */
-  servers: pulumi.Input<pulumi.Input<ServerRefArgs>[]>;
+  /** SSH endpoint of the first server. Required. */
+  apiSsh: pulumi.Input<SshEndpointArgs>;
   /** SSH private key, a Pulumi secret. Default: the ssh-agent. */
   privateKey?: pulumi.Input<string>;
-  /** API server URL written into the kubeconfig, e.g. https://10.0.0.11:6443. Required; a change re-reads. */
+  /** API server URL written into the kubeconfig, e.g. https://10.0.0.11:6443. Required. */
   server: pulumi.Input<string>;
-  /** Name of the kubeconfig's cluster, user and context (fleet.clusterName). Required; a change re-reads. */
+  /** Name of the kubeconfig's cluster, user and context (fleet.clusterName). Required. */
   clusterName: pulumi.Input<string>;
-  /**
-   * Identity of the cluster (changes only when the cluster is created afresh, with a new CA and admin
-   * credentials); a change re-reads. Members joining, rejoining or leaving must not change it, else every
-   * workload on the Kubernetes provider built from this kubeconfig is planned for replacement. Default "".
-   */
-  cluster?: pulumi.Input<string>;
+  /** Join ids of the cluster's nodes: the kubeconfig is re-read when one changes. Default []. */
+  members?: pulumi.Input<pulumi.Input<string>[]>;
 }
 
-/**
- * The cluster's admin kubeconfig, rewritten to `server` and the stack's names. A secret output that changes
- * only when what it contains changes (server URL, cluster name, the cluster's CA and admin credentials):
- * order it after the joins with `dependsOn`, not through their outputs.
- */
+/** The first server's admin kubeconfig, rewritten to the server's address and the stack's names. A secret output. */
 export class K3sKubeconfig extends pulumi.dynamic.Resource {
   /** The kubeconfig YAML (secret). */
   declare readonly kubeconfig: pulumi.Output<string>;
@@ -237,11 +193,11 @@ export class K3sKubeconfig extends pulumi.dynamic.Resource {
       name,
       {
         resourceType: "K3sKubeconfig",
-        servers: pulumi.output(args.servers).apply((xs) => xs.map((x) => ({ node: x.node, address: x.address, ssh: endpointOutput(x.ssh) }))),
+        apiSsh: endpointOutput(args.apiSsh),
         privateKey: args.privateKey === undefined ? undefined : pulumi.secret(args.privateKey),
         server: args.server,
         clusterName: args.clusterName,
-        cluster: args.cluster ?? "",
+        members: args.members ?? [],
         kubeconfig: undefined,
       },
       { ...opts, additionalSecretOutputs: ["kubeconfig", "privateKey", ...(opts?.additionalSecretOutputs ?? [])] },

@@ -1,13 +1,9 @@
 /**
- * Rollout order of nodes, as dependencies between rollout units. A unit is one node's delivery (flash /
- * SWUpdate) + its k3s join + Ready: a dependency on node P means P's join completed (P is Ready in the
- * cluster), not merely that P's image was written.
+ * Rollout order of node deliveries (flash / SWUpdate), as dependencies between deliveries.
  *
- * `deliveryDependencies(plan, maxAgentsInFlight)` tells each node which other units it must wait for; the
- * Fleet component turns the names into Pulumi `dependsOn`: the node's NodeLeave (drain, quorum check,
- * snapshot; providers/leave.ts) depends on the predecessors' k3s join resources, and its delivery on the
- * leave (and on the predecessors' deliveries). The join depends on its own delivery, never on a later
- * unit, so there is no cycle. The order is enforced by the engine itself:
+ * `deliveryDependencies(plan, maxAgentsInFlight)` tells each node's delivery which other deliveries it
+ * must wait for; the Fleet component turns the names into Pulumi `dependsOn`, so the order is enforced
+ * by the engine itself:
  * - servers one at a time, in plan order (the first server, then each joining server after the previous);
  * - then the agents: the first agent alone (a canary: when it fails, no other agent is touched), then the
  *   remaining agents with at most `maxAgentsInFlight` in flight — remaining agent j waits for remaining
@@ -19,8 +15,7 @@
  * Pulumi stops scheduling new steps after the first failure (unless run with --continue-on-error), and
  * dependents of a failed resource are never attempted.
  *
- * `runRollout` executes the same graph outside Pulumi (CLI tools, tests) with the engine's semantics
- * (its `deliver` callback is the whole unit):
+ * `runRollout` executes the same graph outside Pulumi (CLI tools, tests) with the engine's semantics:
  * a delivery starts when all its dependencies succeeded; after the first failure nothing new starts,
  * in-flight deliveries finish; the result lists succeeded / failed / not attempted nodes, and
  * `RolloutError` says which node failed, in which phase, with the tail of its output.
@@ -33,7 +28,7 @@ import { DeliveryError } from "./common";
 
 export interface DeliveryDependency {
   node: string;
-  /** Names of the nodes whose unit (delivery + join + Ready) must succeed first. */
+  /** Names of the nodes whose delivery must succeed first. */
   dependsOn: string[];
   /** "server" | "canary" | "agents". */
   stage: "server" | "canary" | "agents";

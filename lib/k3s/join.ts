@@ -1,16 +1,9 @@
 /**
  * The k3s join, update and removal of one node, over the Host interface (SSH in production, the lab
- * in tests). Every cluster query runs through a live server (`k3s kubectl` on it), so "Ready" means
+ * in tests). Every cluster query runs through the first server (`k3s kubectl` on it), so "Ready" means
  * Ready as the cluster sees it, not as the node believes.
  *
  * Guarantees:
- * - No server is special. A node joins through the first configured server (other than itself) that
- *   answers as a live member of this stack's cluster (`/readyz` through its own API, and the cluster's
- *   identity, the kube-system namespace UID, equal to the one recorded when the node last joined); the
- *   choice is written as `server:` in a config drop-in (K3S_JOIN_DROPIN_PATH), never baked into an image.
- *   `cluster-init` runs only when no cluster exists: no live member, no server holding cluster data, no
- *   identity recorded in state, and the node is the bootstrap server (the first server of the fleet).
- *   Otherwise the join refuses with what it saw and how to fix it (`chooseJoin`).
  * - The cluster token reaches the node only on stdin (`dd of=/etc/rancher/k3s/token`, the file created 0600 first):
  *   never in an argv, an environment variable, a log line or an error message (`redact` scrubs every
  *   message built from remote output). The rendered config names `token-file`, never the token.
@@ -23,10 +16,8 @@
  *   script. A node that is gone (SSH unreachable, Node NotFound, or re-flashed: marker missing or
  *   foreign) never blocks it: the step that cannot run is skipped with a warning. A drain that does not
  *   finish in time on a live node fails (pods with disruption budgets are protected).
- * - Labels and taints never live in the image: the Node registers with them (registration drop-in,
- *   written by the join) and every change is applied through a live server's API with kubectl (k3s reads
- *   node-label / node-taint at registration only); only keys this program manages are ever removed.
- *   A label or taint change never restarts k3s nor rejoins.
+ * - Labels and taints are reconciled with kubectl (k3s reads node-label / node-taint at registration
+ *   only); only keys this program manages are ever removed.
  */
 import { setTimeout as sleep } from "timers/promises";
 import { parse as parseYaml } from "yaml";
@@ -35,8 +26,6 @@ import { isRfc1123Label } from "../model/checks";
 import { dataDiskStatus, FINDMNT_ARGV } from "../render/baseline";
 import { Host, HostError, RunOptions, RunResult, checkResult, tailLines } from "../transport/host";
 import { rewriteKubeconfig } from "../render/kubeconfig";
-import { JoinTarget, K3S_JOIN_DROPIN_PATH, K3S_REGISTRATION_DROPIN_PATH, renderJoinDropIn, renderRegistrationDropIn } from "../render/k3s-config";
-import { K3S_API_PORT } from "../plan/plan";
 import { checkLabelsAndTaints, isEmptyChange, isNotFound, labelArgv, labelChange, NodeView, parseNodeJson, taintArgv, taintChange } from "./node";
 
 export const K3S_DIR = "/etc/rancher/k3s";
@@ -45,11 +34,6 @@ export const TOKEN_PATH = `${K3S_DIR}/token`;
 export const MARKER_PATH = `${K3S_DIR}/isar-k3s-join`;
 export const KUBECONFIG_PATH = `${K3S_DIR}/k3s.yaml`;
 export const DEFAULT_INSTALL_SCRIPT = "/usr/local/bin/k3s-install.sh";
-export const DROPIN_DIR = `${K3S_DIR}/config.yaml.d`;
-export const JOIN_DROPIN_PATH = K3S_JOIN_DROPIN_PATH;
-export const REGISTRATION_DROPIN_PATH = K3S_REGISTRATION_DROPIN_PATH;
-/** A server's etcd data: its presence means the node holds (or held) cluster state. */
-export const ETCD_DATA_DIR = "/var/lib/rancher/k3s/server/db/etcd";
 
 export type K3sRole = "server" | "agent";
 
@@ -76,7 +60,9 @@ export interface NodeJoinSpec {
   /** k3s node name (the Node object's name). */
   hostname: string;
   role: K3sRole;
-  /** Rendered /etc/rancher/k3s/config.yaml (names token-file, never the token; no `server` / `cluster-init`: the join chooses them). */
+  /** This node runs cluster-init. */
+  firstServer: boolean;
+  /** Rendered /etc/rancher/k3s/config.yaml (names token-file, never the token). */
   config: string;
   /** Labels the Node must carry (hardware defaults + configured). */
   labels: Record<string, string>;
@@ -109,7 +95,7 @@ export async function dataDiskReport(
 export interface K3sContext {
   /** The node itself. */
   node: RootShell;
-  /** A live server (kubectl runs there); the node itself when it is a live server. */
+  /** The first server (kubectl runs there). For the first server itself: the same shell. */
   api: RootShell;
   /** Poll interval while waiting, ms (default 2000). */
   pollMs?: number;
@@ -141,6 +127,7 @@ export function checkJoinSpec(s: NodeJoinSpec): string[] {
   const out: string[] = [];
   if (!isRfc1123Label(s.hostname)) out.push(`hostname ${JSON.stringify(s.hostname)} is not an RFC 1123 label`);
   if (s.role !== "server" && s.role !== "agent") out.push(`role must be "server" or "agent", got ${JSON.stringify(s.role)}`);
+  if (s.firstServer && s.role !== "server") out.push("firstServer is only valid for a server");
   if (!(s.joinTimeoutSeconds > 0)) out.push("joinTimeoutSeconds must be > 0");
   if (!(s.drainTimeoutSeconds > 0)) out.push("drainTimeoutSeconds must be > 0");
   if (typeof s.config !== "string" || s.config.trim() === "") out.push("config (the rendered config.yaml) is empty");
@@ -156,12 +143,10 @@ export function checkJoinSpec(s: NodeJoinSpec): string[] {
       if (!d || typeof d !== "object") out.push("config must be a YAML map");
       else {
         if ("token" in d || "agent-token" in d) out.push("config holds a `token`: the token must travel only as the token file; render `token-file` instead");
-        for (const k of ["node-label", "node-taint"])
-          if (k in d) out.push(`config sets \`${k}\`: labels and taints are the node's labels / taints (applied through the API), never part of the config`);
         if (d["node-name"] !== undefined && d["node-name"] !== s.hostname)
           out.push(`config node-name ${JSON.stringify(d["node-name"])} differs from hostname ${JSON.stringify(s.hostname)}`);
-        for (const k of ["server", "cluster-init"])
-          if (k in d) out.push(`config sets \`${k}\`: the join chooses it (a live server, or cluster-init for a new cluster); remove it from the config`);
+        if (s.firstServer && d["cluster-init"] !== true) out.push("the first server's config needs `cluster-init: true`");
+        if (!s.firstServer && typeof d.server !== "string") out.push("a joining node's config needs `server: https://<first server>:6443`");
       }
     }
   }
@@ -169,31 +154,10 @@ export function checkJoinSpec(s: NodeJoinSpec): string[] {
   return out;
 }
 
-/**
- * Config keys that only matter when the node enters the cluster: node-label / node-taint (registration;
- * later changes need kubectl) and `server` / `cluster-init` (which member the join went through; a
- * joined member keeps its etcd membership without them). Configs rendered before the join drop-in
- * carried them: they are ignored when deciding on a restart.
- */
-const REGISTRATION_ONLY = ["node-label", "node-taint", "server", "cluster-init"];
+/** Config keys that only matter at registration (changing them needs kubectl, not a restart). */
+const REGISTRATION_ONLY = ["node-label", "node-taint"];
 
-/**
- * The join target a config rendered before the join drop-in carried (`server:` or `cluster-init`), so
- * that rewriting such a node's config keeps how its k3s finds the cluster; undefined for a config without.
- */
-export function legacyJoinTarget(config: string): JoinTarget | undefined {
-  let d: Record<string, unknown>;
-  try {
-    d = (parseYaml(config) as Record<string, unknown>) ?? {};
-  } catch {
-    return undefined;
-  }
-  if (typeof d.server === "string") return { server: d.server };
-  if (d["cluster-init"] === true) return { clusterInit: true };
-  return undefined;
-}
-
-/** True when two rendered configs differ in more than the registration-only keys (k3s must restart to see it). */
+/** True when two rendered configs differ in more than node-label / node-taint (k3s must restart to see it). */
 export function configNeedsRestart(oldConfig: string, newConfig: string): boolean {
   const strip = (t: string) => {
     const d = { ...((parseYaml(t) as Record<string, unknown>) ?? {}) };
@@ -207,9 +171,9 @@ export function configNeedsRestart(oldConfig: string, newConfig: string): boolea
   return strip(oldConfig) !== strip(newConfig);
 }
 
-// ------------------------------------------------------------------ cluster queries (a live server)
+// ------------------------------------------------------------------ cluster queries (first server)
 
-/** The Node as a live server sees it, or undefined when it does not exist. */
+/** The Node as the first server sees it, or undefined when it does not exist. */
 export async function getNode(api: RootShell, hostname: string, timeoutMs = 30_000): Promise<NodeView | undefined> {
   const argv = [...KUBECTL, "get", "node", hostname, "-o", "json"];
   const r = await api.run(argv, { timeoutMs });
@@ -222,13 +186,8 @@ async function kubectl(api: RootShell, args: string[], timeoutMs: number): Promi
   return api.check([...KUBECTL, ...args], { timeoutMs });
 }
 
-/** Make a Node schedulable again (the leave before its OS update cordoned it; ./leave.ts). Idempotent. */
-export async function uncordon(api: RootShell, hostname: string, timeoutMs: number): Promise<void> {
-  await kubectl(api, ["uncordon", hostname], timeoutMs);
-}
-
 /**
- * Wait until the Node is Ready as seen from the live server `ctx.api`. Throws (after `deadline`, epoch ms) with
+ * Wait until the Node is Ready as seen from the first server. Throws (after `deadline`, epoch ms) with
  * the last state seen and `diagnose()`'s output.
  */
 export async function waitReady(ctx: K3sContext, hostname: string, deadline: number, what: string, diagnose?: () => Promise<string>): Promise<NodeView> {
@@ -241,12 +200,12 @@ export async function waitReady(ctx: K3sContext, hostname: string, deadline: num
       if (n?.ready) return n;
       last = n ? n.readyDetail : "no Node object yet (the node has not registered)";
     } catch (e) {
-      last = `kubectl on ${ctx.api.label} failed: ${(e as Error).message.split("\n").slice(0, 6).join(" / ")}`;
+      last = `kubectl on the first server failed: ${(e as Error).message.split("\n").slice(0, 6).join(" / ")}`;
     }
     if (Date.now() + poll > deadline) {
       const diag = diagnose ? await diagnose().catch((e) => `(diagnostics failed: ${(e as Error).message})`) : "";
       throw new K3sError(
-        `${what}: node ${hostname} was not Ready as seen from ${ctx.api.label} within the join timeout; last state: ${last}.` +
+        `${what}: node ${hostname} was not Ready as seen from the first server within the join timeout; last state: ${last}.` +
           `\nHow to fix: look at the k3s service on the node (journalctl -u k3s / k3s-agent); for "Node password rejected" delete the stale Node ` +
           `(k3s kubectl delete node ${hostname}); for a slow board raise isar-k3s:k3s.joinTimeoutSeconds.` +
           (diag ? `\n--- node diagnostics ---\n${tailLines(diag, 40)}` : ""),
@@ -293,25 +252,10 @@ export async function writeFileFromStdin(node: RootShell, path: string, content:
   await node.check(["dd", `of=${path}`, "status=none"], { stdin: content, timeoutMs });
 }
 
-/** Write the registration drop-in (the labels and taints the Node registers with). */
-export async function writeRegistrationDropIn(node: RootShell, spec: Pick<NodeJoinSpec, "labels" | "taints">, timeoutMs = 60_000): Promise<void> {
-  await node.check(["install", "-d", "-m", "0755", DROPIN_DIR], { timeoutMs });
-  await writeFileFromStdin(node, REGISTRATION_DROPIN_PATH, renderRegistrationDropIn(spec.labels ?? {}, spec.taints ?? []), "0600", timeoutMs);
-}
-
-/**
- * Write config.yaml, the drop-ins (the join's `server:` / `cluster-init` when given: only a join
- * chooses it; the registration labels and taints), the token file (0600, content from stdin only) and
- * the join marker.
- */
-export async function writeNodeFiles(node: RootShell, spec: NodeJoinSpec, token: string, joinId: string, timeoutMs = 60_000, dropIn?: string): Promise<void> {
+/** Write config.yaml, the token file (0600, content from stdin only) and the join marker. */
+export async function writeNodeFiles(node: RootShell, spec: NodeJoinSpec, token: string, joinId: string, timeoutMs = 60_000): Promise<void> {
   await node.check(["install", "-d", "-m", "0755", K3S_DIR], { timeoutMs });
   await writeFileFromStdin(node, CONFIG_PATH, spec.config, "0600", timeoutMs);
-  if (dropIn !== undefined) {
-    await node.check(["install", "-d", "-m", "0755", DROPIN_DIR], { timeoutMs });
-    await writeFileFromStdin(node, JOIN_DROPIN_PATH, dropIn, "0600", timeoutMs);
-  }
-  await writeRegistrationDropIn(node, spec, timeoutMs);
   await writeFileFromStdin(node, TOKEN_PATH, token + "\n", "0600", timeoutMs);
   await writeFileFromStdin(node, MARKER_PATH, joinId + "\n", "0644", timeoutMs);
 }
@@ -352,166 +296,16 @@ export interface JoinResult {
   dataDiskStatus: string[];
   /** A stale Node of that name was deleted first (re-flashed or re-created node). */
   staleNodeDeleted: boolean;
-  /** The cluster's identity (kube-system namespace UID) as seen right after the join. */
-  clusterId: string;
-  /** The server the node joined through, or "cluster-init" when it initialised a new cluster. */
-  joinedVia: string;
-}
-
-/** Another configured server, reached lazily (SSH) only when the join needs it. */
-export interface Peer {
-  /** Fleet node name. */
-  node: string;
-  /** Address the join drop-in's `server:` URL names. */
-  address: string;
-  open(): Promise<RootShell | { unreachable: string }>;
-}
-
-/** What one other server looked like when a join asked. */
-export interface PeerProbe {
-  node: string;
-  address: string;
-  /** live: its API answers /readyz; data: it holds etcd data but its API does not answer; empty: no k3s server state; unreachable: SSH failed. */
-  state: "live" | "data" | "empty" | "unreachable";
-  /** kube-system namespace UID (state live). */
-  clusterId?: string;
-  /** What was seen, for messages. */
-  detail: string;
-}
-
-/** `recordedCluster` of a node joined before the identity was recorded: some cluster exists, its id is unknown. */
-export const UNKNOWN_CLUSTER = "unrecorded";
-
-/** The cluster's identity as `api` sees it: the kube-system namespace UID (created once with the cluster). */
-export async function clusterIdOf(api: RootShell, timeoutMs = 30_000): Promise<string> {
-  const r = await api.check([...KUBECTL, "get", "namespace", "kube-system", "-o", "jsonpath={.metadata.uid}"], { timeoutMs });
-  const id = r.stdout.toString().trim();
-  if (!/^[0-9a-f-]{36}$/.test(id)) throw new Error(`${api.label}: kube-system namespace UID ${JSON.stringify(id.slice(0, 60))} is not a UID`);
-  return id;
-}
-
-/** Probe one other server: its own API's /readyz (through its local kubeconfig), else whether it holds etcd data. */
-export async function probePeer(peer: Peer, timeoutMs = 15_000): Promise<PeerProbe & { shell?: RootShell }> {
-  const base = { node: peer.node, address: peer.address };
-  const sh = await peer.open();
-  if (!(sh instanceof RootShell)) return { ...base, state: "unreachable", detail: `unreachable (${sh.unreachable})` };
-  try {
-    const r = await sh.run([...KUBECTL, "get", "--raw", "/readyz"], { timeoutMs });
-    if (r.code === 0) {
-      const clusterId = await clusterIdOf(sh, timeoutMs);
-      return { ...base, state: "live", clusterId, detail: `live member of cluster ${clusterId}`, shell: sh };
-    }
-    const why = tailLines(Buffer.concat([r.stdout, r.stderr]), 2)
-      .replace(/\s+/g, " ")
-      .trim();
-    const data = await sh.run(["test", "-d", ETCD_DATA_DIR], { timeoutMs });
-    if (data.code === 0)
-      return { ...base, state: "data", detail: `holds cluster data (${ETCD_DATA_DIR}) but its API does not answer (${why || "exit " + r.code})` };
-    return { ...base, state: "empty", detail: "runs no k3s server" };
-  } catch (e) {
-    return { ...base, state: "unreachable", detail: `could not be checked (${(e as Error).message.split("\n")[0]})` };
-  }
-}
-
-export type JoinDecision =
-  { kind: "join"; via: PeerProbe; target: JoinTarget } | { kind: "init"; target: JoinTarget; warnings: string[] } | { kind: "refuse"; reason: string };
-
-/**
- * Where a node enters the cluster (pure). `peers`: the other configured servers as probed, in fleet
- * order; `recordedCluster`: the identity this node's state recorded at its last join ("" for a node
- * never joined, UNKNOWN_CLUSTER when it joined before identities were recorded); `bootstrap`: the node
- * may initialise a new cluster (the first server of the fleet).
- * - join through the first live peer of the recorded cluster (any live peer when nothing is recorded);
- * - init only for a bootstrap server when nothing says a cluster exists (no record, no live peer, no
- *   peer holding etcd data); peers that could not be checked are named in warnings;
- * - refuse otherwise, with what was seen and how to fix it.
- */
-export function chooseJoin(d: { node: string; role: K3sRole; bootstrap: boolean; recordedCluster: string; peers: PeerProbe[] }): JoinDecision {
-  const live = d.peers.filter((p) => p.state === "live");
-  const known = d.recordedCluster && d.recordedCluster !== UNKNOWN_CLUSTER ? d.recordedCluster : "";
-  const ours = known ? live.filter((p) => p.clusterId === known) : live;
-  if (ours.length > 0) return { kind: "join", via: ours[0], target: { server: `https://${ours[0].address}:${K3S_API_PORT}` } };
-  const seen = d.peers.length ? d.peers.map((p) => `${p.node} (${p.address}): ${p.detail}`).join("; ") : "no other server is configured";
-  if (live.length > 0)
-    return {
-      kind: "refuse",
-      reason:
-        `the servers that answer belong to another cluster than the one ${d.node} joined (recorded in state: ${known}): ${seen}. ` +
-        `How to fix: check nodes[].address of the servers; a cluster rebuilt outside this stack must be adopted deliberately (pulumi state delete the node's k3s resource).`,
-    };
-  if (d.role === "agent")
-    return {
-      kind: "refuse",
-      reason: `no server answers as a live member of the cluster (${seen}). How to fix: bring a server up (power, network, k3s service) and run \`pulumi up\` again.`,
-    };
-  if (d.recordedCluster)
-    return {
-      kind: "refuse",
-      reason:
-        `the cluster exists (${known ? `kube-system ${known}, ` : ""}recorded in state when ${d.node} last joined) but no other server answers as a live member (${seen}); ` +
-        `cluster-init would start a new, empty cluster. How to fix: bring at least one other server up (power, network, k3s service; pin nodes[].ssh.hostKey of servers ` +
-        `whose key is only learned at flash time so they can be reached) and run \`pulumi up\` again. Only if the cluster is lost for good and a new, empty one is wanted: ` +
-        `remove this node's k3s resource from the state (pulumi state delete) first.`,
-    };
-  const withData = d.peers.filter((p) => p.state === "data");
-  if (withData.length > 0)
-    return {
-      kind: "refuse",
-      reason:
-        `${withData.map((p) => p.node).join(", ")} hold the cluster's data but do not answer (${seen}); cluster-init would start a second cluster. ` +
-        `How to fix: start k3s there (systemctl start k3s; journalctl -u k3s) and run \`pulumi up\` again.`,
-    };
-  if (!d.bootstrap)
-    return {
-      kind: "refuse",
-      reason: `no server answers as a live member of the cluster (${seen}); only the first server of nodes[] initialises a new cluster. How to fix: bring a server up and run \`pulumi up\` again.`,
-    };
-  const warnings = d.peers.filter((p) => p.state === "unreachable").map((p) => `${p.node} ${p.detail}: assumed to hold no cluster`);
-  return { kind: "init", target: { clusterInit: true }, warnings };
-}
-
-/** Probe the peers in order until one is a live member of the recorded cluster (or all were probed); decide. */
-export async function decideJoin(
-  peers: Peer[],
-  d: { node: string; role: K3sRole; bootstrap: boolean; recordedCluster: string },
-  timeoutMs = 15_000,
-): Promise<{ decision: JoinDecision; shells: Map<string, RootShell> }> {
-  const probes: PeerProbe[] = [];
-  const shells = new Map<string, RootShell>();
-  for (const p of peers) {
-    const { shell, ...probe } = await probePeer(p, timeoutMs);
-    probes.push(probe);
-    if (shell) shells.set(p.node, shell);
-    const decision = chooseJoin({ ...d, peers: probes });
-    if (decision.kind === "join") return { decision, shells };
-  }
-  return { decision: chooseJoin({ ...d, peers: probes }), shells };
-}
-
-export interface JoinContext {
-  /** The node itself. */
-  node: RootShell;
-  /** The other configured servers, in fleet order. */
-  peers: Peer[];
-  pollMs?: number;
-  log?: (msg: string) => void;
-  secrets?: string[];
-}
-
-export interface JoinOptions {
-  /** The node may initialise a new cluster (the fleet's first server). */
-  bootstrap: boolean;
-  /** The cluster identity recorded at the node's last join ("" never joined; UNKNOWN_CLUSTER: joined, id not recorded). */
-  recordedCluster: string;
 }
 
 /**
- * Join (or rejoin) one node: choose a live member (or cluster-init, see chooseJoin); through it,
- * delete a stale Node of the same name (see the file comment). Then write the files and the join
- * drop-in, run the airgap install, and wait for Ready; then make labels and taints match the spec.
+ * Join (or rejoin) one node. For a node other than the first server, first delete a stale Node of
+ * the same name (see the file comment). Then write the files, run the airgap install, and wait for
+ * Ready; then make labels and taints match the spec.
  */
-export async function joinNode(ctx: JoinContext, spec: NodeJoinSpec, token: string, joinId: string, opts: JoinOptions): Promise<JoinResult> {
+export async function joinNode(ctx: K3sContext, spec: NodeJoinSpec, token: string, joinId: string): Promise<JoinResult> {
   const secrets = [token, ...(ctx.secrets ?? [])];
+  const c: K3sContext = { ...ctx, secrets };
   const what = `k3s ${spec.role} ${spec.node}`;
   const problems = checkJoinSpec(spec);
   if (problems.length) throw new K3sError(`${what}: ${problems.join("; ")}`, secrets);
@@ -519,13 +313,8 @@ export async function joinNode(ctx: JoinContext, spec: NodeJoinSpec, token: stri
   const deadline = Date.now() + spec.joinTimeoutSeconds * 1000;
   const left = () => Math.max(1000, deadline - Date.now());
   try {
-    const { decision, shells } = await decideJoin(ctx.peers, { node: spec.node, role: spec.role, ...opts }, Math.min(15_000, left()));
-    if (decision.kind === "refuse") throw new K3sError(`${what}: ${decision.reason}`, secrets);
-    const api = decision.kind === "join" ? shells.get(decision.via.node)! : ctx.node;
-    const c: K3sContext = { node: ctx.node, api, pollMs: ctx.pollMs, log: ctx.log, secrets };
     let staleNodeDeleted = false;
-    if (decision.kind === "join") {
-      c.log?.(`${spec.hostname}: joining through ${decision.via.node} (${decision.via.address}), a live member of cluster ${decision.via.clusterId}`);
+    if (!spec.firstServer) {
       const stale = await getNode(c.api, spec.hostname, Math.min(30_000, left()));
       if (stale) {
         c.log?.(`${spec.hostname}: a Node of this name already exists (${stale.readyDetail}); deleting it and its node-password secret before the join`);
@@ -536,11 +325,8 @@ export async function joinNode(ctx: JoinContext, spec: NodeJoinSpec, token: stri
         );
         staleNodeDeleted = true;
       }
-    } else {
-      for (const w of decision.warnings) c.log?.(`warning: ${spec.hostname}: ${w}`);
-      c.log?.(`${spec.hostname}: no cluster exists yet; initialising it (cluster-init)`);
     }
-    await writeNodeFiles(c.node, spec, token, joinId, Math.min(60_000, left()), renderJoinDropIn(decision.target));
+    await writeNodeFiles(c.node, spec, token, joinId, Math.min(60_000, left()));
     c.log?.(`${spec.hostname}: config and token written, running the k3s install (${spec.role})`);
     const argv = installArgv(spec);
     const r = await c.node.run(argv, { timeoutMs: left() });
@@ -553,17 +339,8 @@ export async function joinNode(ctx: JoinContext, spec: NodeJoinSpec, token: stri
     }
     await waitReady(c, spec.hostname, deadline, what, () => nodeDiagnostics(c.node, spec.role));
     await reconcileLabelsAndTaints(c, spec.hostname, spec, { labels: {}, taints: [] }, Math.min(60_000, left()));
-    const clusterId = await clusterIdOf(c.api, Math.min(30_000, left()));
-    if (opts.recordedCluster && opts.recordedCluster !== UNKNOWN_CLUSTER && clusterId !== opts.recordedCluster)
-      throw new K3sError(`${what}: joined cluster ${clusterId}, but the state recorded ${opts.recordedCluster}`, secrets);
     c.log?.(`${spec.hostname}: Ready`);
-    return {
-      joinedAt: new Date().toISOString(),
-      staleNodeDeleted,
-      dataDiskStatus: await dataDiskReport(c, spec),
-      clusterId,
-      joinedVia: decision.kind === "join" ? decision.via.node : "cluster-init",
-    };
+    return { joinedAt: new Date().toISOString(), staleNodeDeleted, dataDiskStatus: await dataDiskReport(c, spec) };
   } catch (e) {
     if (e instanceof K3sError) throw e;
     throw new K3sError(`${what}: ${(e as Error).message}`, secrets);
@@ -592,9 +369,7 @@ export async function updateNode(
     let restarted = false;
     const changedConfig = olds.config !== spec.config || (olds.installScript ?? DEFAULT_INSTALL_SCRIPT) !== (spec.installScript ?? DEFAULT_INSTALL_SCRIPT);
     if (changedConfig) {
-      // a node joined before the join drop-in had `server:` / `cluster-init` in its config: keep it in the drop-in
-      const legacy = legacyJoinTarget(olds.config);
-      await writeNodeFiles(c.node, spec, token, joinId, 60_000, legacy ? renderJoinDropIn(legacy) : undefined);
+      await writeNodeFiles(c.node, spec, token, joinId);
       if (configNeedsRestart(olds.config, spec.config)) {
         c.log?.(`${spec.hostname}: k3s configuration changed, restarting k3s`);
         await c.node.check(installArgv(spec), { timeoutMs: Math.max(1000, deadline - Date.now()) });
@@ -602,8 +377,6 @@ export async function updateNode(
         restarted = true;
       }
     }
-    if (!changedConfig && (JSON.stringify(olds.labels) !== JSON.stringify(spec.labels) || JSON.stringify(olds.taints) !== JSON.stringify(spec.taints)))
-      await writeRegistrationDropIn(c.node, spec); // read only if k3s registers the Node again; no restart
     const kubectlCommands = await reconcileLabelsAndTaints(c, spec.hostname, spec, olds);
     return { restarted, kubectlCommands };
   } catch (e) {
@@ -615,7 +388,7 @@ export async function updateNode(
 export interface RemoveContext {
   /** The node, or the reason it cannot be reached (then the node-side steps are skipped). */
   node: RootShell | { unreachable: string };
-  /** A live server other than the node, or why there is none (then the cluster-side steps are skipped). */
+  /** The first server, or why it cannot be reached (then the cluster-side steps are skipped). */
   api: RootShell | { unreachable: string };
   log?: (msg: string) => void;
   secrets?: string[];
@@ -629,12 +402,11 @@ export interface RemoveResult {
 }
 
 /**
- * Remove a node from the cluster: cordon, drain, delete the Node (through a live server other than the
- * node; for a server, k3s then removes its etcd member), then run the uninstall script on the node.
- * `joinId` is the id this program wrote when it joined the node: a node whose marker differs was
- * re-flashed since, so its k3s is not ours to uninstall and it has no pods left to drain. With no other
- * live server (the last server of a destroy: the cluster ends with it) the cluster steps are skipped.
- * Gone nodes never block: the skipped steps come back as warnings.
+ * Remove a node from the cluster: cordon, drain, delete the Node (through the first server), then run
+ * the uninstall script on the node. `joinId` is the id this program wrote when it joined the node: a
+ * node whose marker differs was re-flashed since, so its k3s is not ours to uninstall and it has no
+ * pods left to drain. The first server's own removal (the cluster ends with it) skips the cluster
+ * steps. Gone nodes never block: the skipped steps come back as warnings.
  */
 export async function removeNode(ctx: RemoveContext, spec: NodeJoinSpec, joinId: string): Promise<RemoveResult> {
   const warnings: string[] = [];
@@ -662,9 +434,11 @@ export async function removeNode(ctx: RemoveContext, spec: NodeJoinSpec, joinId:
     }
   }
 
-  // 2. Cluster side, through another live server.
-  if ("unreachable" in ctx.api) {
-    warn(`${h}: no other server to remove it through (${ctx.api.unreachable}); the Node object is not deleted`);
+  // 2. Cluster side, through the first server (skipped for the first server itself).
+  if (spec.firstServer) {
+    ctx.log?.(`${h}: the first server is removed last; the cluster ends with it (no drain)`);
+  } else if ("unreachable" in ctx.api) {
+    warn(`${h}: cannot reach the first server (${ctx.api.unreachable}); the Node object is not deleted`);
   } else {
     const api = ctx.api;
     let present: NodeView | undefined;
@@ -683,7 +457,7 @@ export async function removeNode(ctx: RemoveContext, spec: NodeJoinSpec, joinId:
         const r = await api.run(drainArgv, { timeoutMs: (t + 30) * 1000 });
         if (r.code !== 0) {
           throw new K3sError(
-            `${h}: drain did not finish within ${t} s (through ${api.label}):\n${tailLines(Buffer.concat([r.stdout, r.stderr]), 40)}` +
+            `${h}: drain did not finish within ${t} s on the first server (${api.label}):\n${tailLines(Buffer.concat([r.stdout, r.stderr]), 40)}` +
               `\nHow to fix: look for PodDisruptionBudgets or stuck pods on ${h} (kubectl get pods -A -o wide --field-selector spec.nodeName=${h}); ` +
               `raise isar-k3s:k3s.drainTimeoutSeconds; the node stays cordoned until the next attempt.`,
             ctx.secrets,

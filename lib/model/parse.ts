@@ -16,7 +16,6 @@ import {
   Delivery,
   Fleet,
   HARDWARE,
-  DEFAULT_DATA_DEVICE,
   DEFAULT_ROOT_DEVICE,
   FLANNEL_BACKENDS,
   HARDWARE_ARCH,
@@ -291,7 +290,7 @@ function readNodeDelivery(r: Reader, v: unknown, path: string, hardware: NodeSpe
     // An invalid slot is reported above and kept out of the duplicate-slot check (slot 0).
     return { method, bmc, slot: (valid ? raw : 0) as 1 | 2 | 3 | 4 };
   }
-  r.unknownKeys(o, path, ["method", "selection", "rootDevice", "altRootDevice", "dataDevice"]);
+  r.unknownKeys(o, path, ["method", "selection", "rootDevice", "altRootDevice"]);
   const selection = r.optStr(o, "selection", path);
   if (selection !== undefined && !/^[A-Za-z0-9_-]+,[A-Za-z0-9_-]+$/.test(selection)) {
     r.fail(`${path}.selection`, `${JSON.stringify(selection)} is not a SWUpdate selection: write "<set>,<mode>", e.g. "stable,main"`);
@@ -306,10 +305,7 @@ function readNodeDelivery(r: Reader, v: unknown, path: string, hardware: NodeSpe
   const altRootDevice = dev("altRootDevice");
   if (altRootDevice !== undefined && altRootDevice === rootDevice)
     r.fail(`${path}.altRootDevice`, "must differ from rootDevice (the two copies of an A/B layout)");
-  const dataDevice = dev("dataDevice", DEFAULT_DATA_DEVICE[hardware] ?? "/dev/mmcblk0p3") as string;
-  if (dataDevice === rootDevice || dataDevice === altRootDevice)
-    r.fail(`${path}.dataDevice`, `${dataDevice} is also a root device: the persistent data partition must be one that image updates never write`);
-  return { method, selection, rootDevice, altRootDevice, dataDevice };
+  return { method, selection, rootDevice, altRootDevice };
 }
 
 const NODE_KEYS = [
@@ -327,7 +323,6 @@ const NODE_KEYS = [
   "taints",
   "postJoinCommand",
   "dataDisks",
-  "rejoin",
 ] as const;
 
 function readNode(r: Reader, v: unknown, path: string): NodeSpec | undefined {
@@ -379,11 +374,8 @@ function readNode(r: Reader, v: unknown, path: string): NodeSpec | undefined {
   if (postJoinCommand !== undefined && (postJoinCommand.trim() === "" || postJoinCommand.includes("\0"))) {
     r.fail(`${path}.postJoinCommand`, "must be a non-empty shell command without NUL characters (or leave it out)");
   }
-  const reserved = [...rootDevices(hardware, delivery), ...(delivery.method === "swupdate" ? [delivery.dataDevice] : [])];
-  const dataDisks = readDataDisks(r, o.dataDisks, `${path}.dataDisks`, reserved);
-  // how many times the config asked this node to rejoin (a change = leave and join again)
-  const rejoin = r.num(o, "rejoin", path, 0, 0, 1_000_000);
-  return { name, hostname, role, arch, hardware, address, storageAddress, hwRevision, ssh, delivery, labels, taints, postJoinCommand, dataDisks, rejoin };
+  const dataDisks = readDataDisks(r, o.dataDisks, `${path}.dataDisks`, rootDevices(hardware, delivery));
+  return { name, hostname, role, arch, hardware, address, storageAddress, hwRevision, ssh, delivery, labels, taints, postJoinCommand, dataDisks };
 }
 
 function readBmc(r: Reader, v: unknown, path: string): BmcSpec | undefined {
@@ -676,11 +668,10 @@ function readK3sSettings(r: Reader, raw: RawFleetConfig): Fleet["k3s"] {
 /** SWUpdate bundle settings; a certificate is required once a node is updated with CMS-signed bundles. */
 function readSwupdateSettings(r: Reader, raw: RawFleetConfig, nodes: NodeSpec[]): Fleet["swupdate"] {
   const swupdateCfg = r.obj(raw.swupdate, "swupdate", false);
-  r.unknownKeys(swupdateCfg, "swupdate", ["version", "certificate", "nextCertificate", "signing", "encrypt", "compression"]);
+  r.unknownKeys(swupdateCfg, "swupdate", ["version", "certificate", "signing", "encrypt", "compression"]);
   const swupdate = {
     version: r.str(swupdateCfg, "version", "swupdate", "1.0.0"),
     certificate: r.optStr(swupdateCfg, "certificate", "swupdate"),
-    nextCertificate: r.optStr(swupdateCfg, "nextCertificate", "swupdate"),
     signing: r.oneOf(swupdateCfg, "signing", "swupdate", SIGNING_METHODS, "cms"),
     encrypt: r.bool(swupdateCfg, "encrypt", "swupdate", false),
     compression: swupdateCfg?.compression === undefined ? undefined : r.oneOf(swupdateCfg, "compression", "swupdate", ["zlib", "zstd"] as const),
@@ -688,15 +679,6 @@ function readSwupdateSettings(r: Reader, raw: RawFleetConfig, nodes: NodeSpec[])
   if (!isVersionString(swupdate.version)) r.fail("swupdate.version", `${JSON.stringify(swupdate.version)} is not a version label: use [A-Za-z0-9._+-]`);
   if (swupdate.certificate !== undefined && !/-----BEGIN CERTIFICATE-----[\s\S]+-----END CERTIFICATE-----/.test(swupdate.certificate)) {
     r.fail("swupdate.certificate", "is not a PEM certificate (-----BEGIN CERTIFICATE----- ... -----END CERTIFICATE-----)");
-  }
-  if (swupdate.nextCertificate !== undefined) {
-    if (!/-----BEGIN CERTIFICATE-----[\s\S]+-----END CERTIFICATE-----/.test(swupdate.nextCertificate))
-      r.fail("swupdate.nextCertificate", "is not a PEM certificate (-----BEGIN CERTIFICATE----- ... -----END CERTIFICATE-----)");
-    else if (swupdate.nextCertificate.trim() === swupdate.certificate?.trim())
-      r.fail(
-        "swupdate.nextCertificate",
-        "equals swupdate.certificate: rotation is finished, remove nextCertificate (README: Rotating the SWUpdate certificate)",
-      );
   }
   const swNodes = nodes.filter((n) => n.delivery.method === "swupdate");
   if (swNodes.length > 0 && swupdate.certificate === undefined && swupdate.signing === "cms") {
@@ -791,7 +773,7 @@ function readWorkloads(r: Reader, raw: RawFleetConfig): Fleet["workloads"] {
     const p = `workloads.helmCharts[${i}]`;
     const chartCfg = r.obj(h, p, true);
     if (!chartCfg) return;
-    r.unknownKeys(chartCfg, p, ["name", "chart", "repo", "version", "namespace", "values", "wait", "timeoutSeconds"]);
+    r.unknownKeys(chartCfg, p, ["name", "chart", "repo", "version", "namespace", "values"]);
     const name = r.str(chartCfg, "name", p);
     if (typeof chartCfg.name === "string") checkLabelName(r, name, `${p}.name`, "release name");
     const namespace = r.str(chartCfg, "namespace", p, "default");
@@ -803,8 +785,6 @@ function readWorkloads(r: Reader, raw: RawFleetConfig): Fleet["workloads"] {
       version: r.optStr(chartCfg, "version", p),
       namespace,
       values: (r.obj(chartCfg.values, `${p}.values`, false) ?? {}) as Record<string, unknown>,
-      wait: r.bool(chartCfg, "wait", p, true),
-      timeoutSeconds: r.num(chartCfg, "timeoutSeconds", p, 300, 1, 86_400),
     });
   });
   return {

@@ -56,23 +56,7 @@ export interface SwupdateDelivery {
   rootDevice: string;
   /** Second root device of an A/B layout (used by the "alt" selection). Default none. */
   altRootDevice?: string;
-  /**
-   * The persistent data partition (ext4) that image updates never write: the image mounts it at
-   * /var/lib/isar-k3s-data and binds k3s's state (/var/lib/rancher, /etc/rancher) and the board's
-   * /etc/hwrevision from it, so an OS update reboots the same cluster member. Default per hardware
-   * (DEFAULT_DATA_DEVICE); must differ from the root devices and the data disks.
-   */
-  dataDevice: string;
 }
-
-/** The persistent data partition of a SWUpdate node unless the node says otherwise (see SwupdateDelivery.dataDevice). */
-export const DEFAULT_DATA_DEVICE: Record<Hardware, string> = {
-  "jetson-orin-nano": "/dev/mmcblk0p3",
-  "turing-rk1": "/dev/mmcblk0p3",
-  "turing-cm4": "/dev/mmcblk0p3",
-  "x86-controller": "/dev/sda3",
-  "qemu-amd64": "/dev/vda3",
-};
 
 /** Where SWUpdate writes the root filesystem on each hardware kind unless the node says otherwise. */
 export const DEFAULT_ROOT_DEVICE: Record<Hardware, string> = {
@@ -101,19 +85,8 @@ export interface NodeSpec {
   address: string;
   /** Address on the storage VLAN (vlans / bonding-vlans profiles only). */
   storageAddress?: string;
-  /**
-   * Board revision (default "1.0"). It picks the bundle's hardware-compatibility entry; the board's own
-   * /etc/hwrevision decides what swupdate accepts (a SWUpdate node is refused when they differ).
-   * Images of tpi-flashed nodes write it to /etc/hwrevision.
-   */
+  /** Board revision for SWUpdate hardware compatibility (written to /etc/hwrevision). */
   hwRevision: string;
-  /**
-   * Rejoin counter (integer >= 0, default 0). Increase it to make the node leave and rejoin the
-   * cluster at the next `up` (its Node is deleted and it registers again with fresh k3s state). An OS
-   * update of a SWUpdate node never rejoins by itself: k3s's state lives on its data partition and the
-   * same member comes back. (A tpi re-flash rewrites the whole eMMC and always rejoins.)
-   */
-  rejoin: number;
   ssh: SshLogin;
   delivery: Delivery;
   labels: Record<string, string>;
@@ -211,20 +184,8 @@ export type FlannelBackend = (typeof FLANNEL_BACKENDS)[number];
 export interface SwupdateSettings {
   /** Bundle version (sw-description `version`). */
   version: string;
-  /**
-   * PEM certificate matching the signing key (public, not secret): bundles are checked against it when
-   * built, and every SWUpdate node's image carries it as /etc/swupdate/swupdate.pem (the only
-   * certificate the node's swupdate trusts; never uploaded with an update). Default: none (required
-   * for cms signing when a node uses SWUpdate).
-   */
+  /** PEM certificate matching the signing key (public, not secret). */
   certificate?: string;
-  /**
-   * Certificate rotation (README "Rotating the SWUpdate certificate"): the next certificate. While set,
-   * images carry it instead of `certificate`, and bundles are still signed with the current key
-   * (`swupdateSigningKey`, checked against `certificate`): the update that installs the new certificate
-   * is accepted by the old one. Default: none.
-   */
-  nextCertificate?: string;
   signing: SigningMethod;
   /** Encrypt artifacts with AES-256-CBC (key from secret config `swupdateAesKey`). */
   encrypt: boolean;
@@ -273,10 +234,6 @@ export interface HelmChart {
   version?: string;
   namespace: string;
   values: Record<string, unknown>;
-  /** Wait until the release's objects are ready (Helm's --wait; Deployments need running pods). Default true. */
-  wait: boolean;
-  /** How long Helm may take to install or upgrade (and wait), seconds. Default 300 (Helm's). */
-  timeoutSeconds: number;
 }
 
 export interface WorkloadSettings {

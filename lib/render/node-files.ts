@@ -13,7 +13,6 @@ import { Fleet, NodeSpec } from "../model/types";
 import { DeploymentPlan } from "../plan/plan";
 import { K3S_CONFIG_PATH, renderK3sConfig } from "./k3s-config";
 import { renderNetworkd } from "./networkd";
-import { renderPersistFiles } from "./persist";
 import { FIREWALL_ENABLE_PATH, FIREWALL_PATH, renderFirewall, renderFirewallEnable } from "./firewall";
 import {
   DEPLOY_KEYS_DIR,
@@ -28,9 +27,6 @@ import {
   renderTmpfiles,
   sudoersPath,
 } from "./baseline";
-
-/** Where a SWUpdate node's image carries the SWUpdate verification certificate (swupdate -k). */
-export const SWUPDATE_CERT_PATH = "/etc/swupdate/swupdate.pem";
 
 export interface NodeFile {
   /** Absolute path inside the node's root filesystem. */
@@ -54,16 +50,8 @@ export function renderNodeFiles(fleet: Fleet, plan: DeploymentPlan, node: NodeSp
   add(K3S_CONFIG_PATH, renderK3sConfig(fleet, plan, node), 0o600);
   add("/etc/k3s-role", `${node.role}\n`);
   add("/etc/hostname", `${node.hostname}\n`);
-  if (node.delivery.method === "swupdate") {
-    // The board's own /etc/hwrevision decides what swupdate accepts: an image never carries one (a
-    // config typo would otherwise rewrite the board's revision). The only certificate the node's
-    // swupdate trusts is the one in its image (during a rotation, the next one).
-    const cert = fleet.swupdate.nextCertificate ?? fleet.swupdate.certificate;
-    if (cert !== undefined) add(SWUPDATE_CERT_PATH, cert.trim() + "\n");
-  } else {
-    // SWUpdate's hardware compatibility file ("<board> <revision>") of a board flashed whole by this program.
-    add("/etc/hwrevision", `${node.hardware} ${node.hwRevision}\n`);
-  }
+  // SWUpdate's hardware compatibility file: "<board> <revision>".
+  add("/etc/hwrevision", `${node.hardware} ${node.hwRevision}\n`);
   for (const [path, content] of Object.entries(renderNetworkd(fleet.network, node))) add(path, content);
   // Seed 003 baseline: the deploy user (created at boot, keys root-owned), sshd without root or
   // passwords, the role's firewall, the data disks.
@@ -78,7 +66,6 @@ export function renderNodeFiles(fleet: Fleet, plan: DeploymentPlan, node: NodeSp
   add(FIREWALL_PATH, renderFirewall(fleet, node), 0o755);
   add(FIREWALL_ENABLE_PATH, renderFirewallEnable());
   for (const [path, content] of Object.entries(renderDataDiskFiles(node))) add(path, content);
-  for (const [path, content] of Object.entries(renderPersistFiles(node))) add(path, content);
   add(
     "/etc/isar-k3s/node.json",
     JSON.stringify(

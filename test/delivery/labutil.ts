@@ -34,8 +34,7 @@ export async function makeNodeImage(
     name: string;
     hostname: string;
     authorizedKey: string;
-    /** /etc/hwrevision of the image (default "turing-rk1 1.0"); false: none (SWUpdate images: the board's own decides). */
-    hwRevision?: string | false;
+    hwRevision?: string;
     layout?: "mbr" | "bare";
     sizeMiB?: number;
     extra?: string;
@@ -51,7 +50,7 @@ export async function makeNodeImage(
     "etc/hostname": [o.hostname + "\n", 0o644],
     "etc/isar-k3s/image-id": [imageId + "\n", 0o644],
     "etc/rancher/k3s/config.yaml": [k3sConfig, 0o600],
-    ...(o.hwRevision === false ? {} : { "etc/hwrevision": [(o.hwRevision ?? "turing-rk1 1.0") + "\n", 0o644] as [string, number] }),
+    "etc/hwrevision": [(o.hwRevision ?? "turing-rk1 1.0") + "\n", 0o644],
     "root/.ssh/authorized_keys": [o.authorizedKey.trim() + "\n", 0o600],
     // seed 003: with a deploy user, the image's sshd refuses root, and the user has keys and sudo
     ...(o.deployUser

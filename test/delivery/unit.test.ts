@@ -21,7 +21,7 @@ import { execFileSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { hwRevisionMismatch, parseHwRevision, parseInstallOutcome, swupdateArgv } from "../../lib/delivery/swupdate";
+import { parseInstallOutcome, swupdateArgv } from "../../lib/delivery/swupdate";
 import { deliveryDependencies, runRollout, RolloutError } from "../../lib/delivery/rollout";
 import {
   checkDelivery,
@@ -150,34 +150,22 @@ describe("tpi flash outcome (texts of the real tpi 1.0.7)", () => {
 });
 
 describe("swupdate", () => {
-  test("argv: never -H (the board's /etc/hwrevision decides), the image's certificate", () => {
-    expect(swupdateArgv({ certPath: "/c.pem", bundlePath: "/var/tmp/b.swu" })).toEqual(["swupdate", "-v", "-k", "/c.pem", "-i", "/var/tmp/b.swu"]);
-    expect(swupdateArgv({ certPath: "/c", selection: "stable,alt", aesKeyPath: "/k", certPurpose: "codeSigning", bundlePath: "/b" })).toEqual([
+  test("argv", () => {
+    expect(swupdateArgv({ certPath: "/c.pem", hardware: "jetson-orin-nano", hwRevision: "1.0", bundlePath: "/var/tmp/b.swu" })).toEqual([
       "swupdate",
       "-v",
       "-k",
-      "/c",
-      "--cert-purpose",
-      "codeSigning",
-      "-e",
-      "stable,alt",
-      "-K",
-      "/k",
+      "/c.pem",
+      "-H",
+      "jetson-orin-nano:1.0",
       "-i",
-      "/b",
+      "/var/tmp/b.swu",
     ]);
-    expect(() => swupdateArgv({ certPath: "/c", selection: "stable main", bundlePath: "/b" })).toThrow(/selection/);
-  });
-  test("hwrevision: the board's file against the config's revision", () => {
-    expect(parseHwRevision("# board\njetson-orin-nano 1.0\n")).toEqual({ board: "jetson-orin-nano", revision: "1.0" });
-    expect(parseHwRevision("nonsense\n")).toBeUndefined();
-    expect(hwRevisionMismatch("j1", "jetson-orin-nano", "1.0", "jetson-orin-nano 1.0\n")).toBeUndefined();
-    expect(hwRevisionMismatch("j1", "jetson-orin-nano", "2.0", "jetson-orin-nano 1.0\n")).toBe(
-      'j1\'s /etc/hwrevision says "jetson-orin-nano 1.0" (board jetson-orin-nano, revision 1.0), but nodes[j1].hwRevision is "2.0" (hardware jetson-orin-nano): the bundle built for it does not list the board\'s revision',
-    );
-    expect(hwRevisionMismatch("j1", "turing-rk1", "1.0", "jetson-orin-nano 1.0\n")).toMatch(/board jetson-orin-nano, revision 1\.0.*hardware turing-rk1/);
-    expect(hwRevisionMismatch("j1", "h", "1.0", undefined)).toMatch(/^j1 has no \/etc\/hwrevision/);
-    expect(hwRevisionMismatch("j1", "h", "1.0", "h\n")).toMatch(/not "<board> <revision>"/);
+    expect(
+      swupdateArgv({ certPath: "/c", hardware: "h", hwRevision: "2", selection: "stable,alt", aesKeyPath: "/k", certPurpose: "codeSigning", bundlePath: "/b" }),
+    ).toEqual(["swupdate", "-v", "-k", "/c", "--cert-purpose", "codeSigning", "-H", "h:2", "-e", "stable,alt", "-K", "/k", "-i", "/b"]);
+    expect(() => swupdateArgv({ certPath: "/c", hardware: "h w", hwRevision: "1", bundlePath: "/b" })).toThrow(/hardware/);
+    expect(() => swupdateArgv({ certPath: "/c", hardware: "h", hwRevision: "1", selection: "stable main", bundlePath: "/b" })).toThrow(/selection/);
   });
   test("outcome: exit 0 ok; the 2022.12 exit race after 'SWUPDATE successful' ok; an [ERROR] line fails", () => {
     expect(parseInstallOutcome({ code: 0, output: "[INFO ] : SWUPDATE successful !" })).toEqual({ ok: true, raced: false });

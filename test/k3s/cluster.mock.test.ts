@@ -22,7 +22,6 @@ const registered: Reg[] = [];
 /** How a secret value looks on the wire (pulumi/sdk/nodejs runtime/rpc.ts specialSigKey / specialSecretSig). */
 const SIG = "4dabf18193072939515e22adb298388d";
 const SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270";
-type Srv = { node: string; address: string; ssh: Record<string, unknown> };
 const FAKE_KUBECONFIG = "apiVersion: v1\nkind: Config\nclusters: []\n";
 let tmp: string;
 
@@ -38,7 +37,7 @@ beforeAll(async () => {
         registered.push({ type: args.type, name: args.name, inputs: args.inputs, provider: args.provider, custom: args.custom });
         const state: Record<string, unknown> = { ...args.inputs };
         if (args.type === "random:index/randomPassword:RandomPassword") state.result = "T".repeat(48);
-        if (args.type.endsWith(":K3sNode")) state.joinId = `join-${args.name}`;
+        if (args.type.endsWith(":K3sServer") || args.type.endsWith(":K3sAgent")) state.joinId = `join-${args.name}`;
         if (args.type.endsWith(":K3sKubeconfig")) state.kubeconfig = FAKE_KUBECONFIG;
         return { id: `${args.name}-id`, state };
       },
@@ -85,7 +84,7 @@ function fleet() {
         namespace: "longhorn-system",
         values: { defaultSettings: { defaultReplicaCount: 2 } },
       },
-      { name: "local", chart: "./charts/local", namespace: "vendor-apps", values: {}, wait: false, timeoutSeconds: 60 },
+      { name: "local", chart: "./charts/local", namespace: "vendor-apps", values: {} },
     ],
   };
   return parseFleet(raw);
@@ -146,15 +145,14 @@ test("token, join chain, kubeconfig secret, Kubernetes provider and workloads", 
   expect(await pulumi.isSecret(srv1.token)).toBe(true);
   expect(await pulumi.isSecret(srv1.privateKey)).toBe(true);
 
-  // node resources: types, the first server may bootstrap a new cluster; rendered configs without the token,
-  // without `cluster-init` / `server` (the join chooses them), and no node's inputs hold another node's join
-  const nodeRegs = registered.filter((r) => /:K3sNode$/.test(r.type));
-  expect(nodeRegs.map((r) => [r.name, r.type, r.inputs.role, r.inputs.bootstrap]).sort()).toEqual([
-    ["lab-agent2", "pulumi-nodejs:dynamic/k3s:K3sNode", "agent", false],
-    ["lab-jetson1", "pulumi-nodejs:dynamic/k3s:K3sNode", "agent", false],
-    ["lab-srv1", "pulumi-nodejs:dynamic/k3s:K3sNode", "server", true],
-    ["lab-srv2", "pulumi-nodejs:dynamic/k3s:K3sNode", "server", false],
-    ["lab-srv3", "pulumi-nodejs:dynamic/k3s:K3sNode", "server", false],
+  // node resources: types, first server with cluster-init flag, rendered configs without the token
+  const nodeRegs = registered.filter((r) => /:K3s(Server|Agent)$/.test(r.type));
+  expect(nodeRegs.map((r) => [r.name, r.type.split(":").pop(), r.inputs.firstServer]).sort()).toEqual([
+    ["lab-agent2", "K3sAgent", false],
+    ["lab-jetson1", "K3sAgent", false],
+    ["lab-srv1", "K3sServer", true],
+    ["lab-srv2", "K3sServer", false],
+    ["lab-srv3", "K3sServer", false],
   ]);
   for (const r of nodeRegs) {
     // the engine receives the token (and the SSH key) as secret values
@@ -163,15 +161,8 @@ test("token, join chain, kubeconfig secret, Kubernetes provider and workloads", 
     expect(String(r.inputs.config)).not.toContain("T".repeat(48));
     expect(String(r.inputs.config)).toContain("token-file: /etc/rancher/k3s/token");
     expect(r.inputs.generation).toBe(`img-${r.name.slice(4)}`);
-    expect(String(r.inputs.config)).not.toMatch(/cluster-init|server:/);
-    expect((r.inputs.servers as Srv[]).map((x) => [x.node, x.address])).toEqual([
-      ["srv1", "10.0.0.11"],
-      ["srv2", "10.0.0.12"],
-      ["srv3", "10.0.0.10"],
-    ]);
-    expect((r.inputs.servers as Srv[])[0].ssh).toMatchObject({ address: "10.0.0.11", port: 22, user: "deploy" });
-    expect(JSON.stringify(r.inputs)).not.toMatch(/join-lab-/);
-    expect(r.inputs.cluster).toBeUndefined();
+    expect(r.inputs.apiSsh).toMatchObject({ address: "10.0.0.11", port: 22, user: "deploy" });
+    expect(r.inputs.cluster).toBe(r.name === "lab-srv1" ? "" : "join-lab-srv1");
   }
   const jetson = nodeRegs.find((r) => r.name === "lab-jetson1")!;
   expect(jetson.inputs.labels).toMatchObject({ "example.com/zone": "line-1", "nvidia.com/gpu": "true" });
@@ -191,15 +182,7 @@ test("token, join chain, kubeconfig secret, Kubernetes provider and workloads", 
   // kubeconfig resource: first server's address, the stack's cluster name
   const kc = registered.find((r) => r.type.endsWith(":K3sKubeconfig"))!;
   expect(kc.inputs).toMatchObject({ server: "https://10.0.0.11:6443", clusterName: "test" });
-  // read from any server (first server first); re-read only when the cluster is new, never on the
-  // members' join ids (a rejoin must not touch the provider)
-  expect((kc.inputs.servers as Srv[]).map((x) => [x.node, x.ssh.address])).toEqual([
-    ["srv1", "10.0.0.11"],
-    ["srv2", "10.0.0.12"],
-    ["srv3", "10.0.0.10"],
-  ]);
-  expect(kc.inputs.cluster).toBe(""); // three servers: a re-flashed one rejoins the live ones (same CA)
-  expect(kc.inputs.members).toBeUndefined();
+  expect((kc.inputs.members as string[]).sort()).toEqual(["join-lab-agent2", "join-lab-jetson1", "join-lab-srv1", "join-lab-srv2", "join-lab-srv3"]);
 
   // Kubernetes provider from the kubeconfig; every workload uses it
   const prov = registered.filter((r) => r.type === "pulumi:providers:kubernetes");
@@ -230,14 +213,12 @@ test("token, join chain, kubeconfig secret, Kubernetes provider and workloads", 
     namespace: "longhorn-system",
     createNamespace: false,
     repositoryOpts: { repo: "https://charts.longhorn.io" },
-    skipAwait: false, // Helm waits until the objects are ready, for Helm's 300 s by default
-    timeout: 300,
   });
   expect(helm.inputs.values).toEqual({ defaultSettings: { defaultReplicaCount: 2 } });
   expect(deps.get("lab-helm-longhorn")!.sort()).toEqual(["lab-ns-longhorn-system", "lab-ns-vendor-apps"]);
   // a local chart directory is resolved against the project directory, no repository
   const local = k8sRes.find((r) => r.type.endsWith(":Release") && r.inputs.name === "local")!;
-  expect(local.inputs).toMatchObject({ chart: path.join(tmp, "charts/local"), namespace: "vendor-apps", createNamespace: false, skipAwait: true, timeout: 60 });
+  expect(local.inputs).toMatchObject({ chart: path.join(tmp, "charts/local"), namespace: "vendor-apps", createNamespace: false });
   expect(local.inputs.repositoryOpts).toBeUndefined();
 
   // post-join command: @pulumi/command remote.Command on the node after its join, pinned host key,
@@ -275,12 +256,10 @@ test("workloads: false registers no Kubernetes workloads; default SSH endpoints 
   expect(srv3.inputs.ssh).toEqual({ address: "10.0.0.10", port: 22, user: "deploy", hostKey: f.nodes.find((n) => n.name === "srv3")!.ssh.hostKey });
   expect(srv3.inputs.generation).toBe("");
   expect(srv3.inputs.privateKey).toBeUndefined();
-  // a host key learned by the delivery overrides the (absent) pin, for the node and in the server list of the
-  // nodes that join after it; the servers that join before it see only the pin (no cycle through a delivery)
+  // a host key learned by the delivery overrides the (absent) pin, for the node and as the API endpoint
   const srv1 = registered.find((r) => r.name === "bare-srv1")!;
   expect(srv1.inputs.ssh).toMatchObject({ address: "10.0.0.11", hostKey: "ssh-ed25519 LEARNED" });
-  expect((srv1.inputs.servers as Srv[])[0].ssh).toMatchObject({ address: "10.0.0.11", hostKey: "ssh-ed25519 LEARNED" });
-  expect((srv3.inputs.servers as Srv[])[0].ssh).toMatchObject({ address: "10.0.0.11", hostKey: "ssh-ed25519 LEARNED" });
+  expect(srv3.inputs.apiSsh).toMatchObject({ address: "10.0.0.11", hostKey: "ssh-ed25519 LEARNED" });
 });
 
 test("the dev stack's workloads: namespace, manifest and the local Helm chart of the repository", async () => {

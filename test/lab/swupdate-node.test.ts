@@ -1,8 +1,6 @@
 /**
  * A SWUpdate lab node runs the real Debian swupdate: a signed bundle installs into the node's own
- * block-device files, and `reboot` on the node restarts it from the freshly written root device, whose
- * root file system replaces the old one; the persistent data partition (a disk no bundle writes),
- * mounted and bound by the image's own units, keeps k3s's state and the board's hwrevision.
+ * block-device files, and `reboot` on the node restarts it from the freshly written root device.
  */
 import { execFileSync } from "child_process";
 import * as crypto from "crypto";
@@ -11,9 +9,6 @@ import * as os from "os";
 import * as path from "path";
 import { Lab, startLab } from "../../lab/lab";
 import { SshHost, connectSsh } from "../../lib/transport/ssh";
-import { parseFleet } from "../../lib/model/parse";
-import { renderPersistFiles } from "../../lib/render/persist";
-import { validRaw } from "../model/fixtures";
 
 jest.setTimeout(120_000);
 
@@ -29,23 +24,12 @@ async function connect(name: string, hostKey = lab.hosts[name].hostKey): Promise
 }
 
 /** A signed bundle (CMS) with one raw rootfs image for `device`, built with openssl and GNU cpio. */
-function buildBundle(
-  dir: string,
-  device: string,
-  hostname: string,
-  imageId: string,
-  extra: Record<string, string> = {},
-  signer?: { cert: string; key: string },
-): { swu: string; cert: string; rootfs: string } {
+function buildBundle(dir: string, device: string, hostname: string, imageId: string): { swu: string; cert: string; rootfs: string } {
   fs.mkdirSync(path.join(dir, "root/etc/isar-k3s"), { recursive: true });
   fs.mkdirSync(path.join(dir, "root/etc/rancher/k3s"), { recursive: true });
   fs.writeFileSync(path.join(dir, "root/etc/hostname"), hostname + "\n");
   fs.writeFileSync(path.join(dir, "root/etc/isar-k3s/image-id"), imageId + "\n");
   fs.writeFileSync(path.join(dir, "root/etc/rancher/k3s/config.yaml"), "server: https://127.0.0.1:6443\n");
-  for (const [p, content] of Object.entries(extra)) {
-    fs.mkdirSync(path.dirname(path.join(dir, "root", p)), { recursive: true });
-    fs.writeFileSync(path.join(dir, "root", p), content);
-  }
   const rootfs = path.join(dir, "rootfs.ext4");
   execFileSync("mkfs.ext4", ["-q", "-F", "-d", path.join(dir, "root"), rootfs, "4M"]);
   const sha = crypto.createHash("sha256").update(fs.readFileSync(rootfs)).digest("hex");
@@ -53,33 +37,29 @@ function buildBundle(
     path.join(dir, "sw-description"),
     `software = {\n  version = "1.0.0";\n  hardware-compatibility = [ "1.0" ];\n  images: ( { filename = "rootfs.ext4"; type = "raw"; device = "${device}"; sha256 = "${sha}"; } );\n};\n`,
   );
-  if (signer) {
-    fs.copyFileSync(signer.cert, path.join(dir, "cert.pem"));
-    fs.copyFileSync(signer.key, path.join(dir, "key.pem"));
-  } else
-    execFileSync(
-      "openssl",
-      [
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        path.join(dir, "key.pem"),
-        "-out",
-        path.join(dir, "cert.pem"),
-        "-days",
-        "2",
-        "-subj",
-        "/CN=isar-k3s-lab",
-        "-addext",
-        "keyUsage=digitalSignature",
-        "-addext",
-        "extendedKeyUsage=emailProtection",
-      ],
-      { stdio: "ignore" },
-    );
+  execFileSync(
+    "openssl",
+    [
+      "req",
+      "-x509",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-keyout",
+      path.join(dir, "key.pem"),
+      "-out",
+      path.join(dir, "cert.pem"),
+      "-days",
+      "2",
+      "-subj",
+      "/CN=isar-k3s-lab",
+      "-addext",
+      "keyUsage=digitalSignature",
+      "-addext",
+      "extendedKeyUsage=emailProtection",
+    ],
+    { stdio: "ignore" },
+  );
   execFileSync("openssl", [
     "cms",
     "-sign",
@@ -114,14 +94,6 @@ beforeAll(async () => {
           hostname: "jet-old",
         },
         { name: "other", role: "node", swupdate: { devices: { mmcblk0p1: 8 << 20 } } },
-        {
-          // a board with a persistent data partition provisioned with its hwrevision (as labSpecFromFleet makes them)
-          name: "keep",
-          role: "node",
-          swupdate: { devices: { mmcblk0p1: 8 << 20, mmcblk0p2: 8 << 20 } },
-          hwRevision: "jetson-orin-nano 1.0",
-          disks: { mmcblk0p3: { sizeBytes: 32 << 20, filesystem: "ext4", files: { hwrevision: "jetson-orin-nano 1.0\n" } } },
-        },
       ],
       bootDelayMs: 200,
     },
@@ -183,68 +155,4 @@ test("swupdate refuses a bundle for another hardware revision", async () => {
   } finally {
     await j.run(["sh", "-c", "echo 'jetson-orin-nano 1.0' > /etc/hwrevision"]);
   }
-});
-
-test("an image update replaces the root file system; the persistent data partition keeps k3s's state and the board's hwrevision", async () => {
-  const raw = validRaw();
-  raw.nodes[3].delivery = { method: "swupdate", altRootDevice: "/dev/mmcblk0p2", dataDevice: "/dev/mmcblk0p3" };
-  const units = Object.fromEntries(Object.entries(renderPersistFiles(parseFleet(raw).nodes[3])).map(([p, c]) => [p.slice(1), c]));
-  const first = buildBundle(path.join(tmp, "k1"), "/dev/mmcblk0p1", "keep", "img-K-1", units);
-  const key = { cert: first.cert, key: path.join(tmp, "k1", "key.pem") };
-  const second = buildBundle(path.join(tmp, "k2"), "/dev/mmcblk0p2", "keep", "img-K-2", units, key);
-  const install = async (b: { swu: string; cert: string }) => {
-    const h = await connect("keep");
-    await h.upload(b.cert, "/var/tmp/cert.pem");
-    await h.upload(b.swu, "/var/tmp/bundle.swu");
-    const r = await h.run(["swupdate", "-v", "-k", "/var/tmp/cert.pem", "-i", "/var/tmp/bundle.swu"], { timeoutMs: 60_000 });
-    expect(r.stdout.toString() + r.stderr.toString()).toMatch(/SWUPDATE successful/);
-    await h.run(["reboot"]);
-    const deadline = Date.now() + 10_000;
-    while (lab.status().hosts.keep.up && Date.now() < deadline) await new Promise((res) => setTimeout(res, 50));
-    return connect("keep");
-  };
-  // the factory image has no data partition units
-  const k0 = await connect("keep");
-  expect((await k0.run(["findmnt", "-rn", "-o", "TARGET"])).stdout.toString().split("\n")).not.toContain("/var/lib/rancher");
-  expect((await k0.run(["mkdir", "-p", "/var/lib/rancher/k3s"])).code).toBe(0);
-  expect((await k0.run(["touch", "/var/lib/rancher/k3s/factory-state"])).code).toBe(0);
-
-  const k1 = await install(first);
-  expect((await k1.readFile("/etc/isar-k3s/image-id")).toString()).toBe("img-K-1\n");
-  // a new root file system: the factory image's files are gone
-  expect((await k1.run(["test", "-e", "/var/lib/rancher/k3s/factory-state"])).code).toBe(1);
-  const mounts = (await k1.run(["findmnt", "-rn", "-o", "TARGET"])).stdout.toString().split("\n");
-  expect(mounts).toEqual(expect.arrayContaining(["/var/lib/isar-k3s-data", "/var/lib/rancher", "/etc/rancher", "/etc/hwrevision"]));
-  expect((await k1.readFile("/etc/hwrevision")).toString()).toBe("jetson-orin-nano 1.0\n");
-  // what k3s keeps (lab/k3s/BEHAVIOURS.md), and something that is not persistent
-  await k1.run([
-    "sh",
-    "-c",
-    "mkdir -p /var/lib/rancher/k3s/server/db /etc/rancher/node /var/lib/other && echo member-1 > /var/lib/rancher/k3s/server/db/etcd-name && echo pw-1 > /etc/rancher/node/password && echo x > /var/lib/other/f && echo y > /etc/not-kept",
-  ]);
-  // the k3s unit of the old root file system
-  await k1.run(["sh", "-c", "mkdir -p /etc/systemd/system && echo '[Unit]' > /etc/systemd/system/k3s.service"]);
-
-  const k2 = await install(second);
-  expect((await k2.readFile("/etc/isar-k3s/image-id")).toString()).toBe("img-K-2\n");
-  expect((await k2.readFile("/var/lib/rancher/k3s/server/db/etcd-name")).toString()).toBe("member-1\n");
-  expect((await k2.readFile("/etc/rancher/node/password")).toString()).toBe("pw-1\n");
-  expect((await k2.readFile("/etc/hwrevision")).toString()).toBe("jetson-orin-nano 1.0\n");
-  for (const gone of ["/var/lib/other/f", "/etc/not-kept", "/etc/systemd/system/k3s.service"])
-    expect({ gone, code: (await k2.run(["test", "-e", gone])).code }).toEqual({ gone, code: 1 });
-
-  // the partition pulled (the lab's pull loses the disk): nothing is bound, the root file system's (empty) paths show, k3s's state is not there
-  await lab.setDiskAttached("keep", "mmcblk0p3", false);
-  await lab.reboot("keep");
-  const k3 = await connect("keep");
-  expect((await k3.run(["findmnt", "-rn", "-o", "TARGET"])).stdout.toString().split("\n")).not.toContain("/var/lib/rancher");
-  expect((await k3.run(["test", "-e", "/var/lib/rancher/k3s/server/db/etcd-name"])).code).toBe(1);
-  // a new (blank, provisioned) partition: the image makes the directories and binds them, empty
-  await lab.setDiskAttached("keep", "mmcblk0p3", true);
-  await lab.reboot("keep");
-  const k4 = await connect("keep");
-  expect((await k4.run(["findmnt", "-rn", "-o", "TARGET"])).stdout.toString().split("\n")).toEqual(
-    expect.arrayContaining(["/var/lib/rancher", "/etc/rancher"]),
-  );
-  expect((await k4.run(["ls", "-A", "/var/lib/rancher"])).stdout.toString()).toBe("");
 });

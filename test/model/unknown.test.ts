@@ -53,16 +53,8 @@ test("k3s node check accepts an SSH endpoint that is unknown at preview (host ke
     joinTimeoutSeconds: 60,
     drainTimeoutSeconds: 60,
   };
-  const unknownSsh = checkNode({
-    ...base,
-    ssh: UNKNOWN,
-    servers: [{ node: "s1", address: "127.0.0.1", ssh: { address: "127.0.0.1", port: 22, user: "root", hostKey: "k" } }],
-  });
+  const unknownSsh = checkNode({ ...base, ssh: UNKNOWN, apiSsh: { address: "127.0.0.1", port: 22, user: "root", hostKey: "k" } });
   expect(unknownSsh.failures.filter((f) => f.property.startsWith("ssh"))).toEqual([]);
-  const missing = checkNode({
-    ...base,
-    ssh: undefined,
-    servers: [{ node: "s1", address: "127.0.0.1", ssh: { address: "127.0.0.1", port: 22, user: "root" } }],
-  });
+  const missing = checkNode({ ...base, ssh: undefined, apiSsh: { address: "127.0.0.1", port: 22, user: "root" } });
   expect(missing.failures.map((f) => f.property)).toContain("ssh");
 });

@@ -6,9 +6,7 @@ const ROOT = path.resolve(__dirname, "..", "..");
 const DEV = {
   namespaces: ["isar-k3s-platform"],
   manifests: ["dev/workloads/platform.yaml"],
-  helmCharts: [
-    { name: "isar-k3s-info", chart: "./dev/workloads/charts/isar-k3s-info", namespace: "isar-k3s-platform", values: {}, wait: true, timeoutSeconds: 300 },
-  ],
+  helmCharts: [{ name: "isar-k3s-info", chart: "./dev/workloads/charts/isar-k3s-info", namespace: "isar-k3s-platform", values: {} }],
 };
 
 test("the dev workloads' manifest and local chart exist", () => {
@@ -18,12 +16,8 @@ test("the dev workloads' manifest and local chart exist", () => {
 });
 
 test("charts from a repository and manifest URLs are not local files", () => {
-  expect(
-    localChartDir({ name: "l", chart: "longhorn", repo: "https://charts.longhorn.io", namespace: "x", values: {}, wait: true, timeoutSeconds: 300 }, ROOT),
-  ).toBeUndefined();
-  expect(
-    localChartDir({ name: "l", chart: "./x", repo: "https://charts.example", namespace: "x", values: {}, wait: true, timeoutSeconds: 300 }, ROOT),
-  ).toBeUndefined();
+  expect(localChartDir({ name: "l", chart: "longhorn", repo: "https://charts.longhorn.io", namespace: "x", values: {} }, ROOT)).toBeUndefined();
+  expect(localChartDir({ name: "l", chart: "./x", repo: "https://charts.example", namespace: "x", values: {} }, ROOT)).toBeUndefined();
   expect(manifestPath("https://example.com/a.yaml", ROOT)).toBe("https://example.com/a.yaml");
   expect(checkWorkloadFiles({ namespaces: [], manifests: ["https://example.com/a.yaml"], helmCharts: [] }, ROOT)).toEqual([]);
 });
@@ -34,8 +28,8 @@ test("a missing manifest or a directory without Chart.yaml is reported with its 
       namespaces: [],
       manifests: ["dev/workloads/platform.yaml", "dev/workloads/nope.yaml"],
       helmCharts: [
-        { name: "a", chart: "./dev/workloads/charts/isar-k3s-info", namespace: "x", values: {}, wait: true, timeoutSeconds: 300 },
-        { name: "b", chart: "./dev/workloads", namespace: "x", values: {}, wait: true, timeoutSeconds: 300 },
+        { name: "a", chart: "./dev/workloads/charts/isar-k3s-info", namespace: "x", values: {} },
+        { name: "b", chart: "./dev/workloads", namespace: "x", values: {} },
       ],
     },
     ROOT,

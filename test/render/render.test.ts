@@ -1,15 +1,7 @@
 import { parse } from "yaml";
 import { parseFleet } from "../../lib/model/parse";
 import { agentPredecessor, deploymentPlan, teardownOrder } from "../../lib/plan/plan";
-import {
-  k3sConfigObject,
-  K3S_JOIN_DROPIN_PATH,
-  K3S_REGISTRATION_DROPIN_PATH,
-  nodeLabels,
-  renderJoinDropIn,
-  renderK3sConfig,
-  renderRegistrationDropIn,
-} from "../../lib/render/k3s-config";
+import { k3sConfigObject, renderK3sConfig } from "../../lib/render/k3s-config";
 import { rewriteKubeconfig } from "../../lib/render/kubeconfig";
 import { renderNetworkd } from "../../lib/render/networkd";
 import { nodeFilesDigest, renderNodeFiles } from "../../lib/render/node-files";
@@ -59,9 +51,9 @@ describe("k3s config.yaml", () => {
   const byName = (n: string) => fleet.nodes.find((x) => x.name === n)!;
   const cfg = (n: string) => parse(renderK3sConfig(fleet, plan, byName(n)));
 
-  test("first server: seed 000 keys; neither cluster-init nor a server URL (the join chooses them)", () => {
+  test("first server: cluster-init, seed 000 keys, no server URL", () => {
     const c = cfg("srv1");
-    expect(c["cluster-init"]).toBeUndefined();
+    expect(c["cluster-init"]).toBe(true);
     expect(c.server).toBeUndefined();
     expect(c.disable).toEqual(["traefik", "servicelb", "local-storage"]);
     expect(c["cluster-cidr"]).toBe("10.42.0.0/16");
@@ -74,63 +66,26 @@ describe("k3s config.yaml", () => {
     expect(c["write-kubeconfig-mode"]).toBe("0600");
   });
 
-  test("further servers share the cluster-wide flags and name no other server: the first server is not special", () => {
+  test("further servers point at the first and share its cluster-wide flags", () => {
     const first = cfg("srv1");
     const c = cfg("srv2");
     expect(c["cluster-init"]).toBeUndefined();
-    expect(c.server).toBeUndefined();
+    expect(c.server).toBe("https://10.0.0.11:6443");
     for (const k of ["cluster-cidr", "service-cidr", "cluster-dns", "disable", "secrets-encryption"]) expect(c[k]).toEqual(first[k]);
-    expect(c["tls-san"]).toEqual(["10.0.0.12"]);
-    // no node's config mentions the first server's address but the first server's own
-    for (const n of fleet.nodes.filter((x) => x.name !== "srv1")) expect(renderK3sConfig(fleet, plan, n)).not.toContain("10.0.0.11");
-    // another first server (the order of nodes[] changed) changes no node's config
-    const reordered = { ...fleet, nodes: [...fleet.nodes].reverse() };
-    const plan2 = deploymentPlan(reordered);
-    expect(plan2.firstServer.name).not.toBe("srv1");
-    for (const n of fleet.nodes) expect(renderK3sConfig(reordered, plan2, n)).toBe(renderK3sConfig(fleet, plan, n));
+    expect(c["tls-san"]).toEqual(["10.0.0.12", "10.0.0.11"]);
   });
 
-  test("the join drop-in: a live server's URL, or cluster-init (golden)", () => {
-    expect(K3S_JOIN_DROPIN_PATH).toBe("/etc/rancher/k3s/config.yaml.d/50-isar-k3s-join.yaml");
-    expect(renderJoinDropIn({ server: "https://10.0.0.12:6443" })).toBe("server: https://10.0.0.12:6443\n");
-    expect(renderJoinDropIn({ clusterInit: true })).toBe("cluster-init: true\n");
-  });
-
-  test("agents: no server URL, no labels or taints, no server-only flags", () => {
+  test("agents: server URL, labels and taints, no server-only flags", () => {
     const c = cfg("agent2");
-    expect(c.server).toBeUndefined();
-    expect(c["node-label"]).toBeUndefined();
+    expect(c.server).toBe("https://10.0.0.11:6443");
+    expect(c["node-label"]).toEqual(["node.kubernetes.io/instance-type=edge"]);
     for (const k of ["cluster-init", "cluster-cidr", "disable", "secrets-encryption", "tls-san"]) expect(c[k]).toBeUndefined();
   });
 
-  test("Jetson agents register with the GPU labels, user labels and taints (registration drop-in, golden), not through the image", () => {
-    const n = byName("jetson1");
-    expect(cfg("jetson1")["node-label"]).toBeUndefined();
-    expect(cfg("jetson1")["node-taint"]).toBeUndefined();
-    expect(renderRegistrationDropIn(nodeLabels(n), n.taints)).toBe(
-      [
-        "node-label:",
-        "  - example.com/zone=line-1",
-        "  - node.kubernetes.io/instance-type=jetson-orin",
-        "  - nvidia.com/gpu=true",
-        "node-taint:",
-        "  - nvidia.com/gpu=true:NoSchedule",
-        "",
-      ].join("\n"),
-    );
-    expect(K3S_REGISTRATION_DROPIN_PATH).toBe("/etc/rancher/k3s/config.yaml.d/60-isar-k3s-registration.yaml");
-  });
-
-  test("a label or taint edit changes no image: every node file and the image digest stay the same", () => {
-    for (const n of fleet.nodes) {
-      const edited = {
-        ...n,
-        labels: { ...n.labels, "example.com/edited": "yes" },
-        taints: [...n.taints, { key: "example.com/t", effect: "NoExecute" as const }],
-      };
-      const editedFleet = { ...fleet, nodes: fleet.nodes.map((x) => (x.name === n.name ? edited : x)) };
-      expect(nodeFilesDigest(renderNodeFiles(editedFleet, deploymentPlan(editedFleet), edited))).toBe(nodeFilesDigest(renderNodeFiles(fleet, plan, n)));
-    }
+  test("Jetson agents carry the GPU labels, user labels and taints", () => {
+    const c = cfg("jetson1");
+    expect(c["node-label"]).toEqual(["example.com/zone=line-1", "node.kubernetes.io/instance-type=jetson-orin", "nvidia.com/gpu=true"]);
+    expect(c["node-taint"]).toEqual(["nvidia.com/gpu=true:NoSchedule"]);
   });
 
   test("the token is never rendered, only the token file path", () => {
@@ -174,31 +129,24 @@ describe("networkd", () => {
 describe("node files", () => {
   const fleet = fleetWithServerOrder();
   const plan = deploymentPlan(fleet);
-  test("each node gets its hostname, role, keys; modes are tight for secrets-adjacent files; hwrevision only in flashed images", () => {
+  test("each node gets its hostname, role, hwrevision, keys; modes are tight for secrets-adjacent files", () => {
     const files = renderNodeFiles(fleet, plan, fleet.nodes[3]);
     const get = (p: string) => files.find((f) => f.path === p)!;
     expect(get("/etc/hostname").content).toBe("jetson1\n");
     expect(get("/etc/k3s-role").content).toBe("agent\n");
-    // a SWUpdate board's own /etc/hwrevision decides: its image never carries one
-    expect(fleet.nodes[3].delivery.method).toBe("swupdate");
-    expect(files.find((f) => f.path === "/etc/hwrevision")).toBeUndefined();
-    expect(fleet.nodes[0].delivery.method).toBe("tpi");
-    expect(renderNodeFiles(fleet, plan, fleet.nodes[0]).find((f) => f.path === "/etc/hwrevision")?.content).toBe(`${fleet.nodes[0].hardware} 1.0\n`);
+    expect(get("/etc/hwrevision").content).toBe("jetson-orin-nano 1.0\n");
     expect(get("/etc/ssh/isar-k3s/authorized_keys/deploy").mode).toBe(0o644);
     expect(get("/etc/rancher/k3s/config.yaml").mode).toBe(0o600);
     expect(files.map((f) => f.path)).toEqual([...files.map((f) => f.path)].sort());
   });
-  test("digest: a label edit changes no node's digest (labels are applied through the API); a hostname edit changes exactly that node's", () => {
+  test("digest changes for exactly the node whose label changed", () => {
     const raw = validRaw();
     const before = parseFleet(raw);
     raw.nodes[3].labels = { "example.com/zone": "line-2" };
-    const relabelled = parseFleet(raw);
-    raw.nodes[3].hostname = "renamed";
-    const renamed = parseFleet(raw);
+    const after = parseFleet(raw);
     const d = (f: typeof before) => f.nodes.map((n) => nodeFilesDigest(renderNodeFiles(f, deploymentPlan(f), n)));
-    const b = d(before);
-    expect(d(relabelled)).toEqual(b);
-    expect(d(renamed).map((x, i) => x !== b[i])).toEqual([false, false, false, true]);
+    const [b, a] = [d(before), d(after)];
+    expect(a.map((x, i) => x !== b[i])).toEqual([false, false, false, true]);
   });
 });
 

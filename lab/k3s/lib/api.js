@@ -19,7 +19,7 @@ function netError(e, hostPort) {
   return new Error(`${hostPort}: ${e.message}`);
 }
 
-function client({ server, ca, cert, key, token, timeoutMs = 15000, serverName }) {
+function client({ server, ca, cert, key, token, timeoutMs = 15000 }) {
   const u = new URL(server);
   const hostPort = `${u.hostname}:${u.port || 443}`;
   function request(method, p, body, contentType = "application/json") {
@@ -31,7 +31,7 @@ function client({ server, ca, cert, key, token, timeoutMs = 15000, serverName })
         headers["Content-Type"] = contentType;
         headers["Content-Length"] = data.length;
       }
-      const req = https.request({ host: u.hostname, port: u.port || 443, path: p, method, ca, cert, key, headers, timeout: timeoutMs, agent: false, ...(serverName ? { servername: serverName } : {}) }, (res) => {
+      const req = https.request({ host: u.hostname, port: u.port || 443, path: p, method, ca, cert, key, headers, timeout: timeoutMs, agent: false }, (res) => {
         const chunks = [];
         res.on("data", (c) => chunks.push(c));
         res.on("end", () => {

@@ -81,7 +81,6 @@ function parseLabel(s) {
 function kubeconfigText(server, ca, user) {
   const u = user.certData ? { "client-certificate-data": b64(user.certData), "client-key-data": b64(user.keyData) } : { "client-certificate": user.certFile, "client-key": user.keyFile };
   const cluster = ca.file ? { "certificate-authority": ca.file, server } : { "certificate-authority-data": b64(ca.data), server };
-  if (ca.serverName) cluster["tls-server-name"] = ca.serverName;
   return yaml.stringify({
     apiVersion: "v1",
     clusters: [{ cluster, name: "default" }],
@@ -803,23 +802,15 @@ class Daemon {
       U.writeAtomic(pwFile, pw + "\n", 0o600);
     }
     const server = this.role === "server" ? this.apiUrl() : new URL(cfg.serverUrl).origin;
-    // an agent's kubelet talks to its local load balancer, which follows the servers (k3s: pkg/agent/loadbalancer)
-    const kubeletServer = this.role === "server" ? server : await this.startAgentLoadBalancer(new URL(cfg.serverUrl).hostname);
     const kubelet = P.sign(this.pki.clientCa, { cn: `system:node:${cfg.nodeName}`, o: "system:nodes" }, { usage: "client" });
     U.writeAtomic(this.p(`${AGENT}/client-kubelet.crt`), kubelet.crt, 0o644);
     U.writeAtomic(this.p(`${AGENT}/client-kubelet.key`), kubelet.key, 0o600);
     U.writeAtomic(this.p(`${AGENT}/server-ca.crt`), this.pki.serverCa.crt, 0o644);
-    // k3s points the kubelet at its local load balancer (127.0.0.1:6443 on servers, 127.0.0.1:6444 on agents);
-    // the lab's nodes share one network namespace, so a server's kubelet talks to its own address and an
-    // agent's to its load balancer on <node-ip>:6444 (TLS checked for the name "kubernetes", in every
-    // server's certificate, as 127.0.0.1 is in k3s)
+    // k3s points the kubelet at its local load balancer (127.0.0.1:6443/6444); the lab's nodes share one
+    // network namespace, so the kubelet talks to the server's address directly
     U.writeAtomic(
       this.p(`${AGENT}/kubelet.kubeconfig`),
-      kubeconfigText(
-        kubeletServer,
-        { file: this.p(`${AGENT}/server-ca.crt`), ...(this.role === "server" ? {} : { serverName: "kubernetes" }) },
-        { certFile: this.p(`${AGENT}/client-kubelet.crt`), keyFile: this.p(`${AGENT}/client-kubelet.key`) },
-      ),
+      kubeconfigText(server, { file: this.p(`${AGENT}/server-ca.crt`) }, { certFile: this.p(`${AGENT}/client-kubelet.crt`), keyFile: this.p(`${AGENT}/client-kubelet.key`) }),
       0o600,
     );
     const secrets = this.role === "server" ? this.admin() : this.bootApi;
@@ -861,52 +852,6 @@ class Daemon {
     this.event("ready");
     setState(this.role, "ready");
     log.info(this.role === "server" ? "k3s is up and running" : `Node ${cfg.nodeName} is ready`);
-  }
-
-  /**
-   * The agent's client-side load balancer (k3s: pkg/agent/loadbalancer): a TCP proxy on <node-ip>:6444
-   * that sends each connection to the first server that accepts it, starting with the `server:` it
-   * joined through; the list follows the cluster's servers (their etcd address annotation), so the agent
-   * stays connected when that server goes away. Returns its URL.
-   */
-  async startAgentLoadBalancer(firstHost) {
-    const net = require("net");
-    this.lbServers = [firstHost];
-    const lb = net.createServer((sock) => {
-      const tryAt = (i) => {
-        if (i >= this.lbServers.length) return sock.destroy();
-        const up = net.connect({ host: this.lbServers[i], port: 6443, timeout: 2000 });
-        up.once("connect", () => {
-          up.setTimeout(0);
-          sock.pipe(up).pipe(sock);
-          up.on("error", () => sock.destroy());
-          sock.on("error", () => up.destroy());
-        });
-        const next = () => {
-          up.destroy();
-          tryAt(i + 1);
-        };
-        up.once("error", next);
-        up.once("timeout", next);
-      };
-      sock.on("error", () => undefined);
-      tryAt(0);
-    });
-    await new Promise((resolve, reject) => lb.once("error", reject).listen(6444, this.cfg.nodeIp, resolve));
-    this.lb = lb;
-    const url = `https://${this.cfg.nodeIp}:6444`;
-    const refresh = async () => {
-      const kc = this.p(`${AGENT}/client-kubelet.crt`);
-      if (this.stopping || !fs.existsSync(kc)) return;
-      const me = A.client({ server: url, ca: this.pki.serverCa.crt, cert: fs.readFileSync(kc), key: fs.readFileSync(this.p(`${AGENT}/client-kubelet.key`)), timeoutMs: 5000, serverName: "kubernetes" });
-      const r = await me.get("/api/v1/nodes?labelSelector=node-role.kubernetes.io%2Fetcd%3Dtrue").catch(() => undefined);
-      if (!r || r.status !== 200) return;
-      const hosts = r.body.items.map((n) => (n.metadata.annotations || {})["etcd.k3s.cattle.io/node-address"]).filter(Boolean);
-      if (hosts.length) this.lbServers = [...new Set([...this.lbServers.filter((h) => hosts.includes(h)), ...hosts])];
-    };
-    const timer = setInterval(() => void refresh(), 5000);
-    timer.unref();
-    return url;
   }
 
   /** Create our Node (kubelet identity) when it does not exist; labels/taints only then. */

@@ -115,47 +115,10 @@ function notFound(unit, verb, err) {
 }
 
 /** Start the unit's process. Returns an exit code; waits as the unit type dictates. */
-/**
- * Paths a unit's drop-ins (/etc/systemd/system/<unit>.service.d/*.conf) name in RequiresMountsFor= that
- * are not mount points in this node's namespace. systemd does not start such a unit ("A dependency job
- * ... failed") when the mount units for them fail; the images' mounts for these paths are their own
- * units (lib/render/persist.ts), so "not a mount point" is that failure. Only inside a lab node (root /).
- */
-function unmetMounts(unit) {
-  if (U.settings().root !== "/") return [];
-  const dir = U.nodePath(`/etc/systemd/system/${unit}.service.d`);
-  const wanted = [];
-  try {
-    for (const f of fs.readdirSync(dir).filter((x) => x.endsWith(".conf")).sort())
-      for (const l of fs.readFileSync(path.join(dir, f), "utf8").split("\n")) {
-        const m = /^RequiresMountsFor=(.*)$/.exec(l.trim());
-        if (m) wanted.push(...m[1].split(/\s+/).filter(Boolean));
-      }
-  } catch {
-    return [];
-  }
-  if (!wanted.length) return [];
-  const unescape = (x) => x.replace(/\\([0-7]{3})/g, (_m, o) => String.fromCharCode(parseInt(o, 8)));
-  const mounted = new Set(
-    fs
-      .readFileSync("/proc/self/mountinfo", "utf8")
-      .split("\n")
-      .map((l) => l.split(" ")[4])
-      .filter(Boolean)
-      .map(unescape),
-  );
-  return wanted.filter((p) => !mounted.has(p));
-}
-
 async function startUnit(unit, out, err, opts = {}) {
   const u = readUnit(unit);
   if (!u) return notFound(unit, "start", err);
   if (unitPid(unit)) return 0;
-  const unmet = unmetMounts(unit);
-  if (unmet.length) {
-    err(`A dependency job for ${unit}.service failed. See 'journalctl -xe' for details.\n(lab: RequiresMountsFor= ${unmet.join(" ")}: not mounted)\n`);
-    return 1;
-  }
   if (!u.exec.length) {
     err(`${unit}.service: Service has no ExecStart= setting. Refusing.\n`);
     return 1;
@@ -547,13 +510,7 @@ async function uninstall(role, out = (s) => process.stdout.write(s), err = (s) =
 /** Boot hook for the lab: start every enabled k3s unit (what systemd does at boot). */
 async function boot(out, err) {
   let code = 0;
-  for (const unit of UNITS) {
-    if (!isLink(wantsPath(unit))) continue;
-    // a unit whose required mounts are missing is not started; the boot goes on (systemd: "Dependency failed")
-    const unmet = unmetMounts(unit);
-    if (unmet.length) err(`Dependency failed for ${unit}.service (lab: RequiresMountsFor= ${unmet.join(" ")}: not mounted)\n`);
-    else code = Math.max(code, await startUnit(unit, out, err, { noBlock: true }));
-  }
+  for (const unit of UNITS) if (isLink(wantsPath(unit))) code = Math.max(code, await startUnit(unit, out, err, { noBlock: true }));
   return code;
 }
 

@@ -4,17 +4,10 @@
  * `installBundle` does, in order (each phase bounded by its own timeout):
  *   connect   SSH to the node with its pinned host key (never accepts an unknown key: we did not flash it);
  *             when the node already reports the target image id, nothing is done (idempotent re-run);
- *   board     the board's own /etc/hwrevision ("<board> <revision>") decides compatibility: it must name
- *             `hardware` and the configured `hwRevision` (which only picks the bundle), else the install is
- *             refused naming the node, the board's file and the config's revision, before anything is
- *             written. The verification certificate must already be on the node (`certPath`, default
- *             /etc/swupdate/swupdate.pem, baked into the node's image): it is never uploaded, so a bundle
- *             is only accepted when it is signed by a key the node's own image trusts;
  *   upload    refused up front when <remoteDir> has no room for it; then the .swu to <remoteDir>/<file> (skip / resume / verify / atomic rename by the transport),
- *             the AES key (a secret) through stdin into a 0600 file that is removed in `finally`;
- *   install   `swupdate -v -k <cert> [-e <selection>] [-K <aes>] -i <file>`, without `-H`: swupdate reads
- *             the board's /etc/hwrevision itself and refuses a bundle whose hardware-compatibility does
- *             not list it.
+ *             the signing certificate (public) next to it when given as text, the AES key (a secret)
+ *             through stdin into a 0600 file that is removed in `finally`;
+ *   install   `swupdate -v -k <cert> -H <hardware>:<rev> [-e <selection>] [-K <aes>] -i <file>`.
  *             Success = exit 0, or Debian 2022.12's known exit race (exit ≠ 0 after "SWUPDATE successful"
  *             with no [ERROR] line). A refused bundle (bad signature, hash, hardware) throws a
  *             DeliveryError with the tail of swupdate's log; SWUpdate checks the signature before
@@ -28,11 +21,10 @@
  */
 import { setTimeout as sleep } from "timers/promises";
 import { connectSsh, SshHost } from "../../transport/ssh";
-import { RunResult, tailLines } from "../../transport/host";
+import { HostError, RunResult, tailLines } from "../../transport/host";
 import { normalizeSha256 } from "../../transport/syntax";
 import { SshCredentials, SshEndpoint, endpointLabel, sshConnectOptions } from "../../transport/endpoint";
 import { DELIVERY_DEFAULTS } from "../../model/defaults";
-import { SWUPDATE_CERT_PATH } from "../../render/node-files";
 import { DeliveryError, asDeliveryError, short } from "../common/errors";
 import { ProgressReporter, ProgressSink } from "../common/progress";
 import { ensureRoom } from "../common/space";
@@ -41,7 +33,7 @@ import { bootMarker, Connect, readImageId } from "../common/node";
 export interface SwupdateSpec {
   nodeName: string;
   node: SshEndpoint;
-  /** Board name (the bundle's hardware) and the configured revision; checked against the board's /etc/hwrevision, never passed to swupdate. */
+  /** Board name (the bundle's hardware) and revision, for `-H <hardware>:<rev>`. */
   hardware: string;
   hwRevision: string;
   /** SWUpdate selection "set,mode" for A/B layouts. */
@@ -49,7 +41,9 @@ export interface SwupdateSpec {
   bundle: { path: string; sha256: string };
   /** Image id the node must report after the update. */
   imageId: string;
-  /** Verification certificate on the node, part of its image (never uploaded). Default /etc/swupdate/swupdate.pem. */
+  /** PEM certificate text to upload; without it `certPath` must already exist on the node. */
+  certificate?: string;
+  /** Certificate path on the node. Default <remoteDir>/swupdate-cert.pem when `certificate` is given, else /etc/swupdate/swupdate.pem. */
   certPath?: string;
   /** `--cert-purpose` (codeSigning for certificates without emailProtection). */
   certPurpose?: "emailProtection" | "codeSigning";
@@ -82,51 +76,29 @@ export interface InstallOptions {
   connect?: Connect;
 }
 
+const HW_RE = /^[A-Za-z0-9._+-]+$/;
 const SELECTION_RE = /^[A-Za-z0-9_-]+,[A-Za-z0-9_-]+$/;
 
-/** Where the node's image puts the SWUpdate verification certificate. */
-export const NODE_CERT_PATH = SWUPDATE_CERT_PATH;
-/** The board's own hardware revision file, read by swupdate ("<board> <revision>"). */
-export const HWREVISION_PATH = "/etc/hwrevision";
-
-/**
- * The swupdate argv (pure). No `-H`: the board's /etc/hwrevision decides compatibility (an `-H` would
- * override it with whatever the deployer's config says).
- */
-export function swupdateArgv(o: { certPath: string; selection?: string; aesKeyPath?: string; certPurpose?: string; bundlePath: string }): string[] {
+/** The swupdate argv (pure). */
+export function swupdateArgv(o: {
+  certPath: string;
+  hardware: string;
+  hwRevision: string;
+  selection?: string;
+  aesKeyPath?: string;
+  certPurpose?: string;
+  bundlePath: string;
+}): string[] {
+  if (!HW_RE.test(o.hardware) || !HW_RE.test(o.hwRevision))
+    throw new Error(`hardware ${JSON.stringify(o.hardware)} / revision ${JSON.stringify(o.hwRevision)} must be [A-Za-z0-9._+-]`);
   if (o.selection !== undefined && !SELECTION_RE.test(o.selection)) throw new Error(`selection ${JSON.stringify(o.selection)} must look like "stable,main"`);
   const argv = ["swupdate", "-v", "-k", o.certPath];
   if (o.certPurpose) argv.push("--cert-purpose", o.certPurpose);
+  argv.push("-H", `${o.hardware}:${o.hwRevision}`);
   if (o.selection) argv.push("-e", o.selection);
   if (o.aesKeyPath) argv.push("-K", o.aesKeyPath);
   argv.push("-i", o.bundlePath);
   return argv;
-}
-
-/** One line of /etc/hwrevision: "<board> <revision>" (pure). Undefined when it is not that. */
-export function parseHwRevision(text: string): { board: string; revision: string } | undefined {
-  for (const line of text.split("\n")) {
-    const t = line.trim();
-    if (t === "" || t.startsWith("#")) continue;
-    const m = /^(\S+)\s+(\S+)$/.exec(t);
-    return m ? { board: m[1], revision: m[2] } : undefined;
-  }
-  return undefined;
-}
-
-/**
- * The board's /etc/hwrevision against the configured hardware and revision (pure): undefined when they
- * match, else why not (names the node, the board's file and the config's revision).
- */
-export function hwRevisionMismatch(node: string, hardware: string, hwRevision: string, boardFile: string | undefined): string | undefined {
-  const cfg = `nodes[${node}].hwRevision is "${hwRevision}" (hardware ${hardware})`;
-  if (boardFile === undefined) return `${node} has no ${HWREVISION_PATH}, so swupdate cannot check any bundle against the board; ${cfg}`;
-  const b = parseHwRevision(boardFile);
-  const shown = JSON.stringify(boardFile.trim());
-  if (!b) return `${node}'s ${HWREVISION_PATH} is ${shown}, not "<board> <revision>"; ${cfg}`;
-  if (b.board !== hardware || b.revision !== hwRevision)
-    return `${node}'s ${HWREVISION_PATH} says ${shown} (board ${b.board}, revision ${b.revision}), but ${cfg}: the bundle built for it does not list the board's revision`;
-  return undefined;
 }
 
 export type InstallOutcome = { ok: true; raced: boolean } | { ok: false; message: string };
@@ -211,7 +183,7 @@ function prepareInstall(spec: SwupdateSpec, secrets: SwupdateSecrets, opts: Inst
     sha,
     dir,
     remoteBundle: `${dir}/${base}`,
-    certPath: spec.certPath ?? NODE_CERT_PATH,
+    certPath: spec.certPath ?? (spec.certificate !== undefined ? `${dir}/swupdate-cert.pem` : "/etc/swupdate/swupdate.pem"),
   };
 }
 
@@ -236,7 +208,6 @@ export async function installBundle(spec: SwupdateSpec, secrets: SwupdateSecrets
       run.progress.report("skip", undefined, `already runs image ${short(current)}`);
       return { runningImageId: current, alreadyCurrent: true, uploadSkipped: true, logTail: "" };
     }
-    await checkBoard(node, run, w, current);
     uploadSkipped = await uploadBundle(node, run, w);
     logTail = await runSwupdate(node, run, w, current);
     await rebootNode(node, run, w);
@@ -247,44 +218,7 @@ export async function installBundle(spec: SwupdateSpec, secrets: SwupdateSecrets
   return { runningImageId: running, alreadyCurrent: false, uploadSkipped, logTail };
 }
 
-/**
- * Before anything is written: the board's /etc/hwrevision must name the configured hardware and revision,
- * and the image's verification certificate must be on the node.
- */
-async function checkBoard(node: SshHost, run: InstallRun, w: string, current: string | undefined): Promise<void> {
-  const { spec } = run;
-  let hw: RunResult;
-  let cert: RunResult;
-  try {
-    hw = await node.run(["cat", HWREVISION_PATH], { timeoutMs: 30_000 });
-    cert = await node.run(["test", "-s", run.certPath], { timeoutMs: 30_000 });
-  } catch (e) {
-    throw asDeliveryError(e, spec.nodeName, "check", w);
-  }
-  const why = hwRevisionMismatch(spec.nodeName, spec.hardware, spec.hwRevision, hw.code === 0 ? hw.stdout.toString("utf8") : undefined);
-  if (why) {
-    throw new DeliveryError(
-      spec.nodeName,
-      "check",
-      w,
-      `${why}; nothing was written, the node keeps its current image ${short(current)}`,
-      "",
-      `the board's ${HWREVISION_PATH} decides: if the board is right, fix nodes[${spec.nodeName}].hwRevision (and hardware) to match it; if the board's file is wrong, correct it on the board`,
-    );
-  }
-  if (cert.code !== 0) {
-    throw new DeliveryError(
-      spec.nodeName,
-      "check",
-      w,
-      `the node has no SWUpdate verification certificate at ${run.certPath}; certificates are never uploaded with an update (the node trusts only what its own image carries); nothing was written`,
-      "",
-      `install an image that carries swupdate.certificate (every node image does, at ${NODE_CERT_PATH}) on ${spec.nodeName} by other means (e.g. reflash), or point certPath at the certificate its image has`,
-    );
-  }
-}
-
-/** Room for the bundle, then the bundle. Returns whether the upload was skipped. */
+/** Room for the bundle, then the bundle (and the certificate when given as text). Returns whether the upload was skipped. */
 async function uploadBundle(node: SshHost, run: InstallRun, w: string): Promise<boolean> {
   const { spec, dir, remoteBundle, progress } = run;
   await ensureRoom(node, {
@@ -308,6 +242,11 @@ async function uploadBundle(node: SshHost, run: InstallRun, w: string): Promise<
       onProgress: (s, t) => progress.report("upload", t ? (100 * s) / t : 100),
     });
     skipped = up.skipped;
+    if (spec.certificate !== undefined) {
+      const argv = ["sh", "-c", 'umask 022; mkdir -p "$(dirname "$1")" && cat > "$1.tmp" && mv -f "$1.tmp" "$1"', "sh", run.certPath];
+      const r = await node.run(argv, { stdin: spec.certificate, timeoutMs: 60_000 });
+      if (r.code !== 0) throw new HostError(`cannot write the certificate to ${run.certPath}: exit ${r.code}`, node.label, r);
+    }
   } catch (e) {
     throw asDeliveryError(e, spec.nodeName, "upload", w, `check free space in ${dir} on the node (df -h); a re-run resumes the upload`);
   }
@@ -318,7 +257,7 @@ async function uploadBundle(node: SshHost, run: InstallRun, w: string): Promise<
 /** swupdate on the uploaded bundle (with the AES key in a 0600 file when given); the bundle and key file are removed after. Returns the log tail. */
 async function runSwupdate(node: SshHost, run: InstallRun, w: string, current: string | undefined): Promise<string> {
   const { spec, secrets, dir, remoteBundle } = run;
-  run.progress.report("install", undefined, `swupdate -k ${run.certPath}${spec.selection ? ` -e ${spec.selection}` : ""}`);
+  run.progress.report("install", undefined, `swupdate -H ${spec.hardware}:${spec.hwRevision}${spec.selection ? ` -e ${spec.selection}` : ""}`);
   let aesPath: string | undefined;
   try {
     if (secrets.aesKey !== undefined) {
@@ -330,6 +269,8 @@ async function runSwupdate(node: SshHost, run: InstallRun, w: string, current: s
     }
     const argv = swupdateArgv({
       certPath: run.certPath,
+      hardware: spec.hardware,
+      hwRevision: spec.hwRevision,
       selection: spec.selection,
       aesKeyPath: aesPath,
       certPurpose: spec.certPurpose,
@@ -350,20 +291,13 @@ async function runSwupdate(node: SshHost, run: InstallRun, w: string, current: s
     const output = text(res);
     const outcome = parseInstallOutcome({ code: res.code, output });
     if (!outcome.ok) {
-      // a hardware refusal names what the board says and what the config says
-      const board = /hardware|revision/i.test(outcome.message)
-        ? await node.run(["cat", HWREVISION_PATH], { timeoutMs: 30_000 }).catch(() => undefined)
-        : undefined;
-      const boardSays = board
-        ? `; ${spec.nodeName}'s ${HWREVISION_PATH} says ${JSON.stringify(board.stdout.toString("utf8").trim())}, nodes[${spec.nodeName}].hwRevision is "${spec.hwRevision}"`
-        : "";
       throw new DeliveryError(
         spec.nodeName,
         "install",
         w,
-        `${outcome.message}${boardSays}; the node keeps its current image ${short(current)}`,
+        `${outcome.message}; the node keeps its current image ${short(current)}`,
         output,
-        `check that the bundle is signed with a key the node's image trusts (${run.certPath}: swupdate.certificate when that image was built), built for ` +
+        "check that the bundle is signed with the key matching swupdate.certificate, built for " +
           `${spec.hardware} revision ${spec.hwRevision}` +
           (spec.selection ? ` with selection ${spec.selection}` : ""),
       );

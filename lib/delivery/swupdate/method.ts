@@ -25,7 +25,7 @@ export interface SwupdateInputs extends CommonInputs {
   bundle: { path: string; sha256: string };
   imageId: string;
   version?: string;
-  /** Verification certificate on the node (its image's; never uploaded). Default /etc/swupdate/swupdate.pem. */
+  certificate?: string;
   certPath?: string;
   certPurpose?: "emailProtection" | "codeSigning";
   remoteDir?: string;
@@ -45,6 +45,7 @@ function spec(i: SwupdateInputs): SwupdateSpec {
     "selection",
     "bundle",
     "imageId",
+    "certificate",
     "certPath",
     "certPurpose",
     "remoteDir",
@@ -77,15 +78,8 @@ export const swupdateMethod: DeliveryMethod<SwupdateInputs> = {
     const imageId = str(news.imageId) ?? "";
     if (!/^[A-Za-z0-9._-]{1,128}$/.test(imageId))
       f.push({ property: "imageId", reason: "must be the image id the node reports after the update (NodeImage imageId)" });
-    if (news.certificate !== undefined)
-      f.push({
-        property: "certificate",
-        reason:
-          "is no longer an input: the node trusts only the certificate its own image carries (/etc/swupdate/swupdate.pem); certificates are never uploaded",
-      });
-    const certPath = str(news.certPath);
-    if (certPath !== undefined && !/^\/[A-Za-z0-9._/+-]+$/.test(certPath))
-      f.push({ property: "certPath", reason: `${JSON.stringify(certPath)} must be an absolute path on the node` });
+    const certificate = str(news.certificate);
+    if (certificate !== undefined && !/-----BEGIN CERTIFICATE-----/.test(certificate)) f.push({ property: "certificate", reason: "is not a PEM certificate" });
     const certPurpose = news.certPurpose;
     if (certPurpose !== undefined && certPurpose !== "emailProtection" && certPurpose !== "codeSigning")
       f.push({ property: "certPurpose", reason: 'must be "emailProtection" or "codeSigning"' });
@@ -107,7 +101,8 @@ export const swupdateMethod: DeliveryMethod<SwupdateInputs> = {
       bundle: { path: bpath, sha256: bsha ?? String(bu.sha256 ?? "") },
       imageId,
       ...opt("version", str(news.version)),
-      ...opt("certPath", certPath),
+      ...opt("certificate", certificate),
+      ...opt("certPath", str(news.certPath)),
       ...opt("certPurpose", certPurpose as SwupdateInputs["certPurpose"]),
       ...opt("remoteDir", str(news.remoteDir)),
       installTimeoutSeconds: num(news.installTimeoutSeconds, DELIVERY_DEFAULTS.installTimeoutSeconds, "installTimeoutSeconds", f),
