@@ -58,3 +58,14 @@ export function problemsOf(mutate: (r: ReturnType<typeof validRaw>) => void): { 
   }
   return [];
 }
+
+/**
+ * The problem parseFleet reports at `path` for validRaw() changed by `mutate`; fails listing every
+ * problem when there is none at `path`, and when its message does not match `fix`.
+ */
+export function expectProblemAt(mutate: (r: ReturnType<typeof validRaw>) => void, path: string, fix: RegExp): void {
+  const ps = problemsOf(mutate);
+  const hit = ps.find((p) => p.path === path);
+  if (!hit) throw new Error(`no problem at ${path}; got:\n${ps.map((p) => `${p.path}: ${p.message}`).join("\n")}`);
+  expect(hit.message).toMatch(fix);
+}
